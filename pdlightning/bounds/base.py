@@ -1,0 +1,205 @@
+"""The one interface every MI / PD objective implements.
+
+A critic produces scores ``T(x, y)``. A bound sees them as a :class:`PairScores`: the scores of the
+``n`` joint pairs ``(x_i, y_i) ~ p(x, y)`` and, per row, ``k`` scores of product-of-marginals pairs.
+The usual in-batch construction (all ``n(n-1)`` off-diagonal pairs of the score matrix, as in the
+public codes of the SMILE, PD and ReMINE papers) is :meth:`PairScores.from_matrix`; a task that draws
+its own marginal pairs (the one-hot drift task) passes them with :meth:`PairScores.from_pairs`. Bounds
+only ever read ``joint`` and ``marginal``, so no bound re-implements that split.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Bound", "BoundOutput", "PairScores", "log_mean_exp", "as_pair_scores"]
+
+
+def log_mean_exp(values: Tensor, dim: Optional[int] = None) -> Tensor:
+    """``log mean exp(values)`` over ``dim`` (all entries if None), computed with ``logsumexp``."""
+    if dim is None:
+        values, dim = values.reshape(-1), 0
+    return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Critic scores split into joint and product-of-marginals pairs.
+
+    Attributes:
+        joint: ``[n]`` scores ``T(x_i, y_i)`` of pairs drawn from ``p(x, y)``.
+        marginal: ``[n, k]`` scores of pairs drawn from ``p(x)p(y)``; row ``i`` holds the negatives
+            that share ``x_i`` when they come from a score matrix (InfoNCE normalises per row).
+    """
+
+    joint: Tensor
+    marginal: Tensor
+
+    def __post_init__(self) -> None:
+        if self.joint.dim() != 1:
+            raise ValueError(f"joint scores: expected shape [n], got {tuple(self.joint.shape)}")
+        if self.marginal.dim() != 2 or self.marginal.shape[0] != self.joint.shape[0]:
+            raise ValueError(
+                f"marginal scores: expected shape [n={self.joint.shape[0]}, k], "
+                f"got {tuple(self.marginal.shape)}"
+            )
+        if self.marginal.shape[1] < 1:
+            raise ValueError("marginal scores: need at least one marginal pair per row (k >= 1)")
+
+    @property
+    def batch_size(self) -> int:
+        return self.joint.shape[0]
+
+    @property
+    def negatives_per_row(self) -> int:
+        return self.marginal.shape[1]
+
+    @classmethod
+    def from_matrix(cls, scores: Tensor) -> "PairScores":
+        """Diagonal = joint pairs, the ``n(n-1)`` off-diagonal entries = marginal pairs."""
+        if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
+            raise ValueError(f"scores: expected a square [n, n] matrix, got {tuple(scores.shape)}")
+        n = scores.shape[0]
+        if n < 2:
+            raise ValueError(f"scores: batch size must be >= 2 to have negative pairs, got n={n}")
+        off_diagonal = scores.flatten()[1:].view(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
+        return cls(joint=scores.diagonal(), marginal=off_diagonal)
+
+    @classmethod
+    def from_pairs(cls, joint: Tensor, marginal: Tensor) -> "PairScores":
+        """Explicit marginal pairs: ``marginal`` of shape ``[n]`` (one per row) or ``[n, k]``."""
+        if marginal.dim() == 1:
+            marginal = marginal.unsqueeze(1)
+        return cls(joint=joint, marginal=marginal)
+
+    def float(self) -> "PairScores":
+        return PairScores(self.joint.float(), self.marginal.float())
+
+    def as_matrix(self) -> Tensor:
+        """Rows ``[joint_i, marginal_i...]``: shape ``[n, k + 1]`` (the InfoNCE logits)."""
+        return torch.cat([self.joint.unsqueeze(1), self.marginal], dim=1)
+
+
+def as_pair_scores(
+    scores: Optional[Tensor | PairScores] = None,
+    joint: Optional[Tensor] = None,
+    marginal: Optional[Tensor] = None,
+) -> PairScores:
+    """Accept a score matrix, a :class:`PairScores`, or explicit ``joint``/``marginal`` tensors."""
+    if isinstance(scores, PairScores):
+        return scores
+    if scores is not None:
+        if joint is not None or marginal is not None:
+            raise ValueError("pass either a score matrix or explicit joint/marginal scores, not both")
+        return PairScores.from_matrix(scores)
+    if joint is None or marginal is None:
+        raise ValueError("pass a score matrix `scores`, or both `joint` and `marginal` scores")
+    return PairScores.from_pairs(joint, marginal)
+
+
+@dataclass
+class BoundOutput:
+    """What a bound returns for one batch.
+
+    Attributes:
+        loss: scalar to minimise (carries the gradient).
+        mi: reported MI estimate in nats (detached); ``mi = first_term - second_term``.
+        first_term: joint-pair term of the reported estimate (detached).
+        second_term: marginal / partition term of the reported estimate (detached).
+        scores: the float32 scores the bound saw (detached), for diagnostics.
+        extras: other named scalars (detached), e.g. a regulariser's value or a learned ``eta``.
+    """
+
+    loss: Tensor
+    mi: Tensor
+    first_term: Tensor
+    second_term: Tensor
+    scores: PairScores
+    extras: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Bound(nn.Module):
+    """Base class of MI bounds and PD/PMI objectives.
+
+    Subclasses implement :meth:`objective` (the maximised training objective, with gradient) and
+    :meth:`estimate` (the reported value as ``(first_term, second_term)``), plus :meth:`pmi`.
+    Everything runs in float32 with autocast disabled, whatever the caller's precision.
+    """
+
+    #: True for the lower bounds of the MI (the value stays below the true MI in expectation).
+    is_lower_bound: bool = False
+
+    def forward(
+        self,
+        scores: Optional[Tensor | PairScores] = None,
+        *,
+        joint: Optional[Tensor] = None,
+        marginal: Optional[Tensor] = None,
+    ) -> BoundOutput:
+        pairs = as_pair_scores(scores, joint, marginal)
+        with torch.autocast(device_type=pairs.joint.device.type, enabled=False):
+            pairs = pairs.float()
+            objective, extras = self.objective(pairs)
+            first, second = self.estimate(pairs)
+        return BoundOutput(
+            loss=-objective,
+            mi=(first - second).detach(),
+            first_term=first.detach(),
+            second_term=second.detach(),
+            scores=PairScores(pairs.joint.detach(), pairs.marginal.detach()),
+            extras={k: v.detach() for k, v in extras.items()},
+        )
+
+    def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training objective to *maximise*, and named extras to log."""
+        raise NotImplementedError
+
+    def estimate(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
+        """The reported MI as ``(first_term, second_term)``; default: the objective's own terms."""
+        return self.terms(pairs)
+
+    def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
+        """``(first_term, second_term)`` of this bound's own value, with gradient."""
+        raise NotImplementedError
+
+    def second_term(self, pairs: PairScores) -> Tensor:
+        """The marginal / partition term of the bound's value (what Re-X regularises)."""
+        return self.terms(pairs)[1]
+
+    def log_second_term(self, pairs: PairScores) -> Tensor:
+        """``log second_term``; bounds whose second term is an exponential average override this
+        with an exact ``logsumexp`` form."""
+        return torch.log(self.second_term(pairs))
+
+    def pmi(
+        self,
+        scores: Optional[Tensor | PairScores] = None,
+        *,
+        joint: Optional[Tensor] = None,
+        marginal: Optional[Tensor] = None,
+    ) -> PairScores | Tensor:
+        """Pointwise log-dependency ``log r(x, y)`` estimated from the critic's scores.
+
+        Returns the same layout as the input: an ``[n, n]`` matrix for a score matrix, otherwise a
+        :class:`PairScores` of the joint and marginal pairs. Batch statistics a bound needs (a DV
+        partition, InfoNCE row normalisers) are taken from the given batch.
+        """
+        pairs = as_pair_scores(scores, joint, marginal)
+        with torch.no_grad(), torch.autocast(device_type=pairs.joint.device.type, enabled=False):
+            result = self.pointwise(pairs.float())
+        if isinstance(scores, Tensor):
+            matrix = torch.empty_like(scores, dtype=torch.float32)
+            n = matrix.shape[0]
+            matrix.diagonal().copy_(result.joint)
+            matrix.flatten()[1:].view(n - 1, n + 1)[:, :-1].copy_(result.marginal.reshape(n - 1, n))
+            return matrix
+        return result
+
+    def pointwise(self, pairs: PairScores) -> PairScores:
+        """Log-dependency of every pair in ``pairs`` (no gradient needed)."""
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""Donsker-Varadhan bound and MINE, its EMA-corrected gradient estimator.
+
+Donsker & Varadhan (1983); Belghazi et al., "MINE: Mutual Information Neural Estimation" (ICML 2018).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import Bound, PairScores, log_mean_exp
+
+__all__ = ["DV", "MINE"]
+
+
+class DV(Bound):
+    """``I_DV = E_p[f] - log E_{p(x)p(y)}[e^f]``; optimal critic ``f* = log r + c`` for any ``c``.
+
+    The minibatch ``log mean exp`` is biased low, so the batch value can exceed the population bound.
+    """
+
+    is_lower_bound = True
+    #: the DV partition can settle anywhere; ReMINE pulls it to ``C* = 0``.
+    optimal_second_term = 0.0
+    second_term_is_positive = False
+
+    def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
+        first, second = self.terms(pairs)
+        return first - second, {}
+
+    def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
+        return pairs.joint.mean(), log_mean_exp(pairs.marginal)
+
+    def pointwise(self, pairs: PairScores) -> PairScores:
+        log_partition = log_mean_exp(pairs.marginal)
+        return PairScores(pairs.joint - log_partition, pairs.marginal - log_partition)
+
+
+class MINE(DV):
+    """DV whose partition gradient uses a moving average (MINE, Belghazi et al. 2018, Sec. 3.2).
+
+    ``grad log E[e^f] = E[grad e^f] / E[e^f]``; MINE replaces the minibatch denominator by an
+    exponential moving average to reduce the bias of the gradient. The reported value stays DV.
+    The average lives in log space (a buffer, so it is checkpointed) and moves only in training.
+
+    Args:
+        ema_rate: weight of the new batch in the moving average (the MINE paper's ``alpha``).
+    """
+
+    def __init__(self, ema_rate: float = 0.01) -> None:
+        super().__init__()
+        if not 0.0 < ema_rate <= 1.0:
+            raise ValueError(f"ema_rate: expected a value in (0, 1], got {ema_rate}")
+        self.ema_rate = ema_rate
+        self.register_buffer("log_partition_ema", torch.tensor(float("nan")))
+
+    def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
+        log_partition = log_mean_exp(pairs.marginal)
+        if self.training:
+            self._update_ema(log_partition.detach())
+        reference = self.log_partition_ema
+        if torch.isnan(reference):
+            reference = log_partition.detach()
+        # exp(L - c) has gradient e^{L-c} grad L = grad E[e^f] / EMA; its value is cancelled so the
+        # objective's value is exactly DV.
+        weight = torch.exp(log_partition - reference)
+        second = log_partition.detach() + weight - weight.detach()
+        return pairs.joint.mean() - second, {"log_partition_ema": reference}
+
+    @torch.no_grad()
+    def _update_ema(self, log_partition: Tensor) -> None:
+        if torch.isnan(self.log_partition_ema) or self.ema_rate == 1.0:
+            self.log_partition_ema.copy_(log_partition)
+            return
+        kept = self.log_partition_ema + math.log1p(-self.ema_rate)
+        self.log_partition_ema.copy_(torch.logaddexp(kept, log_partition + math.log(self.ema_rate)))

@@ -1,0 +1,45 @@
+"""InfoNCE / CPC: van den Oord et al. (2018); as an MI bound, Poole et al. (2019), Eq. 12."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import Bound, PairScores, log_mean_exp
+
+__all__ = ["InfoNCE"]
+
+
+class InfoNCE(Bound):
+    """``I_NCE = mean_i [f_ii - log (1/K) sum_j f_ij]`` with ``K = k + 1`` candidates per row.
+
+    Each row ``i`` normalises the joint score against its own marginal pairs (all other ``y_j``
+    for a score matrix, so ``K = n``). The value never exceeds ``log K``. Optimal critic
+    ``f* = log r + c(x)``; the pointwise estimate removes the row normaliser.
+    """
+
+    is_lower_bound = True
+    optimal_second_term = 0.0
+    second_term_is_positive = False
+
+    def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
+        first, second = self.terms(pairs)
+        return first - second, {}
+
+    def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
+        return pairs.joint.mean(), self._row_log_normalisers(pairs).mean()
+
+    @staticmethod
+    def _row_log_normalisers(pairs: PairScores) -> Tensor:
+        return log_mean_exp(pairs.as_matrix(), dim=1)
+
+    @staticmethod
+    def upper_limit(pairs: PairScores) -> float:
+        """``log K``: the largest value InfoNCE can report on this batch."""
+        return math.log(pairs.negatives_per_row + 1)
+
+    def pointwise(self, pairs: PairScores) -> PairScores:
+        row = self._row_log_normalisers(pairs)
+        return PairScores(pairs.joint - row, pairs.marginal - row.unsqueeze(1))

@@ -1,0 +1,78 @@
+"""Critic interface: ``T(x, y)`` for every pair of a batch (a score matrix) or for given pairs."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["Critic", "mlp", "activation_by_name", "flatten_features"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU,
+    "softplus": nn.Softplus,
+}
+
+
+def activation_by_name(name: str) -> nn.Module:
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {name!r}") from None
+
+
+def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
+    """``Linear -> act`` for each hidden size, then a final ``Linear`` to ``out_dim``."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers += [nn.Linear(in_dim, width), activation_by_name(activation)]
+        in_dim = width
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def flatten_features(t: Tensor, expected_dim: int, name: str) -> Tensor:
+    """``[n, ...] -> [n, d]``, checking ``d`` against the critic's configured input size."""
+    if t.dim() < 2:
+        raise ValueError(f"{name}: expected a batch of shape [n, ...], got {tuple(t.shape)}")
+    flat = t.reshape(t.shape[0], -1)
+    if flat.shape[1] != expected_dim:
+        raise ValueError(
+            f"{name}: the critic expects {expected_dim} features per sample ({name}_dim), "
+            f"got {flat.shape[1]} (batch shape {tuple(t.shape)})"
+        )
+    return flat
+
+
+class Critic(nn.Module):
+    """Maps a batch ``(x [n, ...], y [n, ...])`` to ``scores[i, j] = T(x_i, y_j)`` (``[n, n]``).
+
+    ``pointwise(x, y)`` scores only the given pairs ``T(x_i, y_i)`` (``[n]``): the joint pairs, or
+    explicit marginal pairs drawn by a task.
+    """
+
+    def __init__(self, x_dim: int, y_dim: int) -> None:
+        super().__init__()
+        for name, value in (("x_dim", x_dim), ("y_dim", y_dim)):
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(f"{name}: expected a positive number of input features, got {value!r}")
+        self.x_dim = x_dim
+        self.y_dim = y_dim
+
+    def _inputs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"x and y: expected the same batch size, got x {tuple(x.shape)} and y {tuple(y.shape)}"
+            )
+        return flatten_features(x, self.x_dim, "x"), flatten_features(y, self.y_dim, "y")
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError

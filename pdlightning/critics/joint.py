@@ -1,0 +1,51 @@
+"""Joint ("concat") critic: an MLP over ``[x; y]`` scored for all ``n^2`` pairs without tiling."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import Critic, activation_by_name, mlp
+
+__all__ = ["JointCritic"]
+
+
+class JointCritic(Critic):
+    """``T(x, y) = MLP([x; y])`` (Belghazi et al. 2018; the "concat" critic of Poole et al. 2019).
+
+    The first layer is linear, so ``W [x; y] + b = W_x x + (W_y y + b)``: each half is computed once
+    per sample (``O(n d h)``) and broadcast to the ``n x n`` grid, instead of pushing ``n^2`` tiled
+    copies of ``[x; y]`` through it (``O(n^2 d h)`` and ``n^2 (d_x + d_y)`` memory). The weights are
+    those of ``nn.Linear(x_dim + y_dim, hidden)``, so a checkpoint matches a plain concat MLP.
+
+    Args:
+        x_dim, y_dim: input features per sample (inputs are flattened).
+        hidden_dims: hidden layer widths; the papers' protocol is two layers of 256.
+        activation: hidden activation name (``relu``, ``elu``, ``gelu``, ``silu``, ``tanh``, ...).
+    """
+
+    def __init__(
+        self, x_dim: int, y_dim: int, hidden_dims: Sequence[int] = (256, 256), activation: str = "relu"
+    ) -> None:
+        super().__init__(x_dim, y_dim)
+        if len(hidden_dims) < 1:
+            raise ValueError("hidden_dims: the joint critic needs at least one hidden layer")
+        self.first = nn.Linear(x_dim + y_dim, hidden_dims[0])
+        self.first_activation = activation_by_name(activation)
+        self.rest = mlp(hidden_dims[0], hidden_dims[1:], 1, activation)
+
+    def _halves(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = self._inputs(x, y)
+        weight_x, weight_y = self.first.weight.split([self.x_dim, self.y_dim], dim=1)
+        return F.linear(x, weight_x, self.first.bias), F.linear(y, weight_y)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        hx, hy = self._halves(x, y)
+        hidden = self.first_activation(hx.unsqueeze(1) + hy.unsqueeze(0))  # [n, n, h]
+        return self.rest(hidden).squeeze(-1)
+
+    def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        hx, hy = self._halves(x, y)
+        return self.rest(self.first_activation(hx + hy)).squeeze(-1)

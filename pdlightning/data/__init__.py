@@ -1,0 +1,14 @@
+"""Datamodules and the MI batch contract (see :mod:`.batch`)."""
+
+from .batch import check_mi_batch
+from .gaussian import CorrelatedGaussianDataModule, gaussian_log_ratio, rho_from_mi, sample_correlated_gaussian
+from .schedule import MISchedule
+
+__all__ = [
+    "check_mi_batch",
+    "CorrelatedGaussianDataModule",
+    "MISchedule",
+    "gaussian_log_ratio",
+    "rho_from_mi",
+    "sample_correlated_gaussian",
+]

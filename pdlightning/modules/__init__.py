@@ -1,0 +1,5 @@
+"""LightningModules."""
+
+from .mi_estimation import MIEstimationModule, NonFiniteBoundError
+
+__all__ = ["MIEstimationModule", "NonFiniteBoundError"]
