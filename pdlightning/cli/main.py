@@ -7,6 +7,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 
 # Imported so that short class names (``class_path: NWJ``) resolve to our classes.
 import pdlightning.bounds  # noqa: F401
+import pdlightning.callbacks  # noqa: F401
 import pdlightning.critics  # noqa: F401
 import pdlightning.data  # noqa: F401
 import pdlightning.modules  # noqa: F401

