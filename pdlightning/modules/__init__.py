@@ -1,5 +1,6 @@
 """LightningModules."""
 
-from .mi_estimation import MIEstimationModule, NonFiniteBoundError
+from .finite import NonFiniteBoundError
+from .mi_estimation import MIEstimationModule
 
 __all__ = ["MIEstimationModule", "NonFiniteBoundError"]

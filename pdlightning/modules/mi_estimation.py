@@ -13,12 +13,9 @@ from torch import Tensor
 from ..bounds import Bound, BoundOutput, PairScores
 from ..critics import Critic
 from ..data.batch import check_mi_batch
+from .finite import NonFiniteBoundError, check_finite
 
 __all__ = ["MIEstimationModule", "NonFiniteBoundError"]
-
-
-class NonFiniteBoundError(FloatingPointError):
-    """A bound's loss, estimate or terms became NaN or infinite."""
 
 
 class MIEstimationModule(L.LightningModule):
@@ -83,26 +80,13 @@ class MIEstimationModule(L.LightningModule):
         with torch.no_grad():
             return output, self.estimator(pairs)
 
-    def _check_finite(self, output: BoundOutput, role: str) -> None:
-        values = {"loss": output.loss, "mi": output.mi, "first_term": output.first_term,
-                  "second_term": output.second_term}
-        bad = [name for name, value in values.items() if not torch.isfinite(value).all()]
-        if bad:
-            joint, marginal = output.scores.joint, output.scores.marginal
-            raise NonFiniteBoundError(
-                f"{role} {type(self.bound if role == 'bound' else self.reporting_bound).__name__}: "
-                f"non-finite {', '.join(bad)} at step {self.global_step} "
-                f"(joint scores in [{joint.min().item():.4g}, {joint.max().item():.4g}], "
-                f"marginal scores in [{marginal.min().item():.4g}, {marginal.max().item():.4g}])"
-            )
-
     # ---------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         pairs = self.scores(batch)
         output, estimate = self._evaluate(pairs)
-        self._check_finite(output, "bound")
+        check_finite(output, self.bound, "bound", self.global_step)
         if estimate is not output:
-            self._check_finite(estimate, "estimator")
+            check_finite(estimate, self.reporting_bound, "estimator", self.global_step)
         n = pairs.batch_size
         log = dict(on_step=True, on_epoch=False, batch_size=n)
         self.log("train/loss", output.loss.detach(), **log)
