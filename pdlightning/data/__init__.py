@@ -2,12 +2,14 @@
 
 from .batch import check_mi_batch
 from .gaussian import CorrelatedGaussianDataModule, gaussian_log_ratio, rho_from_mi, sample_correlated_gaussian
+from .onehot import OneHotDataModule
 from .schedule import MISchedule
 
 __all__ = [
     "check_mi_batch",
     "CorrelatedGaussianDataModule",
     "MISchedule",
+    "OneHotDataModule",
     "gaussian_log_ratio",
     "rho_from_mi",
     "sample_correlated_gaussian",
