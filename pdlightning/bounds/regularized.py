@@ -23,7 +23,9 @@ class Regularized(Bound):
 
     ``d`` is Euclidean ``(S - C*)^2`` (ReMINE: ``S = log E[e^T]``, ``C* = 0``) or log-Euclidean
     ``(log S - log C*)^2`` (ReNWJ: ``S = E[e^{T-1}]``, ``C* = 1``). ``clip`` clamps the marginal
-    scores that enter the regulariser to ``[-clip, clip]`` (the paper's "Clipping (tau = 10)").
+    scores that enter the regulariser to ``[-clip, clip]`` (the paper's "Clipping (tau = 10)"); use
+    it with a Euclidean distance on an exponential second term (NWJ, TUBA, JS, eta-DV), whose square
+    grows like ``e^{2 max T}`` and overflows float32 past scores of about 44.
     The regulariser shapes the gradient only: the reported value and ``pmi`` are ``X``'s.
 
     Args:
@@ -89,6 +91,9 @@ class Regularized(Bound):
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         return self.bound.terms(pairs)
+
+    def value(self, first: Tensor, second: Tensor, pairs: PairScores) -> Tensor:
+        return self.bound.value(first, second, pairs)
 
     def pointwise(self, pairs: PairScores) -> PairScores:
         return self.bound.pointwise(pairs)
