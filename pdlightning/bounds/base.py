@@ -21,10 +21,22 @@ __all__ = ["Bound", "BoundOutput", "PairScores", "log_mean_exp", "as_pair_scores
 
 
 def log_mean_exp(values: Tensor, dim: Optional[int] = None) -> Tensor:
-    """``log mean exp(values)`` over ``dim`` (all entries if None), computed with ``logsumexp``."""
+    """``log mean exp(values)`` over ``dim`` (all entries if None), computed like ``logsumexp``.
+
+    Unlike ``torch.logsumexp``, a slice whose entries are all ``-inf`` gives ``-inf`` with a *zero*
+    gradient instead of NaN (``exp`` of it is 0, so ``e^{lme}``-based terms stay finite and
+    differentiable when every marginal score underflows).
+    """
     if dim is None:
         values, dim = values.reshape(-1), 0
-    return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])
+    count = values.shape[dim]
+    shift = values.detach().amax(dim=dim, keepdim=True)
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    total = torch.exp(values - shift).sum(dim=dim)
+    positive = total > 0
+    log_total = torch.log(torch.where(positive, total, torch.ones_like(total)))
+    result = torch.where(positive, log_total, torch.full_like(total, float("-inf")))
+    return result + shift.squeeze(dim) - math.log(count)
 
 
 @dataclass(frozen=True)
@@ -146,9 +158,10 @@ class Bound(nn.Module):
             pairs = pairs.float()
             objective, extras = self.objective(pairs)
             first, second = self.estimate(pairs)
+            mi = self.value(first, second, pairs)
         return BoundOutput(
             loss=-objective,
-            mi=(first - second).detach(),
+            mi=mi.detach(),
             first_term=first.detach(),
             second_term=second.detach(),
             scores=PairScores(pairs.joint.detach(), pairs.marginal.detach()),
@@ -162,6 +175,11 @@ class Bound(nn.Module):
     def estimate(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         """The reported MI as ``(first_term, second_term)``; default: the objective's own terms."""
         return self.terms(pairs)
+
+    def value(self, first: Tensor, second: Tensor, pairs: PairScores) -> Tensor:
+        """The reported MI from the estimate's terms: ``first - second``. A bound with a known range
+        may clamp the float32 rounding of that difference back into it (InfoNCE: ``<= log K``)."""
+        return first - second
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         """``(first_term, second_term)`` of this bound's own value, with gradient."""

@@ -71,6 +71,10 @@ class MINE(DV):
 
     @torch.no_grad()
     def _update_ema(self, log_partition: Tensor) -> None:
+        if not torch.isfinite(log_partition):
+            # A non-finite batch (reported by the module's guard) must not poison the average for
+            # every later step; under non_finite="skip" training goes on from the old average.
+            return
         if torch.isnan(self.log_partition_ema) or self.ema_rate == 1.0:
             self.log_partition_ema.copy_(log_partition)
             return

@@ -35,6 +35,11 @@ class InfoNCE(Bound):
     def _row_log_normalisers(pairs: PairScores) -> Tensor:
         return log_mean_exp(pairs.as_matrix(), dim=1)
 
+    def value(self, first: Tensor, second: Tensor, pairs: PairScores) -> Tensor:
+        """``first - second``, clamped to ``log K``: the exact value never exceeds it, and the clamp
+        removes only float32 rounding (a few ulps of the scores' magnitude)."""
+        return torch.clamp(first - second, max=self.upper_limit(pairs))
+
     @staticmethod
     def upper_limit(pairs: PairScores) -> float:
         """``log K``: the largest value InfoNCE can report on this batch."""

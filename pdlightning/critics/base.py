@@ -65,11 +65,17 @@ class Critic(nn.Module):
         self.y_dim = y_dim
 
     def _inputs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Flatten and check both inputs; cast them to the critic's parameter dtype (integer one-hot
+        or fp16 data into a float32 critic; autocast still chooses the compute precision)."""
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"x and y: expected the same batch size, got x {tuple(x.shape)} and y {tuple(y.shape)}"
             )
-        return flatten_features(x, self.x_dim, "x"), flatten_features(y, self.y_dim, "y")
+        x, y = flatten_features(x, self.x_dim, "x"), flatten_features(y, self.y_dim, "y")
+        parameter = next(self.parameters(), None)
+        if parameter is not None and parameter.is_floating_point():
+            x, y = x.to(parameter.dtype), y.to(parameter.dtype)
+        return x, y
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError

@@ -24,7 +24,8 @@ class BaselineShiftedCritic(Critic):
         self.log_baseline = mlp(critic.y_dim, hidden_dims, 1, activation)
 
     def _baseline(self, y: Tensor) -> Tensor:
-        return self.log_baseline(y.reshape(y.shape[0], -1)).squeeze(-1)
+        flat = y.reshape(y.shape[0], -1)
+        return self.log_baseline(flat.to(self.log_baseline[0].weight.dtype)).squeeze(-1)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return self.critic(x, y) - self._baseline(y).unsqueeze(0)

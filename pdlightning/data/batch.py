@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import torch
 from torch import Tensor
 
 __all__ = ["check_mi_batch"]
@@ -36,12 +37,29 @@ def check_mi_batch(batch: Any) -> Mapping[str, Any]:
     if len(explicit) == 1:
         raise ValueError("batch: 'x_marginal' and 'y_marginal' must be given together")
     if explicit:
-        for key in ("x_marginal", "y_marginal"):
-            if batch[key].shape[0] != n_x:
+        for key, joint_key in (("x_marginal", "x"), ("y_marginal", "y")):
+            value, joint = batch[key], batch[joint_key]
+            if not isinstance(value, Tensor):
+                raise ValueError(f"batch[{key!r}]: expected a tensor of shape [n, ...], got {type(value).__name__}")
+            expected = (n_x, *joint.shape[1:])
+            if tuple(value.shape) != expected:
                 raise ValueError(
-                    f"batch[{key!r}]: expected one marginal pair per row ({n_x}), got shape "
-                    f"{tuple(batch[key].shape)}"
+                    f"batch[{key!r}]: expected one marginal pair per row shaped like batch[{joint_key!r}], "
+                    f"i.e. {expected}, got {tuple(value.shape)}"
                 )
+        support = batch.get("in_joint_support")
+        if support is not None and (not isinstance(support, Tensor) or tuple(support.shape) != (n_x,)):
+            shape = tuple(support.shape) if isinstance(support, Tensor) else type(support).__name__
+            raise ValueError(f"batch['in_joint_support']: expected a [n={n_x}] bool tensor, got {shape}")
     elif n_x < 2:
-        raise ValueError(f"batch: need at least 2 samples for in-batch negative pairs, got {n_x}")
+        raise ValueError(
+            f"batch: need at least 2 samples for in-batch negative pairs, got {n_x} (raise the batch "
+            "size, or pass explicit 'x_marginal' / 'y_marginal' pairs)"
+        )
+    if "mi" in batch:
+        mi = batch["mi"]
+        if not isinstance(mi, (int, float, Tensor)) or isinstance(mi, bool):
+            raise ValueError(f"batch['mi']: expected the true MI as a number or tensor, got {type(mi).__name__}")
+        if not bool(torch.isfinite(torch.as_tensor(mi, dtype=torch.float32)).all()):
+            raise ValueError(f"batch['mi']: the true MI must be finite, got {mi!r}")
     return batch

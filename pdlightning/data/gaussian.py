@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Sequence
+import warnings
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import lightning as L
 import torch
@@ -63,11 +64,21 @@ def _step_seed(seed: int, stream: int, step: int) -> int:
 
 
 class GaussianStream(IterableDataset):
-    """Yields whole batches; batch ``t`` is a pure function of ``(seed, t)`` so a run resumes exactly."""
+    """Yields whole batches; batch ``t`` is a pure function of ``(seed, t)`` so a run resumes exactly.
+
+    Iteration starts at ``start_step`` (the step a resumed fit stands at); ``len`` is the whole
+    staircase, the epoch's length, so that Lightning's restored batch counter and the stream end
+    together (a shorter ``len`` would end a resumed epoch early).
+    """
 
     def __init__(self, schedule: MISchedule, dim: int, batch_size: int, cubic: bool, seed: int) -> None:
         self.schedule, self.dim, self.batch_size, self.cubic, self.seed = schedule, dim, batch_size, cubic, seed
         self.start_step = 0
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the batches: a resumed run checks it against its checkpoint."""
+        return {"seed": self.seed, "dim": self.dim, "batch_size": self.batch_size, "cubic": self.cubic,
+                "mi_schedule": list(self.schedule.levels), "steps_per_level": self.schedule.steps_per_level}
 
     def batch_at(self, step: int) -> dict[str, Tensor]:
         mi = self.schedule.mi_at(step)
@@ -80,7 +91,37 @@ class GaussianStream(IterableDataset):
             yield self.batch_at(step)
 
     def __len__(self) -> int:
-        return self.schedule.total_steps - self.start_step
+        return self.schedule.total_steps
+
+
+class StreamLoader(DataLoader):
+    """The training loader of a :class:`GaussianStream`, resumable in Lightning's sense.
+
+    Lightning checkpoints a loader that has ``state_dict`` / ``load_state_dict`` (and otherwise warns
+    that a mid-epoch resume "can cause unreliable results"). The state is the step of the next batch
+    (the trainer's ``global_step`` when the checkpoint is written) and the stream's identity; loading
+    it restarts the stream there, and warns if the seed, sizes or schedule changed since.
+    """
+
+    def __init__(self, stream: GaussianStream, position: Optional[Callable[[], int]] = None) -> None:
+        super().__init__(stream, batch_size=None)
+        self.stream = stream
+        self.position = position
+
+    def state_dict(self) -> dict[str, Any]:
+        step = self.position() if self.position is not None else self.stream.start_step
+        return {"next_step": int(step), "stream": self.stream.identity()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("stream", {})
+        changed = {k: (v, self.stream.identity().get(k)) for k, v in saved.items()
+                   if self.stream.identity().get(k) != v}
+        if changed:
+            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            warnings.warn(f"data: resuming a Gaussian stream whose settings changed since the checkpoint "
+                          f"({details}); the batches will not match the interrupted run", UserWarning)
+        if "next_step" in state:
+            self.stream.start_step = int(state["next_step"])
 
 
 class HeldOutGaussian(torch.utils.data.Dataset):
@@ -140,6 +181,12 @@ class CorrelatedGaussianDataModule(L.LightningDataModule):
         if not (isinstance(eval_batch_size, int) and eval_batch_size >= 2):
             raise ValueError(f"eval_batch_size: need at least 2 pairs per batch, got {eval_batch_size!r}")
         self.schedule = MISchedule(mi_schedule, steps_per_level)
+        for level in self.schedule.levels:
+            if rho_from_mi(level, dim) >= 1.0:
+                raise ValueError(
+                    f"mi_schedule: {level:g} nats over dim={dim} makes y a numerically exact copy of x "
+                    f"(rho rounds to 1, infinite MI); keep each level below ~{18 * dim} nats or raise dim"
+                )
         self.dim, self.batch_size, self.cubic, self.seed = dim, batch_size, cubic, seed
         self.eval_batches_per_level, self.eval_batch_size = eval_batches_per_level, eval_batch_size
         self.train_stream = GaussianStream(self.schedule, dim, batch_size, cubic, seed)
@@ -155,7 +202,10 @@ class CorrelatedGaussianDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Resume where the restored trainer stands: batch t is a function of (seed, t) only.
         self.train_stream.start_step = self.trainer.global_step if self.trainer is not None else 0
-        return DataLoader(self.train_stream, batch_size=None)
+        return StreamLoader(self.train_stream, position=self._position)
+
+    def _position(self) -> int:
+        return self.trainer.global_step if self.trainer is not None else self.train_stream.start_step
 
     def _held_out(self, stream: int) -> DataLoader:
         dataset = HeldOutGaussian(self.schedule.levels, self.dim, self.eval_batch_size,

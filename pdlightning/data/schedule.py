@@ -20,10 +20,15 @@ class MISchedule:
         levels = list(levels)
         if not levels:
             raise ValueError("mi_schedule: expected at least one MI level, got an empty list")
-        for value in levels:
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"mi_schedule: every level must be a finite MI > 0 nats, got {value!r}")
-        if not (isinstance(steps_per_level, int) and steps_per_level > 0):
+        for index, value in enumerate(levels):
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(
+                    f"mi_schedule: every level must be a finite MI > 0 nats, got {value!r} at index {index} "
+                    f"of {levels!r}"
+                )
+        if isinstance(steps_per_level, bool) or not (isinstance(steps_per_level, int) and steps_per_level > 0):
             raise ValueError(f"steps_per_level: expected a positive integer, got {steps_per_level!r}")
         self.levels = [float(v) for v in levels]
         self.steps_per_level = steps_per_level

@@ -13,7 +13,7 @@ from torch import Tensor
 from ..bounds import Bound, BoundOutput, PairScores
 from ..critics import Critic
 from ..data.batch import check_mi_batch
-from .finite import NonFiniteBoundError, check_finite
+from .finite import NonFiniteBoundError, NonFiniteGuard, NonFinitePolicy
 
 __all__ = ["MIEstimationModule", "NonFiniteBoundError"]
 
@@ -33,6 +33,11 @@ class MIEstimationModule(L.LightningModule):
         estimator: reporting bound; ``None`` reports the training bound's value.
         optimizer: optimiser factory (``class_path`` in YAML); Adam by default.
         scheduler: optional learning-rate scheduler factory, stepped every optimiser step.
+        non_finite: what a non-finite loss, estimate or gradient does (see
+            :mod:`pdlightning.modules.finite`): ``"raise"`` stops with a message naming the bound,
+            term, step and score range; ``"skip"`` skips the optimiser step (non-finite loss or
+            gradients) or drops the non-finite reported values from the logs, counts them and logs
+            ``guard/skipped_steps`` and ``guard/skipped_reports``. A NaN is never logged.
     """
 
     def __init__(
@@ -42,9 +47,12 @@ class MIEstimationModule(L.LightningModule):
         estimator: Optional[Bound] = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
+        non_finite: NonFinitePolicy = "raise",
     ) -> None:
         super().__init__()
+        self.guard = NonFiniteGuard(non_finite)
         self.save_hyperparameters(ignore=["critic", "bound", "estimator"])
+        _plain_hparams(self.hparams, ("optimizer", "scheduler"))
         self.critic = critic
         self.bound = bound
         self.estimator = estimator
@@ -53,6 +61,22 @@ class MIEstimationModule(L.LightningModule):
         self._eval_estimates: dict[float, list[Tensor]] = defaultdict(list)
         #: the latest step's outputs, for callbacks: {"bound": BoundOutput, "estimate": BoundOutput, "batch": dict}
         self.last_step: dict[str, Any] = {}
+        self._eval_skipped = 0
+
+    # ---------------------------------------------------------------------------- validation
+    def setup(self, stage: str) -> None:
+        """Fail at set-up, not at the first batch, when the critic's input sizes do not match the
+        datamodule's (``x_dim`` / ``y_dim`` attributes, when it has them)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        for side in ("x", "y"):
+            expected = getattr(datamodule, f"{side}_dim", None)
+            got = getattr(self.critic, f"{side}_dim", None)
+            if isinstance(expected, int) and isinstance(got, int) and expected != got:
+                raise ValueError(
+                    f"critic {side}_dim: the critic {type(self.critic).__name__} expects {got} features "
+                    f"per sample of {side}, but the datamodule {type(datamodule).__name__} yields "
+                    f"{expected} ({side}_dim); set model.init_args.critic.init_args.{side}_dim: {expected}"
+                )
 
     # ----------------------------------------------------------------------------------- scoring
     def scores(self, batch: dict[str, Tensor]) -> PairScores:
@@ -81,29 +105,62 @@ class MIEstimationModule(L.LightningModule):
             return output, self.estimator(pairs)
 
     # ---------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
+        """Loss of the training bound; ``None`` (Lightning then skips the optimiser step) when the
+        loss is non-finite under ``non_finite="skip"``. Non-finite values are never logged."""
         pairs = self.scores(batch)
         output, estimate = self._evaluate(pairs)
-        check_finite(output, self.bound, "bound", self.global_step)
-        if estimate is not output:
-            check_finite(estimate, self.reporting_bound, "estimator", self.global_step)
-        n = pairs.batch_size
-        log = dict(on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/loss", output.loss.detach(), **log)
-        self.log("mi/estimate", estimate.mi, prog_bar=True, **log)
+        step = self.global_step
+        bad = set(self.guard.check(output, self.bound, "bound", step))
+        bad_estimate = bad if estimate is output else set(
+            self.guard.check(estimate, self.reporting_bound, "estimator", step))
+        log = dict(on_step=True, on_epoch=False, batch_size=pairs.batch_size)
+        if self.guard.policy == "skip":
+            for name, value in self.guard.metrics().items():
+                self.log(name, value, **log)
+        if "loss" in bad:
+            self.last_step = {"batch": batch, "skipped": True}
+            return None
+        values = {"loss": ("train/loss", output.loss.detach()),
+                  "first_term": ("bound/first_term", output.first_term),
+                  "second_term": ("bound/second_term", output.second_term)}
+        values.update({f"extras.{k}": (f"bound/{k}", v.float()) for k, v in output.extras.items()})
+        for term, (name, value) in values.items():
+            if term not in bad:
+                self.log(name, value, **log)
+        if "mi" not in bad_estimate:
+            self.log("mi/estimate", estimate.mi, prog_bar=True, **log)
         if "mi" in batch:
             self.log("mi/true", torch.as_tensor(batch["mi"], dtype=torch.float32).mean(), prog_bar=True, **log)
-        self.log("bound/first_term", output.first_term, **log)
-        self.log("bound/second_term", output.second_term, **log)
-        for name, value in output.extras.items():
-            self.log(f"bound/{name}", value.float(), **log)
-        self.last_step = {"bound": output, "estimate": estimate, "batch": batch}
+        self.last_step = {"bound": output, "batch": batch}
+        if "mi" not in bad_estimate:
+            self.last_step["estimate"] = estimate
         return {"loss": output.loss}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Catch non-finite gradients from a finite loss (skipped with AMP's GradScaler, which
+        handles fp16 overflow itself by skipping the step and lowering the scale)."""
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return
+        self.guard.check_gradients(self, self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["non_finite_guard"] = self.guard.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.guard.load_state_dict(checkpoint.get("non_finite_guard"))
 
     # ------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         pairs = self.scores(batch)
         output, estimate = self._evaluate(pairs)
+        bad = self.guard.check(output, self.bound, f"{stage} bound", self.global_step, count=False)
+        if estimate is not output:
+            bad = bad + self.guard.check(estimate, self.reporting_bound, f"{stage} estimator",
+                                         self.global_step, count=False)
+        if bad:  # only reached under non_finite="skip": the batch is left out of the aggregates
+            self._eval_skipped += 1
+            return
         self.log(f"{stage}/loss", output.loss, batch_size=pairs.batch_size)
         if "mi" in batch:
             level = float(torch.as_tensor(batch["mi"]).float().mean())
@@ -125,6 +182,9 @@ class MIEstimationModule(L.LightningModule):
             self.log(f"{stage}/mi_bias@{level:g}", mean - level, sync_dist=True)
             rows.append((level, float(mean)))
         self._eval_estimates.clear()
+        if self._eval_skipped:
+            self.log(f"{stage}/skipped_batches", float(self._eval_skipped), sync_dist=True)
+            self._eval_skipped = 0
         if rows and stage == "test" and self.trainer.is_global_zero:
             print(f"\n{'true MI':>8} {'estimate':>9} {'bias':>7}   ({type(self.reporting_bound).__name__})")
             for level, mean in rows:
@@ -143,3 +203,17 @@ class MIEstimationModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _plain_hparams(hparams: Any, keys: tuple[str, ...]) -> None:
+    """Replace classes / callables among ``hparams[keys]`` by their dotted name, so checkpoints hold
+    plain data and load with ``torch.load(weights_only=True)`` (the default since torch 2.6, used by
+    ``--ckpt_path`` resume). The LightningCLI already passes plain ``class_path`` dicts."""
+    for key in keys:
+        value = hparams.get(key)
+        if value is None or isinstance(value, (str, int, float, bool, dict, list)):
+            continue
+        target = getattr(value, "func", value)  # functools.partial
+        name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', type(target).__name__)}"
+        keywords = getattr(value, "keywords", None)
+        hparams[key] = name + (f"({', '.join(f'{k}={v!r}' for k, v in keywords.items())})" if keywords else "")
