@@ -1,8 +1,9 @@
 """Bias / variance / MSE of the per-step MI estimates, per true-MI level.
 
 The protocol of Song & Ermon (ICLR 2020, Table 2) and the ReMINE notebook: group the raw training
-estimates by the true MI of their batch (the staircase levels), and per level report
-``bias = mean - I``, ``variance`` (population variance of the estimates) and ``MSE = bias^2 + var``.
+estimates ``I_hat_t`` by the true MI ``I`` of their batch (the staircase levels), and per level report
+``bias = mean_t(I_hat_t) - I``, ``variance = mean_t (I_hat_t - mean)^2`` (population variance of the
+estimates) and ``MSE = mean_t (I_hat_t - I)^2 = bias^2 + variance``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 import lightning as L
-import torch
+import numpy as np
 
-__all__ = ["LevelStatistics", "level_statistics", "BiasVarianceMSE"]
+from .output import run_directory
+from .stream import EstimateStream
+
+__all__ = ["LevelStatistics", "level_statistics", "markdown_table", "write_csv", "BiasVarianceMSE"]
 
 
 @dataclass(frozen=True)
 class LevelStatistics:
+    """Statistics of the estimates of one true-MI level (``bias`` is signed)."""
+
     true_mi: float
     steps: int
     mean: float
@@ -33,8 +39,11 @@ class LevelStatistics:
 def level_statistics(
     estimates: Sequence[float], true_mis: Sequence[float], burn_in: float = 0.0
 ) -> list[LevelStatistics]:
-    """Per-level statistics of an estimate stream; ``burn_in`` drops that fraction of each level's
-    first steps (0 as in the papers)."""
+    """Per-level statistics of an estimate stream, levels in increasing true MI.
+
+    ``burn_in`` drops that fraction of each level's first steps (0 as in the papers). A level whose
+    estimates are not all finite reports NaN/inf, not an error.
+    """
     if len(estimates) != len(true_mis):
         raise ValueError(f"estimates and true_mis: lengths differ ({len(estimates)} vs {len(true_mis)})")
     if not 0.0 <= burn_in < 1.0:
@@ -45,12 +54,12 @@ def level_statistics(
     rows = []
     for level in sorted(groups):
         values = groups[level]
-        values = values[int(math.floor(burn_in * len(values))):]
-        t = torch.tensor(values, dtype=torch.float64)
-        mean = float(t.mean())
-        variance = float(t.var(unbiased=False))
-        bias = mean - level
-        rows.append(LevelStatistics(level, len(values), mean, bias, variance, bias**2 + variance))
+        values = np.asarray(values[int(math.floor(burn_in * len(values))):], dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = float(values.mean())
+            variance = float(values.var())
+            mse = float(np.mean((values - level) ** 2))
+        rows.append(LevelStatistics(level, len(values), mean, mean - level, variance, mse))
     return rows
 
 
@@ -62,63 +71,78 @@ def markdown_table(rows: Iterable[LevelStatistics], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-class BiasVarianceMSE(L.Callback):
-    """Collects every training step's ``mi/estimate`` and the batch's true ``mi``; at fit end logs
-    ``bias_variance/{bias,variance,mse,mean}@<level>`` and writes ``bias_variance.csv`` and
-    ``bias_variance.md`` to ``output_dir`` (default: the logger's run directory), and prints the table.
+def write_csv(rows: Iterable[LevelStatistics], path: str) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true_mi", "steps", "mean", "bias", "variance", "mse"])
+        for r in rows:
+            writer.writerow([r.true_mi, r.steps, r.mean, r.bias, r.variance, r.mse])
 
-    Works with any datamodule whose batches carry ``mi`` (steps without it are ignored).
+
+class BiasVarianceMSE(L.Callback):
+    """Collects every training step's reported estimate and the batch's true ``mi``; at fit end logs
+    ``bias_variance/{mean,bias,variance,mse}@<level>`` to every logger and writes
+    ``bias_variance.csv`` and ``bias_variance.md`` (and, with ``save_stream``, the raw
+    ``estimates.csv``: step, true_mi, estimate) to ``output_dir``, and prints the table.
+
+    Works with any datamodule whose batches carry ``mi`` (steps without it are ignored). Recording
+    keeps the values on the device (no per-step sync); the stream is checkpointed with the callback
+    state, so a resumed fit reports over all its steps.
 
     Args:
         burn_in: fraction of each level's first steps to skip (0, as the papers).
         output_dir: where to write the files; None = the logger's ``log_dir`` (or the trainer root).
+        save_stream: also write the per-step stream ``estimates.csv``.
+        verbose: print the table at fit end.
     """
 
-    def __init__(self, burn_in: float = 0.0, output_dir: Optional[str] = None) -> None:
+    def __init__(self, burn_in: float = 0.0, output_dir: Optional[str] = None, save_stream: bool = False,
+                 verbose: bool = True) -> None:
         if not 0.0 <= burn_in < 1.0:
             raise ValueError(f"burn_in: expected a fraction in [0, 1), got {burn_in}")
         self.burn_in = burn_in
         self.output_dir = output_dir
-        self.estimates: list[float] = []
-        self.true_mis: list[float] = []
+        self.save_stream = save_stream
+        self.verbose = verbose
+        self.stream = EstimateStream()
+
+    @property
+    def estimates(self) -> list[float]:
+        return self.stream.arrays()[2].tolist()
+
+    @property
+    def true_mis(self) -> list[float]:
+        return self.stream.arrays()[1].tolist()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        step = getattr(pl_module, "last_step", None) or {}
-        estimate = step.get("estimate")
-        if estimate is None or not isinstance(batch, dict) or "mi" not in batch:
-            return
-        self.estimates.append(float(estimate.mi))
-        self.true_mis.append(float(torch.as_tensor(batch["mi"]).float().mean()))
+        self.stream.record_step(trainer, pl_module, batch)
 
     def statistics(self) -> list[LevelStatistics]:
-        return level_statistics(self.estimates, self.true_mis, self.burn_in)
-
-    def _directory(self, trainer: L.Trainer) -> str:
-        if self.output_dir is not None:
-            return self.output_dir
-        logger = trainer.logger
-        log_dir = getattr(logger, "log_dir", None) if logger is not None else None
-        return log_dir or trainer.default_root_dir
+        _, true_mi, estimates = self.stream.arrays()
+        return level_statistics(estimates, true_mi, self.burn_in)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.estimates or not trainer.is_global_zero:
+        if not len(self.stream) or not trainer.is_global_zero:
             return
         rows = self.statistics()
-        if trainer.logger is not None:
-            metrics = {}
-            for r in rows:
-                for name in ("mean", "bias", "variance", "mse"):
-                    metrics[f"bias_variance/{name}@{r.true_mi:g}"] = getattr(r, name)
-            trainer.logger.log_metrics(metrics, step=trainer.global_step)
-        directory = self._directory(trainer)
+        metrics = {f"bias_variance/{name}@{r.true_mi:g}": getattr(r, name)
+                   for r in rows for name in ("mean", "bias", "variance", "mse")}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        directory = run_directory(trainer, self.output_dir)
         os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, "bias_variance.csv"), "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["true_mi", "steps", "mean", "bias", "variance", "mse"])
-            for r in rows:
-                writer.writerow([r.true_mi, r.steps, r.mean, r.bias, r.variance, r.mse])
+        write_csv(rows, os.path.join(directory, "bias_variance.csv"))
+        if self.save_stream:
+            self.stream.to_csv(os.path.join(directory, "estimates.csv"))
         table = markdown_table(rows, type(getattr(pl_module, "reporting_bound", pl_module)).__name__)
         with open(os.path.join(directory, "bias_variance.md"), "w") as f:
             f.write(table)
-        print("\n" + table + f"(written to {directory})")
+        if self.verbose:
+            print("\n" + table + f"(written to {directory})")
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state_dict)

@@ -1,0 +1,182 @@
+"""Drift diagnostics: the bound's two terms and the critic's outputs on joint vs marginal pairs.
+
+Choi & Lee, "Combating the Instability of Mutual Information-based Losses via Regularization"
+(ReMINE, UAI 2022), Figs. 1-5: DV/MINE's optimal critic is ``T* = log r + C`` for any ``C``, so its
+first term ``E_p[T]`` and second term ``log E_q[e^T]`` can drift together while the estimate
+``first - second`` looks converged; NWJ's ``E_q[e^{T-1}]`` is self-normalising but can explode at
+small batch. Re-X pins the second term to ``C*``. Plotting the terms separately and ``T`` on joint
+pairs vs marginal pairs (split into inside/outside the joint support where the data says so, Fig. 2)
+shows these failures, which the estimate alone hides.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from pdlightning.bounds import Regularized
+
+from .figures import drift_figure
+from .output import publish_figure, run_directory, tensorboard_writers
+
+__all__ = ["DriftMonitor", "pair_groups"]
+
+
+def pair_groups(scores: Any, batch: Any) -> dict[str, Tensor]:
+    """Critic outputs per pair group: ``joint`` ``[n]``, ``marginal`` (all marginal pairs) and, when
+    the batch flags explicit marginal pairs (``in_joint_support``, one pair per row),
+    ``marginal_in_support`` / ``marginal_off_support``."""
+    groups = {"joint": scores.joint, "marginal": scores.marginal.reshape(-1)}
+    flag = batch.get("in_joint_support") if isinstance(batch, dict) else None
+    if flag is not None and "x_marginal" in batch and scores.marginal.shape[1] == 1:
+        flag = torch.as_tensor(flag, device=scores.marginal.device).bool().reshape(-1)
+        column = scores.marginal[:, 0]
+        groups["marginal_in_support"] = column[flag]
+        groups["marginal_off_support"] = column[~flag]
+    return groups
+
+
+class DriftMonitor(L.Callback):
+    """Logs, every training step, the reported bound's terms and the critic's outputs ``T``.
+
+    Scalars (to every logger, at the trainer's ``log_every_n_steps`` and Lightning's step index):
+    ``drift/first_term``, ``drift/second_term``, ``drift/mi_estimate`` (of the reporting bound;
+    ``mi = first - second``), ``drift/train_first_term``/``drift/train_second_term`` when the
+    training bound differs, and per pair group ``drift/T_<group>_mean`` and
+    ``drift/T_<group>_q<100 q>`` for each quantile. Groups: ``joint``, ``marginal``, and where the
+    batch carries ``in_joint_support`` with explicit pairs, ``marginal_in_support`` /
+    ``marginal_off_support`` (logged only on steps where the group is non-empty).
+
+    Histograms ``drift/T_<group>`` every ``histogram_every_n_steps`` steps (TensorBoard loggers),
+    and at fit end a figure of the term curves (raw + EWM), the estimate and ``T`` (image
+    ``drift/figure`` and ``drift.png`` in ``output_dir``, default the logger's run directory).
+
+    It reads ``pl_module.last_step`` (set by :class:`~pdlightning.modules.MIEstimationModule`)
+    and never changes training; modules without ``last_step`` are ignored.
+
+    Args:
+        quantiles: quantiles of ``T`` per group, each in ``(0, 1)``.
+        histogram_every_n_steps: histogram period; 0 disables histograms.
+        ewm_span: span of the EWM curves in the figure (200 as the papers).
+        figure: draw the figure at fit end.
+        output_dir: directory of ``drift.png``; None = the logger's run directory.
+    """
+
+    def __init__(
+        self,
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        histogram_every_n_steps: int = 100,
+        ewm_span: float = 200.0,
+        figure: bool = True,
+        output_dir: Optional[str] = None,
+    ) -> None:
+        quantiles = [float(q) for q in quantiles]
+        if not all(0.0 < q < 1.0 for q in quantiles):
+            raise ValueError(f"quantiles: expected values in (0, 1), got {quantiles}")
+        if len({round(100 * q) for q in quantiles}) != len(quantiles):
+            raise ValueError(f"quantiles: must differ in whole percent (tags use q<percent>), got {quantiles}")
+        if not (isinstance(histogram_every_n_steps, int) and histogram_every_n_steps >= 0):
+            raise ValueError(f"histogram_every_n_steps: expected an integer >= 0, got {histogram_every_n_steps!r}")
+        if not ewm_span >= 1:
+            raise ValueError(f"ewm_span: expected a value >= 1, got {ewm_span}")
+        self.quantiles = quantiles
+        self.histogram_every_n_steps = histogram_every_n_steps
+        self.ewm_span = ewm_span
+        self.figure = figure
+        self.output_dir = output_dir
+        self.steps: list[int] = []
+        self.history: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------------------- per step
+    def _quantile_names(self) -> list[str]:
+        return [f"q{round(100 * q)}" for q in self.quantiles]
+
+    def step_metrics(self, last_step: dict[str, Any]) -> dict[str, float]:
+        """The scalars of one step (one device sync for all of them)."""
+        estimate, bound = last_step["estimate"], last_step["bound"]
+        names = ["first_term", "second_term", "mi_estimate"]
+        values = [estimate.first_term, estimate.second_term, estimate.mi]
+        if bound is not estimate:
+            names += ["train_first_term", "train_second_term"]
+            values += [bound.first_term, bound.second_term]
+        q = None
+        for group, scores in pair_groups(estimate.scores, last_step.get("batch")).items():
+            if scores.numel() == 0:
+                continue
+            scores = scores.float()
+            if q is None:
+                q = torch.tensor(self.quantiles, device=scores.device)
+            names += [f"T_{group}_mean"] + [f"T_{group}_{name}" for name in self._quantile_names()]
+            values += [scores.mean(), *torch.quantile(scores, q)]
+        flat = torch.stack([v.detach().float().reshape(()) for v in values]).tolist()
+        return dict(zip(names, flat))
+
+    def _record(self, step: int, metrics: dict[str, float]) -> None:
+        """Append one step; tags absent at this step (or before they first appeared) read NaN."""
+        index = len(self.steps)
+        for name, value in metrics.items():
+            self.history.setdefault(name, [float("nan")] * index).append(value)
+        for column in self.history.values():
+            if len(column) == index:
+                column.append(float("nan"))
+        self.steps.append(step)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        last_step = getattr(pl_module, "last_step", None)
+        if not last_step or "estimate" not in last_step:
+            return
+        metrics = self.step_metrics(last_step)
+        step = trainer.global_step - 1  # the optimiser has stepped; Lightning logs this batch at t - 1
+        self._record(step, metrics)
+        # Straight to the loggers at Lightning's cadence and step: ``LightningModule.log`` costs
+        # about a millisecond per scalar, more than the training step of a small critic.
+        every = trainer.log_every_n_steps
+        if every and (step + 1) % every == 0:
+            scalars = {f"drift/{k}": v for k, v in metrics.items()}
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):  # its log_metrics costs 3x add_scalar
+                    if trainer.is_global_zero:
+                        for tag, value in scalars.items():
+                            logger.experiment.add_scalar(tag, value, step)
+                else:
+                    logger.log_metrics(scalars, step=step)
+        if self.histogram_every_n_steps and step % self.histogram_every_n_steps == 0:
+            writers = tensorboard_writers(trainer)
+            if writers:
+                groups = pair_groups(last_step["estimate"].scores, last_step.get("batch"))
+                for group, scores in groups.items():
+                    if scores.numel():
+                        values = scores.detach().float().cpu()
+                        for writer in writers:
+                            writer.add_histogram(f"drift/T_{group}", values, step)
+
+    # ------------------------------------------------------------------------------ fit end
+    def series(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Recorded steps and every recorded scalar as arrays (NaN where absent)."""
+        return np.asarray(self.steps), {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.figure or not self.steps or not trainer.is_global_zero:
+            return
+        steps, series = self.series()
+        low, high = self._quantile_names()[0], self._quantile_names()[-1]
+        outputs = {}
+        for group in ("joint", "marginal", "marginal_in_support", "marginal_off_support"):
+            if f"T_{group}_mean" in series:
+                outputs[group] = {"mean": series[f"T_{group}_mean"]}
+                if len(self.quantiles) >= 2:
+                    outputs[group].update(low=series[f"T_{group}_{low}"], high=series[f"T_{group}_{high}"])
+        bound = getattr(pl_module, "bound", None)
+        c_star = bound.target if isinstance(bound, Regularized) else None
+        reporting = getattr(pl_module, "reporting_bound", bound)
+        figure = drift_figure(steps, series, outputs, self.ewm_span, c_star=c_star,
+                              title=f"{type(reporting).__name__}: drift")
+        path = f"{run_directory(trainer, self.output_dir)}/drift.png"
+        publish_figure(trainer, figure, "drift/figure", path, trainer.global_step)

@@ -1,0 +1,112 @@
+"""The papers' diagnostic plots as pure functions of recorded series (no training state).
+
+- :func:`staircase_panel`: the PD paper's Fig. 1 / SMILE Fig. 1 / ReMINE Fig. 7 panel: raw per-step
+  estimate (faint), its EWM (span 200), the true MI, and ``log(batch)`` for InfoNCE.
+- :func:`drift_figure`: ReMINE Figs. 1-5: first term, second term (with ``C*`` for Re-X) and the
+  MI estimate per step, and the critic's outputs ``T`` on joint vs marginal pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .smoothing import ewm
+
+__all__ = ["staircase_panel", "staircase_figure", "drift_figure"]
+
+_ESTIMATE_COLOR = "tab:blue"
+
+
+def _raw_and_smooth(ax: Axes, steps: np.ndarray, values: np.ndarray, color: str, label: str, span: float) -> None:
+    ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.6)
+    ax.plot(steps, ewm(values, span), color=color, linewidth=1.4, label=label)
+
+
+def staircase_panel(
+    ax: Axes,
+    steps: Sequence[int] | np.ndarray,
+    estimates: Sequence[float] | np.ndarray,
+    true_mi: Sequence[float] | np.ndarray,
+    span: float = 200.0,
+    batch_limit: Optional[float] = None,
+    title: Optional[str] = None,
+    legend: bool = True,
+) -> None:
+    """Draw one staircase panel on ``ax``; ``batch_limit`` (``log n``) adds InfoNCE's ceiling.
+
+    The y-range is fixed to ``[-1, max(true MI) + 4]`` as in the papers, so an exploding estimator
+    stays readable (its raw curve leaves the panel)."""
+    steps, estimates, true_mi = (np.asarray(a, dtype=np.float64) for a in (steps, estimates, true_mi))
+    _raw_and_smooth(ax, steps, estimates, _ESTIMATE_COLOR, f"estimate (EWM {span:g})", span)
+    ax.plot(steps, true_mi, color="black", linewidth=1.0, label="true MI")
+    if batch_limit is not None:
+        ax.axhline(batch_limit, color="black", linestyle=":", linewidth=1.0, label=f"log batch = {batch_limit:.2f}")
+    top = float(np.nanmax(true_mi)) if true_mi.size else 1.0
+    ax.set_ylim(-1.0, top + 4.0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("MI (nats)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    if legend:
+        ax.legend(fontsize=7, loc="upper left")
+
+
+def staircase_figure(steps, estimates, true_mi, span: float = 200.0, batch_limit: Optional[float] = None,
+                     title: Optional[str] = None) -> Figure:
+    """A one-panel figure (see :func:`staircase_panel`)."""
+    figure = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+    staircase_panel(figure.subplots(), steps, estimates, true_mi, span, batch_limit, title)
+    return figure
+
+
+def drift_figure(
+    steps: np.ndarray,
+    series: Mapping[str, np.ndarray],
+    outputs: Mapping[str, Mapping[str, np.ndarray]],
+    span: float = 200.0,
+    true_mi: Optional[np.ndarray] = None,
+    c_star: Optional[float] = None,
+    title: Optional[str] = None,
+) -> Figure:
+    """Three panels: first and second term, MI estimate, critic outputs ``T``.
+
+    Args:
+        steps: ``[t]`` step of each record.
+        series: ``first_term``, ``second_term``, ``mi_estimate`` (each ``[t]``).
+        outputs: per pair group (``joint``, ``marginal``, ``marginal_in_support``, ...), ``mean`` and
+            optionally ``low``/``high`` quantile series (``[t]``, NaN where the group was empty).
+        c_star: the Re-X target of the second term, drawn dotted.
+    """
+    figure = Figure(figsize=(15, 4), dpi=100, layout="constrained")
+    terms_ax, mi_ax, t_ax = figure.subplots(1, 3)
+    _raw_and_smooth(terms_ax, steps, series["first_term"], "tab:green", "first term", span)
+    _raw_and_smooth(terms_ax, steps, series["second_term"], "tab:red", "second term", span)
+    if c_star is not None:
+        terms_ax.axhline(c_star, color="tab:orange", linestyle=":", linewidth=1.2, label=f"C* = {c_star:g}")
+    terms_ax.set_title("bound terms", fontsize=9)
+    _raw_and_smooth(mi_ax, steps, series["mi_estimate"], _ESTIMATE_COLOR, "MI estimate", span)
+    if true_mi is not None:
+        mi_ax.plot(steps, true_mi, color="black", linewidth=1.0, label="true MI")
+    mi_ax.set_title("MI estimate", fontsize=9)
+    colors = {"joint": "tab:green", "marginal": "tab:red", "marginal_in_support": "tab:purple",
+              "marginal_off_support": "tab:red"}
+    groups = [g for g in ("joint", "marginal_in_support", "marginal_off_support") if g in outputs]
+    if "marginal_off_support" not in outputs and "marginal" in outputs:
+        groups.append("marginal")
+    for group in groups:
+        stats = outputs[group]
+        color = colors.get(group, "tab:gray")
+        if "low" in stats and "high" in stats:
+            t_ax.fill_between(steps, stats["low"], stats["high"], color=color, alpha=0.15, linewidth=0)
+        t_ax.plot(steps, stats["mean"], color=color, linewidth=1.2, label=f"T on {group.replace('_', ' ')}")
+    t_ax.set_title("critic outputs T (mean, quantile band)", fontsize=9)
+    for ax in (terms_ax, mi_ax, t_ax):
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return figure

@@ -1,0 +1,55 @@
+"""Where diagnostics go: the run directory, PNG files, and TensorBoard images.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects rendered with the Agg canvas, so no
+pyplot state or GUI backend is touched.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["run_directory", "figure_to_array", "tensorboard_writers", "publish_figure"]
+
+
+def run_directory(trainer: L.Trainer, output_dir: Optional[str] = None) -> str:
+    """``output_dir`` if given, else the first logger's ``log_dir``, else the trainer's root dir."""
+    if output_dir is not None:
+        return output_dir
+    for logger in trainer.loggers:
+        log_dir = getattr(logger, "log_dir", None)
+        if log_dir:
+            return log_dir
+    return trainer.default_root_dir
+
+
+def figure_to_array(figure: Figure) -> np.ndarray:
+    """RGB ``[H, W, 3]`` uint8 pixels of ``figure`` (Agg)."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def tensorboard_writers(trainer: L.Trainer) -> list:
+    """The ``SummaryWriter`` of every TensorBoard logger of the trainer (rank zero only)."""
+    if not trainer.is_global_zero:
+        return []
+    return [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+def publish_figure(trainer: L.Trainer, figure: Figure, tag: str, path: str, step: int) -> None:
+    """Save ``figure`` as a PNG at ``path`` and log it as image ``tag`` to TensorBoard."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=figure.dpi)
+    writers = tensorboard_writers(trainer)
+    if writers:
+        pixels = figure_to_array(figure)
+        for writer in writers:
+            writer.add_image(tag, pixels, step, dataformats="HWC")

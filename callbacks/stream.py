@@ -1,0 +1,88 @@
+"""The per-step stream ``(step, true MI, estimate)`` that the bias/variance and staircase callbacks
+read. Values stay on the device as 0-d tensors until asked for, so recording costs no host sync."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["EstimateStream"]
+
+
+class EstimateStream:
+    """Records the reported estimate and the batch's true MI of each training step."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self._true: list[Tensor | float] = []
+        self._estimates: list[Tensor | float] = []
+        #: candidates per row ``K = k + 1`` (joint + marginal pairs) of the first recorded step; the
+        #: InfoNCE ceiling is ``log K`` (``log n`` for in-batch negatives).
+        self.candidates: Optional[int] = None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def record_step(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any) -> bool:
+        """Record the step from ``pl_module.last_step``; False (nothing recorded) when the module has
+        no estimate or the batch carries no ``mi``."""
+        last_step = getattr(pl_module, "last_step", None) or {}
+        estimate = last_step.get("estimate")
+        if estimate is None or not isinstance(batch, dict) or "mi" not in batch:
+            return False
+        self.record(trainer.global_step - 1, estimate.mi, torch.as_tensor(batch["mi"]).float().mean())
+        if self.candidates is None:
+            self.candidates = int(estimate.scores.negatives_per_row) + 1
+        return True
+
+    def record(self, step: int, estimate: Tensor | float, true_mi: Tensor | float) -> None:
+        self.steps.append(int(step))
+        self._estimates.append(estimate.detach() if isinstance(estimate, Tensor) else float(estimate))
+        self._true.append(true_mi.detach() if isinstance(true_mi, Tensor) else float(true_mi))
+
+    @staticmethod
+    def _floats(values: list[Tensor | float]) -> list[float]:
+        tensors = [i for i, v in enumerate(values) if isinstance(v, Tensor)]
+        if tensors:  # one transfer for everything recorded since the last call
+            host = torch.stack([values[i].float().reshape(()) for i in tensors]).cpu().tolist()
+            for i, value in zip(tensors, host):
+                values[i] = value
+        return values  # type: ignore[return-value]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, true_mi, estimates)`` as float64 arrays (steps as int64)."""
+        return (np.asarray(self.steps, dtype=np.int64),
+                np.asarray(self._floats(self._true), dtype=np.float64),
+                np.asarray(self._floats(self._estimates), dtype=np.float64))
+
+    # ------------------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        steps, true_mi, estimates = self.arrays()
+        return {"steps": steps.tolist(), "true_mi": true_mi.tolist(), "estimates": estimates.tolist(),
+                "candidates": self.candidates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = [int(s) for s in state["steps"]]
+        self._true = [float(v) for v in state["true_mi"]]
+        self._estimates = [float(v) for v in state["estimates"]]
+        self.candidates = state.get("candidates")
+
+    def to_csv(self, path: str) -> None:
+        steps, true_mi, estimates = self.arrays()
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "true_mi", "estimate"])
+            writer.writerows(zip(steps.tolist(), true_mi.tolist(), estimates.tolist()))
+
+    @classmethod
+    def from_csv(cls, path: str) -> "EstimateStream":
+        stream = cls()
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                stream.record(int(row["step"]), float(row["estimate"]), float(row["true_mi"]))
+        return stream
