@@ -22,7 +22,7 @@ from torch import Tensor
 from pdlightning.bounds import Regularized
 
 from .figures import drift_figure
-from .output import publish_figure, run_directory, tensorboard_writers
+from .output import logging_step, publish_figure, run_directory, tensorboard_writers
 
 __all__ = ["DriftMonitor", "pair_groups"]
 
@@ -133,7 +133,7 @@ class DriftMonitor(L.Callback):
         if not last_step or "estimate" not in last_step:
             return
         metrics = self.step_metrics(last_step)
-        step = trainer.global_step - 1  # the optimiser has stepped; Lightning logs this batch at t - 1
+        step = logging_step(trainer)
         self._record(step, metrics)
         # Straight to the loggers at Lightning's cadence and step: ``LightningModule.log`` costs
         # about a millisecond per scalar, more than the training step of a small critic.

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .output import logging_step
+
 __all__ = ["EstimateStream"]
 
 
@@ -35,7 +37,7 @@ class EstimateStream:
         estimate = last_step.get("estimate")
         if estimate is None or not isinstance(batch, dict) or "mi" not in batch:
             return False
-        self.record(trainer.global_step - 1, estimate.mi, torch.as_tensor(batch["mi"]).float().mean())
+        self.record(logging_step(trainer), estimate.mi, torch.as_tensor(batch["mi"]).float().mean())
         if self.candidates is None:
             self.candidates = int(estimate.scores.negatives_per_row) + 1
         return True
