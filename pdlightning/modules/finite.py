@@ -147,16 +147,26 @@ class NonFiniteGuard:
                 " (further non-finite events are only counted: guard/skipped_steps, guard/skipped_reports)")
             warnings.warn(message + suffix, RuntimeWarning, stacklevel=3)
 
-    def check(self, output: BoundOutput, bound: Bound, role: str, step: int, count: bool = True) -> list[str]:
-        """Names of ``output``'s non-finite terms; raises under ``"raise"``. Under ``"skip"`` a
-        non-finite ``loss`` counts a skipped step, otherwise a non-finite report counts a skipped
-        report (``count=False``: neither, e.g. in evaluation); the caller skips / drops accordingly."""
+    def check(self, output: BoundOutput, bound: Bound, role: str, step: int, count: bool = True,
+              reported_only: bool = False) -> list[str]:
+        """Names of ``output``'s non-finite terms; raises under ``"raise"``.
+
+        Under ``"skip"`` a non-finite ``loss`` counts a skipped step, otherwise a non-finite report
+        counts a skipped report (``count=False``: neither, e.g. in evaluation); the caller skips or
+        drops accordingly. ``reported_only`` looks at ``mi`` and its terms only (an estimator's
+        loss is never optimised).
+        """
         bad = non_finite_terms(output)
+        if reported_only:
+            bad = [name for name in bad if name in REPORTED_TERMS]
         if not bad:
             return bad
-        action = ("skipping the optimiser step" if count and "loss" in bad
-                  else "not logging the non-finite values")
-        self._act(f"{describe_non_finite(output, bound, role, step, bad)}; non_finite='skip': {action}")
+        message = describe_non_finite(output, bound, role, step, bad)
+        if self.policy == "skip":
+            action = ("skipping the optimiser step" if count and "loss" in bad
+                      else "not logging the non-finite values")
+            message += f"; non_finite='skip': {action}"
+        self._act(message)
         if not count:
             return bad
         if "loss" in bad:

@@ -108,12 +108,13 @@ class MIEstimationModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
         """Loss of the training bound; ``None`` (Lightning then skips the optimiser step) when the
         loss is non-finite under ``non_finite="skip"``. Non-finite values are never logged."""
+        _forget_unlogged_step_metrics(self)
         pairs = self.scores(batch)
         output, estimate = self._evaluate(pairs)
         step = self.global_step
         bad = set(self.guard.check(output, self.bound, "bound", step))
         bad_estimate = bad if estimate is output else set(
-            self.guard.check(estimate, self.reporting_bound, "estimator", step))
+            self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
         log = dict(on_step=True, on_epoch=False, batch_size=pairs.batch_size)
         if self.guard.policy == "skip":
             for name, value in self.guard.metrics().items():
@@ -157,7 +158,7 @@ class MIEstimationModule(L.LightningModule):
         bad = self.guard.check(output, self.bound, f"{stage} bound", self.global_step, count=False)
         if estimate is not output:
             bad = bad + self.guard.check(estimate, self.reporting_bound, f"{stage} estimator",
-                                         self.global_step, count=False)
+                                         self.global_step, count=False, reported_only=True)
         if bad:  # only reached under non_finite="skip": the batch is left out of the aggregates
             self._eval_skipped += 1
             return
@@ -217,3 +218,23 @@ def _plain_hparams(hparams: Any, keys: tuple[str, ...]) -> None:
         name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', type(target).__name__)}"
         keywords = getattr(value, "keywords", None)
         hparams[key] = name + (f"({', '.join(f'{k}={v!r}' for k, v in keywords.items())})" if keywords else "")
+
+
+def _forget_unlogged_step_metrics(module: L.LightningModule) -> None:
+    """Make Lightning log, for this step, only what this step logs.
+
+    Lightning keeps a step-only metric (``on_step=True, on_epoch=False``) until the epoch ends and
+    hands its *last* value to the logger at every later step, so a skipped step or a dropped
+    non-finite report would show the previous step's value again in TensorBoard. Resetting those
+    metrics first leaves the step without a point instead (Lightning 2.x result collection; a no-op
+    if that private structure changes).
+    """
+    trainer = module._trainer
+    results = getattr(trainer, "_results", None) if trainer is not None else None
+    if not isinstance(results, dict):
+        return
+    for key, metric in results.items():
+        meta = getattr(metric, "meta", None)
+        if (isinstance(key, str) and key.startswith("training_step.") and getattr(meta, "on_step", False)
+                and not getattr(meta, "on_epoch", True) and hasattr(metric, "reset")):
+            metric.reset()
