@@ -1,0 +1,48 @@
+"""Every bound of the package in the configurations the configs use (fresh instances: MINE and the
+probabilistic classifier keep state). Shared by the stress and fuzz tests."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pdlightning.bounds import (
+    DV, JS, MINE, NWJ, SMILE, TUBA, Bound, DensityMatchingI, DensityMatchingII, DensityRatioFitting, EtaDV,
+    InfoNCE, ProbabilisticClassifier, Regularized, VariationalPlugIn,
+)
+
+BOUNDS: dict[str, Callable[[], Bound]] = {
+    "nwj": NWJ,
+    "tuba": TUBA,
+    "tuba_learned": lambda: TUBA(log_a=0.5, learn_log_a=True),
+    "dv": DV,
+    "mine": MINE,
+    "js": JS,
+    "infonce": InfoNCE,
+    "smile": SMILE,
+    "smile_tau1": lambda: SMILE(tau=1.0),
+    "smile_dv": lambda: SMILE(tau=None),
+    "eta_dv": EtaDV,
+    "pd_variational": VariationalPlugIn,
+    "pd_classifier": ProbabilisticClassifier,
+    "pd_classifier_balanced": lambda: ProbabilisticClassifier(balanced=True),
+    "pd_ratio_fitting": DensityRatioFitting,
+    "pd_ratio_fitting_relative": lambda: DensityRatioFitting(alpha=0.5),
+    "pd_ratio_fitting_exp": lambda: DensityRatioFitting(link="exp"),
+    "pd_matching_1": DensityMatchingI,
+    "pd_matching_2": DensityMatchingII,
+    "remine": lambda: Regularized(DV()),
+    "renwj": lambda: Regularized(NWJ(), distance="log_euclidean"),
+    "resmile": lambda: Regularized(SMILE()),
+    "reinfonce": lambda: Regularized(InfoNCE()),
+    "retuba": lambda: Regularized(TUBA(), distance="log_euclidean"),
+    "rejs": lambda: Regularized(JS(), distance="log_euclidean"),
+    "re_eta_dv": lambda: Regularized(EtaDV(), distance="log_euclidean"),
+}
+
+#: bounds whose every term is a log-domain quantity (logsumexp / softplus / plug-in log r): finite
+#: for any finite scores, even at |f| = 1e4.
+LOG_DOMAIN = {
+    "dv", "mine", "infonce", "smile", "smile_tau1", "smile_dv", "pd_variational", "pd_classifier",
+    "pd_classifier_balanced", "pd_ratio_fitting", "pd_ratio_fitting_relative", "pd_matching_2",
+    "remine", "resmile", "reinfonce",
+}
