@@ -13,6 +13,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.utilities import rank_zero_info
 
 # Imported so that short class names (``class_path: NWJ``) resolve to our classes.
+import pdlightning.applications  # noqa: F401
 import pdlightning.bounds  # noqa: F401
 import pdlightning.callbacks  # noqa: F401
 import pdlightning.critics  # noqa: F401

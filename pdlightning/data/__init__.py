@@ -3,6 +3,9 @@
 from .batch import check_mi_batch
 from .gaussian import CorrelatedGaussianDataModule, gaussian_log_ratio, rho_from_mi, sample_correlated_gaussian
 from .onehot import OneHotDataModule
+from .labeled_images import SameClassPairsDataModule, SupervisedImagesDataModule
+from .paired_features import MultipleFeaturesDataModule, PairedFeaturesDataModule
+from .self_consistency import SelfConsistencyDataModule
 from .schedule import MISchedule
 
 __all__ = [
@@ -10,6 +13,11 @@ __all__ = [
     "CorrelatedGaussianDataModule",
     "MISchedule",
     "OneHotDataModule",
+    "MultipleFeaturesDataModule",
+    "PairedFeaturesDataModule",
+    "SameClassPairsDataModule",
+    "SelfConsistencyDataModule",
+    "SupervisedImagesDataModule",
     "gaussian_log_ratio",
     "rho_from_mi",
     "sample_correlated_gaussian",

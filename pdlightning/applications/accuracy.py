@@ -1,0 +1,116 @@
+"""Test accuracy of an MI critic, as the ReMINE benchmarks define it (Choi & Lee, UAI 2022, §5.1).
+
+- SLB: ``y_hat = argmax_c T(x, onehot(c))`` (for ``T = f(x) . onehot(y)``: ``argmax f(x)``).
+- CLB: ``y_hat`` = label of ``argmax_{x' in train} T(x_test, x')`` (1-nearest neighbour by critic).
+
+Both read the critic only, so any critic of the right inputs works; critics exposing
+``encode_x``/``encode_y`` and a head with ``cross`` (an :class:`~pdlightning.critics.EncodedCritic`
+over a dot product) take a fast path (encode once, one matmul).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..critics import Critic
+
+__all__ = ["cross_scores", "ClassifierAccuracy", "NearestNeighbourAccuracy"]
+
+
+def cross_scores(critic: Critic, x: Tensor, y: Tensor, chunk: int = 4096) -> Tensor:
+    """``T(x_i, y_j)`` for every ``i < n``, ``j < m`` (``[n, m]``; ``n`` and ``m`` may differ)."""
+    head = getattr(critic, "head", None)
+    if hasattr(critic, "encode_x") and hasattr(head, "cross"):
+        return head.cross(critic.encode_x(x), critic.encode_y(y))
+    n, m = x.shape[0], y.shape[0]
+    rows = torch.arange(n, device=x.device).repeat_interleave(m)
+    cols = torch.arange(m, device=x.device).repeat(n)
+    out = [critic.pointwise(x[rows[s:s + chunk]], y[cols[s:s + chunk]]) for s in range(0, n * m, chunk)]
+    return torch.cat(out).view(n, m)
+
+
+class _TestAccuracy(Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.metric: Optional[MulticlassAccuracy] = None
+
+    def _num_classes(self, trainer: L.Trainer) -> int:
+        num_classes = getattr(trainer.datamodule, "num_classes", 0)
+        if not num_classes:
+            raise ValueError(f"{type(self).__name__}: the datamodule must expose num_classes")
+        return int(num_classes)
+
+    def predict(self, pl_module: L.LightningModule, batch: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.metric = MulticlassAccuracy(self._num_classes(trainer), average="micro").to(pl_module.device)
+
+    @torch.no_grad()
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if "label" not in batch:
+            raise ValueError(f"{type(self).__name__}: test batches need a 'label' key")
+        self.metric.update(self.predict(pl_module, batch), batch["label"])
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.log("test/accuracy", self.metric.compute())
+        self.metric.reset()
+
+
+class ClassifierAccuracy(_TestAccuracy):
+    """SLB test accuracy: ``argmax_c T(x, onehot(c))`` against the batch's ``label``."""
+
+    def predict(self, pl_module: L.LightningModule, batch: dict[str, Tensor]) -> Tensor:
+        classes = torch.eye(self.metric.num_classes, device=batch["x"].device)
+        return cross_scores(pl_module.critic, batch["x"], classes).argmax(dim=1)
+
+
+class NearestNeighbourAccuracy(_TestAccuracy):
+    """CLB test accuracy: the label of the training image with the highest ``T(x_test, x_train)``.
+
+    Args:
+        reference_size: use only the first ``reference_size`` training images (all if None).
+    """
+
+    def __init__(self, reference_size: Optional[int] = None) -> None:
+        super().__init__()
+        if reference_size is not None and reference_size < 1:
+            raise ValueError(f"reference_size: expected a positive number of images or None, got {reference_size}")
+        self.reference_size = reference_size
+        self.reference: Optional[tuple[Tensor, Tensor]] = None
+        self.encoded = False
+
+    @torch.no_grad()
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_test_epoch_start(trainer, pl_module)
+        loader = getattr(trainer.datamodule, "reference_dataloader", None)
+        if loader is None:
+            raise ValueError("NearestNeighbourAccuracy: the datamodule must provide reference_dataloader()")
+        critic = pl_module.critic
+        self.encoded = hasattr(critic, "encode_y") and hasattr(getattr(critic, "head", None), "cross")
+        items, labels, count = [], [], 0
+        for x, label in loader():
+            x = x.to(pl_module.device)
+            items.append(critic.encode_y(x) if self.encoded else x)  # encode once, not per test batch
+            labels.append(label)
+            count += len(label)
+            if self.reference_size is not None and count >= self.reference_size:
+                break
+        size = self.reference_size or count
+        self.reference = (torch.cat(items)[:size], torch.cat(labels)[:size].to(pl_module.device))
+
+    def predict(self, pl_module: L.LightningModule, batch: dict[str, Tensor]) -> Tensor:
+        items, labels = self.reference
+        critic = pl_module.critic
+        if self.encoded:
+            scores = critic.head.cross(critic.encode_x(batch["x"]), items)
+        else:
+            scores = cross_scores(critic, batch["x"], items)
+        return labels[scores.argmax(dim=1)]

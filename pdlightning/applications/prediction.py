@@ -1,0 +1,73 @@
+"""``pdlightning predict``: PMI of given pairs, written to a file.
+
+:class:`PointwiseDependencyModule` is :class:`~pdlightning.modules.MIEstimationModule` plus a
+``predict_step``; :class:`PMIWriter` writes what it returns as CSV (one row per pair, in order).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any, Optional, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+
+from ..modules import MIEstimationModule
+
+__all__ = ["PointwiseDependencyModule", "PMIWriter"]
+
+
+class PointwiseDependencyModule(MIEstimationModule):
+    """:class:`MIEstimationModule` that also predicts: ``predict_step`` returns, per pair
+    ``(x_i, y_i)`` of the batch, ``pmi = log r_hat(x_i, y_i)`` from the reporting bound (the
+    diagonal of ``forward``'s ``[n, n]`` matrix; bounds whose PMI needs batch statistics take them
+    from the prediction batch), with the batch's ``index`` and ``label`` when present."""
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        x, y = batch["x"], batch["y"]
+        if x.shape[0] < 2:
+            raise ValueError(
+                "predict batch: the PMI of a pair is read off the batch's score matrix, which needs at "
+                f"least 2 pairs; got {x.shape[0]} (raise the datamodule's eval_batch_size)"
+            )
+        out = {"pmi": self(x, y).diagonal().float()}
+        for key in ("index", "label"):
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
+
+class PMIWriter(BasePredictionWriter):
+    """Writes the predicted PMI of every pair to ``output_path`` (CSV: ``row, index, label, pmi``).
+
+    Args:
+        output_path: CSV file to write (its folder is created); default ``<trainer.log_dir>/pmi.csv``.
+    """
+
+    def __init__(self, output_path: Optional[str] = None) -> None:
+        super().__init__(write_interval="epoch")
+        if output_path is not None and not output_path:
+            raise ValueError("output_path: expected a file path for the PMI scores, or None")
+        self.output_path = output_path
+
+    def write_on_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Any
+    ) -> None:
+        if predictions and isinstance(predictions[0], list):  # several predict dataloaders
+            predictions = [p for loader in predictions for p in loader]
+        if not predictions or "pmi" not in predictions[0]:
+            raise ValueError("PMIWriter: predict_step must return dicts with 'pmi' (use PointwiseDependencyModule)")
+        columns = {key: torch.cat([p[key].cpu() for p in predictions]) for key in predictions[0]}
+        path = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        n = columns["pmi"].shape[0]
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            extra = [k for k in ("index", "label") if k in columns]
+            writer.writerow(["row", *extra, "pmi"])
+            for row in range(n):
+                writer.writerow([row, *(int(columns[k][row]) for k in extra), f"{float(columns['pmi'][row]):.6f}"])
+        print(f"\nPMIWriter: {n} pairs -> {path}")

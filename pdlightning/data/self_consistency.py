@@ -1,0 +1,143 @@
+"""Self-consistency tests of MI estimators on images (SMILE, Song & Ermon ICLR 2020, §4.2, §6.2).
+
+``Y`` keeps the top ``t`` rows of an image (the rest set to zero, as their App. B.2); variables are
+concatenated over the channel dimension. Settings, with what a consistent estimator gives:
+
+- ``baseline``: ``x = X``, ``y = top_t(X)``; ``I(X; Y)`` non-decreasing in ``t`` (reference).
+- ``independence``: ``x = X``, ``y = top_t(X')`` with ``X'`` an independent image; ``I = 0``.
+- ``data_processing``: ``x = [X, X]``, ``y = [top_t(X), top_{t-3}(X)]``; ``I / I(X; Y) = 1``.
+- ``additivity``: ``x = [X1, X2]``, ``y = [top_t(X1), top_t(X2)]``, independent images;
+  ``I / I(X; Y) = 2``.
+
+The independent partner ``X'`` / ``X2`` of image ``i`` is image ``perm[i]`` of the same split, a
+derangement fixed by ``seed``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .labeled_images import IMAGE_SOURCES, Source, _subset, load_labeled_images
+
+__all__ = ["SETTINGS", "SelfConsistencyDataModule", "top_rows"]
+
+SETTINGS = ("baseline", "independence", "data_processing", "additivity")
+Setting = Literal["baseline", "independence", "data_processing", "additivity"]
+
+
+def top_rows(images: Tensor, rows: int) -> Tensor:
+    """Keep the top ``rows`` rows of ``[..., H, W]`` images and zero the rest."""
+    out = images.clone()
+    out[..., max(rows, 0):, :] = 0
+    return out
+
+
+def _derangement(n: int, seed: int) -> np.ndarray:
+    """A permutation with no fixed point (a cyclic shift of a random order)."""
+    order = np.random.default_rng(seed).permutation(n)
+    perm = np.empty(n, dtype=np.int64)
+    perm[order] = np.roll(order, 1)
+    return perm
+
+
+class _SelfConsistencyPairs(Dataset):
+    def __init__(self, images: np.ndarray, setting: str, rows: int, rows_gap: int, seed: int) -> None:
+        self.images = torch.as_tensor(images)
+        self.setting, self.rows, self.rows_gap = setting, rows, rows_gap
+        self.partner = torch.as_tensor(_derangement(len(images), seed))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        image, other = self.images[i], self.images[int(self.partner[i])]
+        t = self.rows
+        if self.setting == "baseline":
+            x, y = image, top_rows(image, t)
+        elif self.setting == "independence":
+            x, y = image, top_rows(other, t)
+        elif self.setting == "data_processing":
+            x = torch.cat([image, image])
+            y = torch.cat([top_rows(image, t), top_rows(image, t - self.rows_gap)])
+        else:  # additivity
+            x = torch.cat([image, other])
+            y = torch.cat([top_rows(image, t), top_rows(other, t)])
+        return {"x": x, "y": y}
+
+
+class SelfConsistencyDataModule(L.LightningDataModule):
+    """Image pairs of one self-consistency setting and one row count ``t``.
+
+    Args:
+        setting: ``baseline``, ``independence``, ``data_processing`` or ``additivity``.
+        rows: ``t``, the rows of the image kept in ``y`` (0 .. image height).
+        rows_gap: ``t1 - t2`` of the data-processing setting (3 in the paper).
+        source: image source (``mnist``, ``fashion_mnist``, ``digits``, ``cifar10``, ``cifar100``).
+        batch_size, eval_batch_size: pairs per training / test batch.
+        num_train, num_test: optional seeded subsets (fast runs).
+        root: data folder (CIFAR; Fashion-MNIST if not in the Debian location).
+        seed: seed of the subsets and of the independent partners.
+
+    ``channels`` is the critic's input channels per variable: 2 for ``data_processing`` and
+    ``additivity`` (two stacked images), else the images' own.
+    """
+
+    def __init__(
+        self,
+        setting: Setting = "baseline",
+        rows: int = 14,
+        rows_gap: int = 3,
+        source: Source = "mnist",
+        batch_size: int = 64,
+        eval_batch_size: Optional[int] = None,
+        num_train: Optional[int] = None,
+        num_test: Optional[int] = None,
+        root: Optional[str] = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if setting not in SETTINGS:
+            raise ValueError(f"setting: expected one of {SETTINGS}, got {setting!r}")
+        if source not in IMAGE_SOURCES:
+            raise ValueError(f"source: expected one of {IMAGE_SOURCES}, got {source!r}")
+        if not (isinstance(rows, int) and rows >= 0):
+            raise ValueError(f"rows: expected a non-negative number of image rows, got {rows!r}")
+        if not (isinstance(rows_gap, int) and rows_gap >= 0):
+            raise ValueError(f"rows_gap: expected a non-negative integer, got {rows_gap!r}")
+        if not (isinstance(batch_size, int) and batch_size >= 2):
+            raise ValueError(f"batch_size: need at least 2 pairs per batch for negatives, got {batch_size!r}")
+        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        if not (isinstance(eval_batch_size, int) and eval_batch_size >= 2):
+            raise ValueError(f"eval_batch_size: need at least 2 pairs per batch, got {eval_batch_size!r}")
+        self.setting, self.rows, self.rows_gap, self.source = setting, rows, rows_gap, source
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_train, self.num_test, self.root, self.seed = num_train, num_test, root, seed
+        self.datasets: dict[str, _SelfConsistencyPairs] = {}
+
+    @property
+    def channels(self) -> int:
+        base = 3 if self.source.startswith("cifar") else 1
+        return 2 * base if self.setting in ("data_processing", "additivity") else base
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        if self.datasets:
+            return
+        for split, offset, size in (("train", 0, self.num_train), ("test", 1, self.num_test)):
+            images, labels = load_labeled_images(self.source, split, self.root, self.seed)
+            if self.rows > images.shape[-2]:
+                raise ValueError(f"rows: {self.rows} exceeds the image height {images.shape[-2]}")
+            images, _ = _subset(images, labels, size, self.seed + offset)
+            self.datasets[split] = _SelfConsistencyPairs(images, self.setting, self.rows, self.rows_gap,
+                                                         self.seed + offset)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=True)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["test"], batch_size=self.eval_batch_size, shuffle=False, drop_last=True)
