@@ -69,8 +69,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         specs = plan(estimators, args.tasks, args.critics)
     except ValueError as exc:
         parser().error(str(exc))
-    # One line per run is the progress; Lightning's per-fit banners would drown it.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    # One line per run is the progress; Lightning's per-fit banners would drown it. (Lightning sets
+    # its loggers' levels when imported, so import it first.)
+    import lightning  # noqa: F401
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset. has .__len__).*")
     if args.threads:
         import torch
