@@ -18,6 +18,7 @@ import pdlightning.bounds  # noqa: F401
 import pdlightning.callbacks  # noqa: F401
 import pdlightning.critics  # noqa: F401
 import pdlightning.data  # noqa: F401
+import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
 
 __all__ = ["PDLightningCLI", "ResumeCheckpoint", "build_cli", "main", "find_last_checkpoint"]

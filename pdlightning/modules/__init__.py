@@ -1,6 +1,8 @@
 """LightningModules."""
 
+from .contrastive_ssl import ContrastiveSSLModule
 from .finite import NonFiniteBoundError
+from .linear_eval import LinearEvalModule
 from .mi_estimation import MIEstimationModule
 
-__all__ = ["MIEstimationModule", "NonFiniteBoundError"]
+__all__ = ["MIEstimationModule", "NonFiniteBoundError", "ContrastiveSSLModule", "LinearEvalModule"]
