@@ -104,8 +104,12 @@ class DriftMonitor(L.Callback):
         if bound is not estimate:
             names += ["train_first_term", "train_second_term"]
             values += [bound.first_term, bound.second_term]
+        batch = last_step.get("batch")
+        if isinstance(batch, dict) and "mi" in batch:  # for the figure only (the module logs mi/true)
+            names.append("true_mi")
+            values.append(torch.as_tensor(batch["mi"], device=estimate.mi.device).float().mean())
         q = None
-        for group, scores in pair_groups(estimate.scores, last_step.get("batch")).items():
+        for group, scores in pair_groups(estimate.scores, batch).items():
             if scores.numel() == 0:
                 continue
             scores = scores.float()
@@ -139,7 +143,7 @@ class DriftMonitor(L.Callback):
         # about a millisecond per scalar, more than the training step of a small critic.
         every = trainer.log_every_n_steps
         if every and (step + 1) % every == 0:
-            scalars = {f"drift/{k}": v for k, v in metrics.items()}
+            scalars = {f"drift/{k}": v for k, v in metrics.items() if k != "true_mi"}
             for logger in trainer.loggers:
                 if isinstance(logger, TensorBoardLogger):  # its log_metrics costs 3x add_scalar
                     if trainer.is_global_zero:
@@ -176,7 +180,7 @@ class DriftMonitor(L.Callback):
         bound = getattr(pl_module, "bound", None)
         c_star = bound.target if isinstance(bound, Regularized) else None
         reporting = getattr(pl_module, "reporting_bound", bound)
-        figure = drift_figure(steps, series, outputs, self.ewm_span, c_star=c_star,
+        figure = drift_figure(steps, series, outputs, self.ewm_span, true_mi=series.get("true_mi"), c_star=c_star,
                               title=f"{type(reporting).__name__}: drift")
         path = f"{run_directory(trainer, self.output_dir)}/drift.png"
         publish_figure(trainer, figure, "drift/figure", path, trainer.global_step)

@@ -29,7 +29,7 @@ def test_terms_and_output_statistics_match_their_definitions():
     assert metrics["T_marginal_in_support_mean"] == pytest.approx(5.0)
     assert metrics["T_marginal_off_support_mean"] == pytest.approx(-3.0)
     assert metrics["T_marginal_off_support_q50"] == pytest.approx(-3.0)
-    assert "train_first_term" not in metrics
+    assert "train_first_term" not in metrics and "true_mi" not in metrics
 
 
 def test_empty_group_is_skipped_and_separate_training_bound_is_logged():

@@ -50,11 +50,14 @@ def test_onehot_fit_logs_every_tag_at_every_step(tmp_path):
     assert 0 < len(events.Scalars("drift/T_marginal_in_support_mean")) <= steps
     for group in ("joint", "marginal", "marginal_off_support"):
         assert [e.step for e in events.Histograms(f"drift/T_{group}")] == [0, 4, 8]
+    assert "drift/true_mi" not in tags["scalars"]  # recorded for the figure, logged by the module as mi/true
     assert set(tags["images"]) == {"drift/figure", "staircase/figure"}
     assert len(events.Images("drift/figure")) == 1
     level = f"{math.log(16):g}"
     for name in ("mean", "bias", "variance", "mse"):
         assert len(events.Scalars(f"bias_variance/{name}@{level}")) == 1
+    _, series = callbacks[0].series()
+    assert series["true_mi"] == pytest.approx([math.log(16)] * steps)
     run_dir = trainer.logger.log_dir
     for name in ("drift.png", "staircase.png", "bias_variance.csv", "bias_variance.md"):
         assert (tmp_path / "run" / "version_0" / name).exists(), name
