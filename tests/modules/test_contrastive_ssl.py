@@ -62,6 +62,13 @@ def test_bf16_mixed_on_cpu_gives_finite_losses_for_every_objective(objective: st
     assert any(not torch.equal(a, b) for a, b in zip(before, module.encoder.parameters())), "encoder did not train"
 
 
+def test_16_mixed_runs_with_float32_bounds() -> None:
+    module = _deep_module(DensityRatioFitting())
+    record = _Record()
+    _trainer(2, precision="16-mixed", callbacks=[record]).fit(module, DigitsDataModule(batch_size=32))
+    assert all(math.isfinite(v) for v in record.losses) and record.score_dtypes == {torch.float32}
+
+
 def test_probe_has_its_own_optimiser_and_sees_detached_features() -> None:
     """SSL learning rate 0: the encoder must not move, the probe must (its loss never reaches the encoder)."""
     module = _deep_module(InfoNCE(), optimizer=lambda params: torch.optim.SGD(params, lr=0.0))
