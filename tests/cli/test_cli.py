@@ -125,3 +125,17 @@ def test_console_script_runs_fit_and_test(tmp_path):
     test = subprocess.run([script, "test", *common], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert test.returncode == 0, test.stderr[-2000:]
     assert "true MI" in test.stdout and "estimate" in test.stdout
+
+
+def test_optimizer_and_scheduler_come_from_yaml(tmp_path):
+    config = tmp_path / "optim.yaml"
+    config.write_text(
+        "model:\n  init_args:\n"
+        "    optimizer:\n      class_path: torch.optim.SGD\n      init_args: {lr: 0.1, momentum: 0.5}\n"
+        "    scheduler:\n      class_path: torch.optim.lr_scheduler.StepLR\n      init_args: {step_size: 2, gamma: 0.5}\n"
+    )
+    cli = build_cli(["fit", "-c", GAUSSIAN, "-c", str(config), *quiet(tmp_path, 4), "--trainer.limit_val_batches=0",
+                     "--model.init_args.critic.init_args.hidden_dims=[8]"])
+    optimizer = cli.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.5
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)  # stepped every optimiser step
