@@ -225,6 +225,11 @@ def run_sweep(
         if spec in records:
             log(f"[{index}/{total}] {spec.run_id}: finished earlier ({records[spec].status}), skipped")
             continue
+        finished = read_record(out / "runs" / spec.run_id)  # another sweep process may have run it
+        if finished is not None and finished.status == "ok" and finished.budget == budget.as_json():
+            records[spec] = finished
+            log(f"[{index}/{total}] {spec.run_id}: finished meanwhile by another process, skipped")
+            continue
         if max_runs is not None and started >= max_runs:
             log(f"stopping after {started} new runs (--max-runs); run again to continue")
             break

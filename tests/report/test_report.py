@@ -97,3 +97,27 @@ def test_run_record_is_plain_json(tmp_path):
     assert record["status"] == "ok" and record["steps"] == 2 and records[specs[0]].candidates == 8
     config = (tmp_path / "runs" / specs[0].run_id / "tb" / "config.yaml").read_text()
     assert "SeparableCritic" in config and "tau: .inf" in config and "cubic: true" in config
+
+
+def test_a_run_finished_by_a_parallel_sweep_is_not_redone(tmp_path, monkeypatch):
+    from pdlightning.report import sweep
+
+    specs = plan(["cpc", "nwj"], ["gaussian"], ["joint"])
+    ran = []
+
+    def fake_run_one(spec, budget, configs, run_dir):
+        ran.append(spec)
+        run_dir.mkdir(parents=True)
+        record = sweep.RunRecord(spec={}, budget=budget.as_json(), status="ok", seconds=1.0, steps=1)
+        sweep._write_record(run_dir, record)
+        # Meanwhile another process finishes the next run.
+        other = tmp_path / "runs" / specs[1].run_id
+        other.mkdir(parents=True, exist_ok=True)
+        sweep._write_record(other, record)
+        return record
+
+    monkeypatch.setattr(sweep, "run_one", fake_run_one)
+    lines: list[str] = []
+    records = run_sweep(specs, TINY, tmp_path, log=lines.append)
+    assert ran == specs[:1] and set(records) == set(specs)
+    assert any("finished meanwhile by another process" in line for line in lines)
