@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from pdlightning.bounds import MINE, EtaDV
 from pdlightning.cli.main import ResumeCheckpoint, build_cli, find_last_checkpoint
@@ -78,7 +78,7 @@ def read_scalars(log_dir: str) -> dict[str, dict[int, float]]:
 
 CRASH_MODULE = """
 import os
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 class KillAtStep(Callback):
     '''Dies like a SIGKILL (no exception handling, no final checkpoint) before step ``step`` runs.'''
@@ -203,3 +203,70 @@ def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     checkpoint = torch.load(tmp_path / "m.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["optimizer"] == "torch.optim.sgd.SGD"
     assert "log_partition_ema" in "".join(checkpoint["state_dict"])
+
+
+def _tiny(tmp_path: Path, logger: str = "TensorBoardLogger", steps: int = 7) -> list[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        seed_everything: 0
+        trainer:
+          max_steps: {steps}
+          log_every_n_steps: 1
+          enable_progress_bar: false
+          enable_model_summary: false
+          limit_val_batches: 0
+          accelerator: cpu
+          logger:
+            class_path: lightning.pytorch.loggers.{logger}
+            init_args: {{save_dir: {tmp_path / 'logs'}, name: run}}
+        model:
+          class_path: pdlightning.modules.MIEstimationModule
+          init_args:
+            critic: {{class_path: pdlightning.critics.JointCritic, init_args: {{x_dim: 2, y_dim: 2, hidden_dims: [4]}}}}
+            bound: {{class_path: pdlightning.bounds.DV}}
+        data:
+          class_path: pdlightning.data.CorrelatedGaussianDataModule
+          init_args: {{dim: 2, mi_schedule: [1.0], steps_per_level: {steps}, batch_size: 4}}
+        """))
+    return ["fit", "-c", str(config)]
+
+
+def test_default_checkpoint_is_last_ckpt_in_the_version_dir_at_the_final_step(tmp_path: Path) -> None:
+    """7 steps with a checkpoint every 3: last.ckpt still holds step 7."""
+    cli = build_cli([*_tiny(tmp_path), "--checkpoint.every_n_train_steps=3"])
+    checkpoints = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert len(checkpoints) == 1 and isinstance(checkpoints[0], ResumeCheckpoint)
+    path = tmp_path / "logs" / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    assert os.listdir(path.parent) == ["last.ckpt"]
+    assert torch.load(path, weights_only=True)["global_step"] == 7
+
+
+def test_no_default_checkpoint_when_disabled_or_configured(tmp_path: Path) -> None:
+    cli = build_cli([*_tiny(tmp_path / "off"), "--trainer.enable_checkpointing=false"])
+    assert not any(isinstance(c, ModelCheckpoint) for c in cli.trainer.callbacks)
+    own = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+           "init_args": {"dirpath": str(tmp_path / "own"), "save_top_k": 0, "save_last": True}}
+    cli = build_cli([*_tiny(tmp_path / "own"), f"--trainer.callbacks={[own]}"])
+    checkpoints = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)]
+    assert len(checkpoints) == 1 and not isinstance(checkpoints[0], ResumeCheckpoint)
+    assert (tmp_path / "own" / "last.ckpt").is_file()
+
+
+def test_resume_with_a_csv_logger_keeps_the_interrupted_rows(tmp_path: Path) -> None:
+    build_cli([*_tiny(tmp_path, "CSVLogger", steps=6), "--trainer.max_steps=4"])
+    build_cli([*_tiny(tmp_path, "CSVLogger", steps=6), "--ckpt_path=last"])
+    run = tmp_path / "logs" / "run"
+    assert sorted(os.listdir(run)) == ["version_0"]
+    kept = (run / "version_0" / "metrics.part0.csv").read_text().splitlines()
+    resumed = (run / "version_0" / "metrics.csv").read_text().splitlines()
+    step = kept[0].split(",").index("step")
+    assert [int(r.split(",")[step]) for r in kept[1:]] == [0, 1, 2, 3]
+    assert [int(r.split(",")[step]) for r in resumed[1:]] == [4, 5]
+
+
+def test_ckpt_path_last_with_nothing_to_resume_starts_fresh(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="no last checkpoint"):
+        cli = build_cli([*_tiny(tmp_path), "--ckpt_path=last"])
+    assert cli.trainer.global_step == 7
+    assert sorted(os.listdir(tmp_path / "logs" / "run")) == ["version_0"]
