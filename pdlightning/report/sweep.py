@@ -159,6 +159,23 @@ def _write_record(run_dir: Path, record: RunRecord) -> None:
     os.replace(tmp, run_dir / "run.json")  # atomic: a killed sweep never leaves a half record
 
 
+def _owner(run_dir: Path) -> Optional[int]:
+    """The pid of another live process running this run (its ``owner.pid``), else None."""
+    try:
+        pid = int((run_dir / "owner.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a killed sweep's stale claim
+    except PermissionError:
+        pass
+    return pid
+
+
 def run_one(spec: RunSpec, budget: Budget, configs: Path, run_dir: Path) -> RunRecord:
     """Fit one run from scratch in this process; its stream goes to ``run_dir/estimates.csv``.
 
@@ -171,6 +188,7 @@ def run_one(spec: RunSpec, budget: Budget, configs: Path, run_dir: Path) -> RunR
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished run restarts clean
     run_dir.mkdir(parents=True)
+    (run_dir / "owner.pid").write_text(str(os.getpid()))  # parallel sweeps leave this run alone
     with warnings.catch_warnings():  # the report's own argv is not the run's: LightningCLI need not say so
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         cli = build_cli(cli_args(spec, budget, configs, run_dir), run=False)
@@ -187,6 +205,7 @@ def run_one(spec: RunSpec, budget: Budget, configs: Path, run_dir: Path) -> RunR
                        seconds=round(time.perf_counter() - start, 2), steps=len(recorder.stream),
                        candidates=recorder.stream.candidates, error=error)
     _write_record(run_dir, record)
+    (run_dir / "owner.pid").unlink(missing_ok=True)
     return record
 
 
@@ -201,7 +220,9 @@ def run_sweep(
 ) -> dict[RunSpec, RunRecord]:
     """Run every spec not finished under ``budget`` in ``out/runs``; at most ``max_runs`` new runs.
 
-    Raises if ``out`` holds runs of another budget (mixing them would corrupt the tables).
+    Raises if ``out`` holds runs of another budget (mixing them would corrupt the tables). Runs
+    that another live sweep process has claimed (``owner.pid``) or finished are skipped, so sweeps
+    over overlapping plans can share ``out``.
     """
     specs = list(specs)
     configs = Path(configs) if configs is not None else default_configs_dir()
@@ -229,6 +250,10 @@ def run_sweep(
         if finished is not None and finished.status == "ok" and finished.budget == budget.as_json():
             records[spec] = finished
             log(f"[{index}/{total}] {spec.run_id}: finished meanwhile by another process, skipped")
+            continue
+        owner = _owner(out / "runs" / spec.run_id)
+        if owner is not None:
+            log(f"[{index}/{total}] {spec.run_id}: running in another process (pid {owner}), skipped")
             continue
         if max_runs is not None and started >= max_runs:
             log(f"stopping after {started} new runs (--max-runs); run again to continue")

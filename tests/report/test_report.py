@@ -121,3 +121,29 @@ def test_a_run_finished_by_a_parallel_sweep_is_not_redone(tmp_path, monkeypatch)
     records = run_sweep(specs, TINY, tmp_path, log=lines.append)
     assert ran == specs[:1] and set(records) == set(specs)
     assert any("finished meanwhile by another process" in line for line in lines)
+
+
+def test_a_run_claimed_by_a_live_process_is_left_alone(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from pdlightning.report import sweep
+
+    specs = plan(["cpc", "nwj"], ["gaussian"], ["joint"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        claimed = tmp_path / "runs" / specs[0].run_id
+        claimed.mkdir(parents=True)
+        (claimed / "owner.pid").write_text(str(live.pid))
+        stale = tmp_path / "runs" / specs[1].run_id
+        stale.mkdir(parents=True)
+        (stale / "owner.pid").write_text("999999999")  # no such process: a killed sweep's claim
+        ran = []
+        monkeypatch.setattr(sweep, "run_one", lambda spec, *a: ran.append(spec) or sweep.RunRecord(
+            spec={}, budget=TINY.as_json(), status="ok", seconds=1.0, steps=1))
+        lines: list[str] = []
+        run_sweep(specs, TINY, tmp_path, log=lines.append)
+        assert ran == specs[1:]
+        assert any(f"running in another process (pid {live.pid})" in line for line in lines)
+    finally:
+        live.kill()
