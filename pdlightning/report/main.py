@@ -37,12 +37,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs (resume later)")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs that diverged")
     p.add_argument("--render-only", action="store_true", help="only write the report of the finished runs")
+    p.add_argument("--burn-in", type=float, default=0.0,
+                   help="fraction of each level's first steps left out of the statistics (default 0, as the papers)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     return p
 
 
 def render(out: Path, budget: Budget, estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
-           records: Optional[dict] = None) -> str:
+           records: Optional[dict] = None, burn_in: float = 0.0) -> str:
     """Write ``results.csv``, ``report.md`` and ``staircase_grid.png``; return the markdown."""
     from .grid import staircase_grid
     from .results import load_results, write_results_csv
@@ -53,8 +55,8 @@ def render(out: Path, budget: Budget, estimators: Sequence[str], tasks: Sequence
         records = {s: r for s in specs if (r := read_record(out / "runs" / s.run_id)) is not None}
     results = load_results(out, {s: records[s] for s in specs if s in records})
     out.mkdir(parents=True, exist_ok=True)
-    rows = write_results_csv(results, out / "results.csv")
-    markdown = report_markdown(results, rows, budget, estimators, tasks, critics)
+    rows = write_results_csv(results, out / "results.csv", burn_in)
+    markdown = report_markdown(results, rows, budget, estimators, tasks, critics, burn_in)
     (out / "report.md").write_text(markdown)
     if results:
         staircase_grid(results, estimators, tasks, critics, out / "staircase_grid.png")
@@ -65,6 +67,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
     estimators = list(ESTIMATORS) if args.estimators == ["all"] else args.estimators
     try:
+        if not 0.0 <= args.burn_in < 1.0:
+            raise ValueError(f"burn_in: expected a fraction in [0, 1), got {args.burn_in}")
         budget = Budget(args.steps_per_level, tuple(args.levels), args.batch_size, args.seed)
         specs = plan(estimators, args.tasks, args.critics)
     except ValueError as exc:
@@ -86,7 +90,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(line, flush=True)
 
         records = run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log)
-    render(args.out, budget, estimators, args.tasks, args.critics, records)
+    render(args.out, budget, estimators, args.tasks, args.critics, records, args.burn_in)
     print(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}", flush=True)
     return 0
 

@@ -75,7 +75,8 @@ def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], ta
 
 
 def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], budget: Budget,
-                    estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str]) -> str:
+                    estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
+                    burn_in: float = 0.0) -> str:
     protocol = budget.steps_per_level == 4000 and tuple(budget.levels) == (2.0, 4.0, 6.0, 8.0, 10.0)
     lines = [
         "# MI estimator benchmark: bias / variance / MSE per MI level",
@@ -84,7 +85,9 @@ def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], bud
         f"{', '.join(f'{v:g}' for v in budget.levels)} nats, **{budget.steps_per_level} steps per level**"
         + (" (the papers' protocol)." if protocol else " (a reduced budget; the papers use 4,000).")
         + f" Seed {budget.seed}. Statistics over the raw per-step training estimates of each level"
-        " (no burn-in), as Song & Ermon's Table 2; biases are absolute values.",
+        + (" (no burn-in), as Song & Ermon's Table 2" if burn_in == 0 else
+           f" after leaving out the first {burn_in:.0%} of each level's steps (the papers use none)")
+        + "; biases are absolute values.",
         "",
     ]
     for critic in critics:

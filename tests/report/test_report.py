@@ -147,3 +147,9 @@ def test_a_run_claimed_by_a_live_process_is_left_alone(tmp_path, monkeypatch):
         assert any(f"running in another process (pid {live.pid})" in line for line in lines)
     finally:
         live.kill()
+
+
+def test_bad_burn_in_is_refused_with_its_name(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--burn-in", "1.5", "--render-only"])
+    assert "burn_in" in capsys.readouterr().err
