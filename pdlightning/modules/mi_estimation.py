@@ -62,6 +62,7 @@ class MIEstimationModule(L.LightningModule):
         #: the latest step's outputs, for callbacks: {"bound": BoundOutput, "estimate": BoundOutput, "batch": dict}
         self.last_step: dict[str, Any] = {}
         self._eval_skipped = 0
+        self._skip_optimizer_step = False
 
     # ---------------------------------------------------------------------------- validation
     def setup(self, stage: str) -> None:
@@ -116,12 +117,25 @@ class MIEstimationModule(L.LightningModule):
         bad_estimate = bad if estimate is output else set(
             self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
         log = dict(on_step=True, on_epoch=False, batch_size=pairs.batch_size)
+        skip = "loss" in bad
+        distributed = self.trainer.world_size > 1
+        if self.guard.policy == "skip" and distributed:
+            # every process must skip together (DDP all-reduces the gradients of the same step)
+            any_skip = bool(self.trainer.strategy.reduce_boolean_decision(skip, all=False))
+            if any_skip and not skip:
+                self.guard.skipped_steps += 1
+            skip = any_skip
         if self.guard.policy == "skip":
             for name, value in self.guard.metrics().items():
                 self.log(name, value, **log)
-        if "loss" in bad:
+        if skip:
             self.last_step = {"batch": batch, "skipped": True}
-            return None
+            if not distributed:
+                return None  # Lightning's automatic optimisation then skips backward and the step
+            # DDP needs a backward on every process: a zero loss over the parameters, whose
+            # (zero) gradients are then dropped before the optimiser step.
+            self._skip_optimizer_step = True
+            return {"loss": sum((p * 0).sum() for p in self.parameters() if p.requires_grad)}
         values = {"loss": ("train/loss", output.loss.detach()),
                   "first_term": ("bound/first_term", output.first_term),
                   "second_term": ("bound/second_term", output.second_term)}
@@ -141,6 +155,11 @@ class MIEstimationModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Catch non-finite gradients from a finite loss (skipped with AMP's GradScaler, which
         handles fp16 overflow itself by skipping the step and lowering the scale)."""
+        if self._skip_optimizer_step:
+            self._skip_optimizer_step = False
+            for p in self.parameters():
+                p.grad = None
+            return
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
             return
         self.guard.check_gradients(self, self.global_step)
