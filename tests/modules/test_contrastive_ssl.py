@@ -62,10 +62,13 @@ def test_bf16_mixed_on_cpu_gives_finite_losses_for_every_objective(objective: st
     assert any(not torch.equal(a, b) for a, b in zip(before, module.encoder.parameters())), "encoder did not train"
 
 
-def test_16_mixed_runs_with_float32_bounds() -> None:
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 AMP needs a GPU (Lightning turns 16-mixed into bf16 on CPU)")
+def test_16_mixed_on_gpu_runs_with_float32_bounds() -> None:
     module = _deep_module(DensityRatioFitting())
     record = _Record()
-    _trainer(2, precision="16-mixed", callbacks=[record]).fit(module, DigitsDataModule(batch_size=32))
+    trainer = _trainer(3, precision="16-mixed", accelerator="gpu", callbacks=[record])
+    trainer.fit(module, DigitsDataModule(batch_size=32))
+    assert trainer.precision == "16-mixed"
     assert all(math.isfinite(v) for v in record.losses) and record.score_dtypes == {torch.float32}
 
 
