@@ -118,7 +118,7 @@ class MIEstimationModule(L.LightningModule):
             self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
         log = dict(on_step=True, on_epoch=False, batch_size=pairs.batch_size)
         skip = "loss" in bad
-        distributed = self.trainer.world_size > 1
+        distributed = self._trainer is not None and self.trainer.world_size > 1
         if self.guard.policy == "skip" and distributed:
             # every process must skip together (DDP all-reduces the gradients of the same step)
             any_skip = bool(self.trainer.strategy.reduce_boolean_decision(skip, all=False))
