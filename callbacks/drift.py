@@ -170,13 +170,13 @@ class DriftMonitor(L.Callback):
         if not self.figure or not self.steps or not trainer.is_global_zero:
             return
         steps, series = self.series()
-        low, high = self._quantile_names()[0], self._quantile_names()[-1]
+        names = self._quantile_names()
         outputs = {}
         for group in ("joint", "marginal", "marginal_in_support", "marginal_off_support"):
             if f"T_{group}_mean" in series:
                 outputs[group] = {"mean": series[f"T_{group}_mean"]}
-                if len(self.quantiles) >= 2:
-                    outputs[group].update(low=series[f"T_{group}_{low}"], high=series[f"T_{group}_{high}"])
+                if len(names) >= 2:  # band between the lowest and the highest quantile
+                    outputs[group].update(low=series[f"T_{group}_{names[0]}"], high=series[f"T_{group}_{names[-1]}"])
         bound = getattr(pl_module, "bound", None)
         c_star = bound.target if isinstance(bound, Regularized) else None
         reporting = getattr(pl_module, "reporting_bound", bound)
@@ -184,3 +184,12 @@ class DriftMonitor(L.Callback):
                               title=f"{type(reporting).__name__}: drift")
         path = f"{run_directory(trainer, self.output_dir)}/drift.png"
         publish_figure(trainer, figure, "drift/figure", path, trainer.global_step)
+
+    # --------------------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """The recorded curves, so a resumed fit draws the whole run."""
+        return {"steps": list(self.steps), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.steps = list(state_dict.get("steps", []))
+        self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}

@@ -74,3 +74,14 @@ def test_drift_figure_has_the_three_panels():
     assert len(figure.axes) == 3
     labels = [line.get_label() for line in figure.axes[0].get_lines()]
     assert "C* = 0" in labels
+
+
+def test_history_survives_a_checkpoint_round_trip():
+    monitor = DriftMonitor(quantiles=())
+    monitor._record(0, {"a": 1.0})
+    monitor._record(1, {"a": 2.0, "b": 5.0})
+    restored = DriftMonitor()
+    restored.load_state_dict(monitor.state_dict())
+    steps, series = restored.series()
+    np.testing.assert_array_equal(steps, [0, 1])
+    np.testing.assert_array_equal(series["a"], [1.0, 2.0])
