@@ -103,7 +103,7 @@ class LinearEvalModule(L.LightningModule):
     """Linear classifier on a frozen SSL encoder; logs ``train/loss``, ``train/acc``, ``val/acc``, ``test/acc``.
 
     Args:
-        ssl_checkpoint: the SSL run's ``.ckpt`` (required).
+        ssl_checkpoint: the SSL run's ``.ckpt`` (required; ``None`` only so that configs can leave it to the command line).
         num_classes: number of labels.
         encoder: an encoder with the SSL run's architecture; ``None`` rebuilds it from the checkpoint.
         encoder_key: where the encoder lives in the SSL module (``encoder``; ``encoder_y`` for ``G``).
@@ -116,7 +116,7 @@ class LinearEvalModule(L.LightningModule):
 
     def __init__(
         self,
-        ssl_checkpoint: str,
+        ssl_checkpoint: Optional[str] = None,
         num_classes: int = 10,
         encoder: Optional[nn.Module] = None,
         encoder_key: str = "encoder",
