@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DRIFT = os.path.join(REPO, "configs", "drift")
 
 
-@pytest.mark.parametrize("estimator, batch_size", [("mine", 100), ("nwj", 32), ("remine", 32), ("renwj", 100)])
+@pytest.mark.parametrize("estimator, batch_size", [("mine", 100), ("dv", 32), ("nwj", 32), ("remine", 32), ("renwj", 100)])
 def test_drift_config_fits_and_writes_the_figure(estimator, batch_size, tmp_path):
     steps = 4
     cli = build_cli([
@@ -42,7 +42,7 @@ def test_drift_config_fits_and_writes_the_figure(estimator, batch_size, tmp_path
 def test_drift_configs_follow_the_paper_protocol():
     import yaml
 
-    for estimator in ("mine", "nwj", "remine", "renwj"):
+    for estimator in ("mine", "dv", "nwj", "remine", "renwj"):
         with open(os.path.join(DRIFT, f"onehot_{estimator}.yaml")) as f:
             config = yaml.safe_load(f)
         data = config["data"]["init_args"]
