@@ -12,6 +12,8 @@ from pdlightning.callbacks import BiasVarianceMSE, DriftMonitor
 from pdlightning.cli.main import build_cli
 from pdlightning.data import OneHotDataModule
 
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DRIFT = os.path.join(REPO, "configs", "drift")
 
