@@ -22,29 +22,46 @@ __all__ = ["DensityRatioFitting"]
 class DensityRatioFitting(PlugInBound):
     """Maximise ``E_p[r_hat] - alpha/2 E_p[r_hat^2] - (1-alpha)/2 E_{p(x)p(y)}[r_hat^2]``.
 
-    ``r_hat = softplus(f)`` (or ``exp(f)``) is non-negative. Its optimum is the relative ratio
+    ``r_hat = softplus(f)`` (default, non-negative and smooth), ``exp(f)``, or ``identity`` (the raw
+    score, as the PD paper's public SSL code uses). Its optimum is the relative ratio
     ``r_alpha = r / (alpha r + 1 - alpha)`` (``= r`` for ``alpha = 0``), bounded by ``1/alpha``;
     ``pmi`` inverts it: ``log r = log((1 - alpha) r_hat) - log(1 - alpha r_hat)``. The objective has
     no log or exp of the scores, the PD paper's argument for its stability.
+
+    The least-squares fit weights a pair by ``r_hat^2``, so it pins small ratios down poorly: a
+    joint pair whose ``r_hat`` underflows to 0 would send the plug-in ``E_p[log r_hat]`` towards
+    ``-inf``. ``pmi`` therefore reads ``log max(r_hat, min_ratio)`` (default ``1e-6``, i.e. no PMI
+    below -13.8 nats; ``min_ratio=0`` turns the floor off where the link allows it).
     """
 
-    def __init__(self, alpha: float = 0.0, link: Literal["softplus", "exp"] = "softplus") -> None:
+    def __init__(
+        self, alpha: float = 0.0, link: Literal["softplus", "exp", "identity"] = "softplus", min_ratio: float = 1e-6
+    ) -> None:
         super().__init__()
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha: expected a relative-ratio weight in [0, 1), got {alpha}")
-        if link not in ("softplus", "exp"):
-            raise ValueError(f"link: expected 'softplus' or 'exp', got {link!r}")
+        if link not in ("softplus", "exp", "identity"):
+            raise ValueError(f"link: expected 'softplus', 'exp' or 'identity', got {link!r}")
+        if not (min_ratio >= 0 and (min_ratio > 0 or link != "identity")):
+            raise ValueError(f"min_ratio: expected a floor >= 0 (> 0 for the identity link), got {min_ratio}")
         self.alpha = alpha
         self.link = link
+        self.min_log_ratio = math.log(min_ratio) if min_ratio > 0 else -math.inf
 
     def ratio(self, scores: Tensor) -> Tensor:
+        if self.link == "identity":
+            return scores
         return F.softplus(scores) if self.link == "softplus" else torch.exp(scores)
 
     def log_ratio(self, scores: Tensor) -> Tensor:
+        """``log max(r_hat, min_ratio)``."""
         if self.link == "exp":
-            return scores
-        # log softplus(f) ~ f for very negative f, where softplus underflows to 0.
-        return torch.where(scores > -30.0, torch.log(F.softplus(scores.clamp_min(-30.0))), scores)
+            log_r = scores
+        elif self.link == "identity":
+            log_r = torch.log(scores.clamp_min(math.exp(self.min_log_ratio)))
+        else:  # log softplus(f) ~ f for very negative f, where softplus underflows to 0.
+            log_r = torch.where(scores > -30.0, torch.log(F.softplus(scores.clamp_min(-30.0))), scores)
+        return log_r.clamp_min(self.min_log_ratio)
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         joint, marginal = self.ratio(pairs.joint), self.ratio(pairs.marginal)

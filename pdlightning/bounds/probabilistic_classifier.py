@@ -20,9 +20,10 @@ class ProbabilisticClassifier(PlugInBound):
     ``log r_hat = f + log(n_marg / n_joint)``; reported MI is the mean over joint pairs.
 
     Args:
-        balanced: False (the paper's code) pools all ``n(k+1)`` pairs in one BCE, so the class
-            prior ratio is ``k`` negatives per joint pair. True averages each class separately (Eq.
-            4 read literally), a prior ratio of 1; that objective is the JS one.
+        balanced: False (the PD paper's MI-estimation code) pools all ``n(k+1)`` pairs in one BCE,
+            so the class prior ratio is ``k`` negatives per joint pair. True averages each class
+            separately (Eq. 4 read literally, and the PD paper's self-supervised PCC code), a prior
+            ratio of 1; that objective is the JS one.
 
     The prior ratio of the *training* batches is remembered (a buffer), so ``pmi`` stays calibrated
     when evaluated on batches of another size.

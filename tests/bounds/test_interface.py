@@ -181,3 +181,15 @@ def test_eta_dv_learns_the_log_partition():
     log_partition = B.log_mean_exp(PairScores.from_matrix(scores).marginal).item()
     assert bound.eta.item() == pytest.approx(log_partition, abs=1e-3)
     assert bound(scores).mi.item() == pytest.approx(B.DV()(scores).mi.item(), abs=1e-4)
+
+
+def test_density_ratio_fitting_floors_the_plug_in_log_ratio():
+    scores = torch.tensor([[-200.0, 0.0], [0.0, 3.0]])
+    floored = B.DensityRatioFitting()(scores).mi.item()
+    assert floored == pytest.approx(0.5 * (math.log(1e-6) + math.log(torch.nn.functional.softplus(torch.tensor(3.0)).item())))
+    unfloored = B.DensityRatioFitting(min_ratio=0.0)(scores).mi.item()
+    assert unfloored == pytest.approx(0.5 * (-200.0 + math.log(torch.nn.functional.softplus(torch.tensor(3.0)).item())), rel=1e-4)
+    identity = B.DensityRatioFitting(link="identity")
+    assert identity(torch.tensor([[2.0, 0.1], [0.3, -1.0]])).mi.item() == pytest.approx(0.5 * (math.log(2.0) + math.log(1e-6)))
+    with pytest.raises(ValueError, match="min_ratio"):
+        B.DensityRatioFitting(link="identity", min_ratio=0.0)
