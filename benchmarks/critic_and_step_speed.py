@@ -51,17 +51,17 @@ def naive_scores(critic: JointCritic, x: torch.Tensor, y: torch.Tensor) -> torch
     return nn.Sequential(critic.first, critic.first_activation, *critic.rest)(pairs).squeeze(-1)
 
 
-def critic_flops(n: int) -> float:
+def critic_flops(n: int, dim: int) -> float:
     """Useful FLOPs of forward + backward (backward = 2x forward) of the broadcast joint critic."""
     h1, h2 = HIDDEN
-    forward = 2 * n * (2 * DIM) * h1 + 2 * n * n * h1 * h2 + 2 * n * n * h2
+    forward = 2 * n * (2 * dim) * h1 + 2 * n * n * h1 * h2 + 2 * n * n * h2
     return 3.0 * forward
 
 
-def bench_critic(n: int, repeats: int) -> dict[str, float]:
+def bench_critic(n: int, dim: int, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
-    critic = JointCritic(DIM, DIM, HIDDEN)
-    x, y = torch.randn(n, DIM), torch.randn(n, DIM)
+    critic = JointCritic(dim, dim, HIDDEN)
+    x, y = torch.randn(n, dim), torch.randn(n, dim)
 
     def ours() -> None:
         critic.zero_grad(set_to_none=True)
@@ -76,7 +76,7 @@ def bench_critic(n: int, repeats: int) -> dict[str, float]:
     t_ours, t_naive = median_time(ours, repeats), median_time(naive, repeats)
     t_mm = median_time(lambda: torch.mm(a, b), repeats)
     mm_rate = 2.0 * n * n * HIDDEN[0] * HIDDEN[1] / t_mm
-    ours_rate = critic_flops(n) / t_ours
+    ours_rate = critic_flops(n, dim) / t_ours
     return {"ours_ms": 1e3 * t_ours, "naive_ms": 1e3 * t_naive, "speedup": t_naive / t_ours,
             "ours_gflops": ours_rate / 1e9, "mm_gflops": mm_rate / 1e9, "fraction_of_mm": ours_rate / mm_rate}
 
@@ -124,18 +124,23 @@ def lightning_loop(steps: int, n: int, log_dir: str | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--dims", type=int, nargs="+", default=[20, 784],
+                        help="input size of x and y: 20 (the Gaussian task), 784 (MNIST-sized views)")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=2, help="alternate bare/Lightning runs this often; best of each")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate bare/Lightning runs this often; best of each")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, joint critic {DIM}+{DIM} -> {HIDDEN} -> 1\n")
 
-    print("1+3. joint critic, forward+backward per step")
-    print(f"{'batch':>6} {'ours ms':>9} {'naive ms':>9} {'speed-up':>9} {'ours GF/s':>10} {'mm GF/s':>9} {'of mm':>7}")
-    for n in args.batch_sizes:
-        r = bench_critic(n, args.repeats)
-        print(f"{n:6d} {r['ours_ms']:9.2f} {r['naive_ms']:9.2f} {r['speedup']:8.2f}x {r['ours_gflops']:10.1f} "
-              f"{r['mm_gflops']:9.1f} {r['fraction_of_mm']:6.0%}")
+    print("1+3. joint critic, forward+backward per step (median of repeats)")
+    print(f"{'d':>4} {'batch':>6} {'ours ms':>9} {'naive ms':>9} {'speed-up':>9} {'ours GF/s':>10} {'mm GF/s':>9} {'of mm':>7}")
+    for dim in args.dims:
+        for n in args.batch_sizes:
+            if dim * n * n > 784 * 128 * 128:  # the naive critic's tiled input would need > 100 MB
+                continue
+            r = bench_critic(n, dim, args.repeats)
+            print(f"{dim:4d} {n:6d} {r['ours_ms']:9.2f} {r['naive_ms']:9.2f} {r['speedup']:8.2f}x "
+                  f"{r['ours_gflops']:10.1f} {r['mm_gflops']:9.1f} {r['fraction_of_mm']:6.0%}")
 
     print(f"\n2. training step, batch 64, SMILE + joint critic, {args.steps} steps, best of {args.rounds} alternating rounds")
     bare, quiet, logged = [], [], []
