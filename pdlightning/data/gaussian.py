@@ -8,15 +8,15 @@
 from __future__ import annotations
 
 import math
-import warnings
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from .schedule import MISchedule
+from .stream import SeededStream, StreamLoader, step_seed
 
 __all__ = [
     "CorrelatedGaussianDataModule",
@@ -59,69 +59,22 @@ def gaussian_log_ratio(x: Tensor, y: Tensor, mi: float, cubic: bool = False) -> 
     return -0.5 * dim * math.log(one_minus) - (rho**2 * (x2 + y2) - 2.0 * rho * cross) / (2.0 * one_minus)
 
 
-def _step_seed(seed: int, stream: int, step: int) -> int:
-    return (seed * 1_000_003 + stream * 7_919 + step * 2_654_435_761) % (2**63 - 1)
-
-
-class GaussianStream(IterableDataset):
-    """Yields whole batches; batch ``t`` is a pure function of ``(seed, t)`` so a run resumes exactly.
-
-    Iteration starts at ``start_step`` (the step a resumed fit stands at); ``len`` is the whole
-    staircase, the epoch's length, so that Lightning's restored batch counter and the stream end
-    together (a shorter ``len`` would end a resumed epoch early).
-    """
+class GaussianStream(SeededStream):
+    """The training staircase: batch ``t`` at the MI level of step ``t``, seeded from ``(seed, t)``."""
 
     def __init__(self, schedule: MISchedule, dim: int, batch_size: int, cubic: bool, seed: int) -> None:
+        super().__init__()
         self.schedule, self.dim, self.batch_size, self.cubic, self.seed = schedule, dim, batch_size, cubic, seed
-        self.start_step = 0
+        self.total_steps = schedule.total_steps
 
     def identity(self) -> dict[str, Any]:
-        """What determines the batches: a resumed run checks it against its checkpoint."""
         return {"seed": self.seed, "dim": self.dim, "batch_size": self.batch_size, "cubic": self.cubic,
                 "mi_schedule": list(self.schedule.levels), "steps_per_level": self.schedule.steps_per_level}
 
-    def batch_at(self, step: int) -> dict[str, Tensor]:
+    def sample(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
         mi = self.schedule.mi_at(step)
-        generator = torch.Generator().manual_seed(_step_seed(self.seed, 0, step))
         x, y = sample_correlated_gaussian(self.batch_size, self.dim, mi, generator, self.cubic)
         return {"x": x, "y": y, "mi": torch.tensor(mi)}
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        for step in range(self.start_step, self.schedule.total_steps):
-            yield self.batch_at(step)
-
-    def __len__(self) -> int:
-        return self.schedule.total_steps
-
-
-class StreamLoader(DataLoader):
-    """The training loader of a :class:`GaussianStream`, resumable in Lightning's sense.
-
-    Lightning checkpoints a loader that has ``state_dict`` / ``load_state_dict`` (and otherwise warns
-    that a mid-epoch resume "can cause unreliable results"). The state is the step of the next batch
-    (the trainer's ``global_step`` when the checkpoint is written) and the stream's identity; loading
-    it restarts the stream there, and warns if the seed, sizes or schedule changed since.
-    """
-
-    def __init__(self, stream: GaussianStream, position: Optional[Callable[[], int]] = None) -> None:
-        super().__init__(stream, batch_size=None)
-        self.stream = stream
-        self.position = position
-
-    def state_dict(self) -> dict[str, Any]:
-        step = self.position() if self.position is not None else self.stream.start_step
-        return {"next_step": int(step), "stream": self.stream.identity()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = state.get("stream", {})
-        changed = {k: (v, self.stream.identity().get(k)) for k, v in saved.items()
-                   if self.stream.identity().get(k) != v}
-        if changed:
-            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            warnings.warn(f"data: resuming a Gaussian stream whose settings changed since the checkpoint "
-                          f"({details}); the batches will not match the interrupted run", UserWarning)
-        if "next_step" in state:
-            self.stream.start_step = int(state["next_step"])
 
 
 class HeldOutGaussian(torch.utils.data.Dataset):
@@ -137,7 +90,7 @@ class HeldOutGaussian(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         mi = self.levels[index // self.batches_per_level]
-        generator = torch.Generator().manual_seed(_step_seed(self.seed, self.stream, index))
+        generator = torch.Generator().manual_seed(step_seed(self.seed, self.stream, index))
         x, y = sample_correlated_gaussian(self.batch_size, self.dim, mi, generator, self.cubic)
         return {"x": x, "y": y, "mi": torch.tensor(mi)}
 

@@ -11,19 +11,17 @@ support exactly when ``x'_i = x''_i`` (probability ``1/N``). The batch flags tho
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
+
+from .stream import SeededStream, StreamLoader
 
 __all__ = ["OneHotDataModule", "sample_onehot_batch"]
-
-
-def _step_seed(seed: int, stream: int, step: int) -> int:
-    return (seed * 1_000_003 + stream * 7_919 + step * 2_654_435_761) % (2**63 - 1)
 
 
 def sample_onehot_batch(n: int, num_classes: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -41,23 +39,19 @@ def sample_onehot_batch(n: int, num_classes: int, generator: torch.Generator | N
     }
 
 
-class _OneHotStream(IterableDataset):
+class _OneHotStream(SeededStream):
     """Batch ``t`` is a pure function of ``(seed, t)``, so a resumed run sees the same stream."""
 
     def __init__(self, num_classes: int, batch_size: int, steps: int, seed: int) -> None:
-        self.num_classes, self.batch_size, self.steps, self.seed = num_classes, batch_size, steps, seed
-        self.start_step = 0
+        super().__init__()
+        self.num_classes, self.batch_size, self.total_steps, self.seed = num_classes, batch_size, steps, seed
 
-    def batch_at(self, step: int, stream: int = 0) -> dict[str, Tensor]:
-        generator = torch.Generator().manual_seed(_step_seed(self.seed, stream, step))
+    def identity(self) -> dict[str, Any]:
+        return {"seed": self.seed, "num_classes": self.num_classes, "batch_size": self.batch_size,
+                "steps": self.total_steps}
+
+    def sample(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
         return sample_onehot_batch(self.batch_size, self.num_classes, generator)
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        for step in range(self.start_step, self.steps):
-            yield self.batch_at(step)
-
-    def __len__(self) -> int:
-        return self.steps - self.start_step
 
 
 class _HeldOut(Dataset):
@@ -119,7 +113,7 @@ class OneHotDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Resume where the restored trainer stands: batch t depends on (seed, t) only.
         self.train_stream.start_step = self.trainer.global_step if self.trainer is not None else 0
-        return DataLoader(self.train_stream, batch_size=None)
+        return StreamLoader(self.train_stream, position=lambda: self.trainer.global_step)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_HeldOut(self.train_stream, self.eval_batches, stream_id=1), batch_size=None)
