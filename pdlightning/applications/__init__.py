@@ -2,7 +2,7 @@
 tests, and the supervised / contrastive MI benchmarks (SLB / CLB)."""
 
 from .accuracy import ClassifierAccuracy, NearestNeighbourAccuracy, cross_scores
-from .prediction import PMIWriter, PointwiseDependencyModule
+from .prediction import PMIWriter
 from .retrieval import CrossModalRetrieval, least_squares_scores, matching_trials, ranked_listing, retrieval_accuracy
 
 __all__ = [
@@ -10,7 +10,6 @@ __all__ = [
     "NearestNeighbourAccuracy",
     "cross_scores",
     "PMIWriter",
-    "PointwiseDependencyModule",
     "CrossModalRetrieval",
     "least_squares_scores",
     "matching_trials",

@@ -13,31 +13,9 @@ from typing import Any, Optional, Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch import Tensor
-
-from ..modules import MIEstimationModule
-
-__all__ = ["PointwiseDependencyModule", "PMIWriter"]
 
 
-class PointwiseDependencyModule(MIEstimationModule):
-    """:class:`MIEstimationModule` that also predicts: ``predict_step`` returns, per pair
-    ``(x_i, y_i)`` of the batch, ``pmi = log r_hat(x_i, y_i)`` from the reporting bound (the
-    diagonal of ``forward``'s ``[n, n]`` matrix; bounds whose PMI needs batch statistics take them
-    from the prediction batch), with the batch's ``index`` and ``label`` when present."""
-
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        x, y = batch["x"], batch["y"]
-        if x.shape[0] < 2:
-            raise ValueError(
-                "predict batch: the PMI of a pair is read off the batch's score matrix, which needs at "
-                f"least 2 pairs; got {x.shape[0]} (raise the datamodule's eval_batch_size)"
-            )
-        out = {"pmi": self(x, y).diagonal().float()}
-        for key in ("index", "label"):
-            if key in batch:
-                out[key] = batch[key]
-        return out
+__all__ = ["PMIWriter"]
 
 
 class PMIWriter(BasePredictionWriter):
@@ -59,7 +37,7 @@ class PMIWriter(BasePredictionWriter):
         if predictions and isinstance(predictions[0], list):  # several predict dataloaders
             predictions = [p for loader in predictions for p in loader]
         if not predictions or "pmi" not in predictions[0]:
-            raise ValueError("PMIWriter: predict_step must return dicts with 'pmi' (use PointwiseDependencyModule)")
+            raise ValueError("PMIWriter: predict_step must return dicts with 'pmi' (MIEstimationModule's does)")
         columns = {key: torch.cat([p[key].cpu() for p in predictions]) for key in predictions[0]}
         path = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -170,3 +170,7 @@ class CorrelatedGaussianDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._held_out(stream=2)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test batches: ``pdlightning predict`` gives the PMI of each held-out pair."""
+        return self._held_out(stream=2)

@@ -210,6 +210,22 @@ class MIEstimationModule(L.LightningModule):
             for level, mean in rows:
                 print(f"{level:8.2f} {mean:9.3f} {mean - level:+7.3f}")
 
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Per pair ``(x_i, y_i)``: ``pmi = log r_hat(x_i, y_i)`` from the reporting bound (the diagonal
+        of ``forward``; bounds whose PMI needs batch statistics take them from this batch), with the
+        batch's ``index`` and ``label`` when present. Write it with ``applications.PMIWriter``."""
+        x, y = batch["x"], batch["y"]
+        if x.shape[0] < 2:
+            raise ValueError(
+                "predict batch: the PMI of a pair is read off the batch's score matrix, which needs at "
+                f"least 2 pairs; got {x.shape[0]} (raise the datamodule's eval_batch_size)"
+            )
+        out = {"pmi": self(x, y).diagonal().float()}
+        for key in ("index", "label"):
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 

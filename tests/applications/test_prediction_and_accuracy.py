@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from pdlightning.applications import PMIWriter, PointwiseDependencyModule, cross_scores
+from pdlightning.applications import PMIWriter, cross_scores
+from pdlightning.modules import MIEstimationModule
 from pdlightning.bounds import DV, ProbabilisticClassifier
 from pdlightning.critics import DotProductCritic, EncodedCritic, ImageEncoder, JointCritic, SeparableCritic
 
@@ -12,7 +13,7 @@ from pdlightning.critics import DotProductCritic, EncodedCritic, ImageEncoder, J
 @pytest.mark.parametrize("bound", [ProbabilisticClassifier(), DV()])
 def test_predict_step_is_the_diagonal_of_the_pmi_matrix(bound):
     torch.manual_seed(0)
-    module = PointwiseDependencyModule(JointCritic(3, 2, [8]), bound)
+    module = MIEstimationModule(JointCritic(3, 2, [8]), bound)
     x, y = torch.randn(6, 3), torch.randn(6, 2)
     out = module.predict_step({"x": x, "y": y, "index": torch.arange(6)}, 0)
     assert torch.allclose(out["pmi"], module(x, y).diagonal())

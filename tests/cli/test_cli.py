@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -139,3 +140,17 @@ def test_optimizer_and_scheduler_come_from_yaml(tmp_path):
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.5
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)  # stepped every optimiser step
+
+
+def test_predict_writes_the_pmi_of_each_held_out_pair(tmp_path):
+    common = ["-c", GAUSSIAN, *quiet(tmp_path, 4), "--data.init_args.steps_per_level=4",
+              "--data.init_args.mi_schedule=[1.0]", "--data.init_args.eval_batches_per_level=2",
+              "--model.init_args.critic.init_args.hidden_dims=[8]"]
+    build_cli(["fit", *common])
+    output = tmp_path / "pmi.csv"
+    build_cli(["predict", *common, "--ckpt_path=last",
+               "--trainer.callbacks+=pdlightning.applications.PMIWriter",
+               f"--trainer.callbacks.output_path={output}"])
+    rows = output.read_text().splitlines()
+    assert rows[0] == "row,pmi" and len(rows) == 1 + 2 * 64
+    assert all(math.isfinite(float(r.split(",")[1])) for r in rows[1:])
