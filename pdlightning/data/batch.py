@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["check_mi_batch"]
+__all__ = ["check_batch_sizes", "check_mi_batch"]
 
 
 def check_mi_batch(batch: Any) -> Mapping[str, Any]:
@@ -63,3 +63,14 @@ def check_mi_batch(batch: Any) -> Mapping[str, Any]:
         if not bool(torch.isfinite(torch.as_tensor(mi, dtype=torch.float32)).all()):
             raise ValueError(f"batch['mi']: the true MI must be finite, got {mi!r}")
     return batch
+
+
+def check_batch_sizes(batch_size: Any, eval_batch_size: Any = None) -> tuple[int, int]:
+    """Validate a datamodule's ``batch_size`` and ``eval_batch_size`` (default: ``batch_size``):
+    both need at least 2 pairs, since the other pairs of a batch are its negatives."""
+    if not (isinstance(batch_size, int) and batch_size >= 2):
+        raise ValueError(f"batch_size: need at least 2 pairs per batch for negatives, got {batch_size!r}")
+    eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+    if not (isinstance(eval_batch_size, int) and eval_batch_size >= 2):
+        raise ValueError(f"eval_batch_size: need at least 2 pairs per batch, got {eval_batch_size!r}")
+    return batch_size, eval_batch_size

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from .batch import check_batch_sizes
 from .schedule import MISchedule
 from .stream import SeededStream, StreamLoader, step_seed
 
@@ -126,13 +127,9 @@ class CorrelatedGaussianDataModule(L.LightningDataModule):
         super().__init__()
         if not (isinstance(dim, int) and dim > 0):
             raise ValueError(f"dim: expected a positive integer, got {dim!r}")
-        if not (isinstance(batch_size, int) and batch_size >= 2):
-            raise ValueError(f"batch_size: need at least 2 pairs per batch for negatives, got {batch_size!r}")
+        batch_size, eval_batch_size = check_batch_sizes(batch_size, eval_batch_size)
         if not (isinstance(eval_batches_per_level, int) and eval_batches_per_level > 0):
             raise ValueError(f"eval_batches_per_level: expected a positive integer, got {eval_batches_per_level!r}")
-        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        if not (isinstance(eval_batch_size, int) and eval_batch_size >= 2):
-            raise ValueError(f"eval_batch_size: need at least 2 pairs per batch, got {eval_batch_size!r}")
         self.schedule = MISchedule(mi_schedule, steps_per_level)
         for level in self.schedule.levels:
             if rho_from_mi(level, dim) >= 1.0:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .batch import check_batch_sizes
 from . import sources
 
 __all__ = [
@@ -154,11 +155,7 @@ class _LabeledImagesDataModule(L.LightningDataModule):
         super().__init__()
         if source not in IMAGE_SOURCES:
             raise ValueError(f"source: expected one of {IMAGE_SOURCES}, got {source!r}")
-        if not (isinstance(batch_size, int) and batch_size >= 2):
-            raise ValueError(f"batch_size: need at least 2 pairs per batch for negatives, got {batch_size!r}")
-        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        if not (isinstance(eval_batch_size, int) and eval_batch_size >= 2):
-            raise ValueError(f"eval_batch_size: need at least 2 pairs per batch, got {eval_batch_size!r}")
+        batch_size, eval_batch_size = check_batch_sizes(batch_size, eval_batch_size)
         for name, value in (("num_train", num_train), ("num_test", num_test)):
             if value is not None and not (isinstance(value, int) and value >= eval_batch_size and value >= batch_size):
                 raise ValueError(f"{name}: expected None or at least one batch of images, got {value!r}")

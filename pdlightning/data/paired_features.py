@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Optional, Sequence
+from typing import Optional
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from .batch import check_batch_sizes
 
 __all__ = [
     "PairedArrays",
@@ -116,11 +118,7 @@ class PairedArraysDataModule(L.LightningDataModule):
         predict_split: str = "test",
     ) -> None:
         super().__init__()
-        if not (isinstance(batch_size, int) and batch_size >= 2):
-            raise ValueError(f"batch_size: need at least 2 pairs per batch for negatives, got {batch_size!r}")
-        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        if not (isinstance(eval_batch_size, int) and eval_batch_size >= 2):
-            raise ValueError(f"eval_batch_size: need at least 2 pairs per batch, got {eval_batch_size!r}")
+        batch_size, eval_batch_size = check_batch_sizes(batch_size, eval_batch_size)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.standardize = standardize
         self.predict_split = predict_split

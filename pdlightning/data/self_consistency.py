@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .batch import check_batch_sizes
 from .labeled_images import IMAGE_SOURCES, Source, _subset, load_labeled_images
 
 __all__ = ["SETTINGS", "SelfConsistencyDataModule", "top_rows"]
@@ -110,11 +111,7 @@ class SelfConsistencyDataModule(L.LightningDataModule):
             raise ValueError(f"rows: expected a non-negative number of image rows, got {rows!r}")
         if not (isinstance(rows_gap, int) and rows_gap >= 0):
             raise ValueError(f"rows_gap: expected a non-negative integer, got {rows_gap!r}")
-        if not (isinstance(batch_size, int) and batch_size >= 2):
-            raise ValueError(f"batch_size: need at least 2 pairs per batch for negatives, got {batch_size!r}")
-        eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
-        if not (isinstance(eval_batch_size, int) and eval_batch_size >= 2):
-            raise ValueError(f"eval_batch_size: need at least 2 pairs per batch, got {eval_batch_size!r}")
+        batch_size, eval_batch_size = check_batch_sizes(batch_size, eval_batch_size)
         self.setting, self.rows, self.rows_gap, self.source = setting, rows, rows_gap, source
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_train, self.num_test, self.root, self.seed = num_train, num_test, root, seed
