@@ -33,7 +33,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from ..bounds import Bound, BoundOutput, PairScores
 from ..critics import Critic
 from ..distributed import all_gather_with_grad, world_size
-from .finite import check_finite
+from .finite import NonFinitePolicy
+from .guarded import GuardedModule
 
 __all__ = ["ContrastiveSSLModule", "linear_probe"]
 
@@ -55,7 +56,7 @@ def _mean_outputs(a: BoundOutput, b: BoundOutput) -> BoundOutput:
     )
 
 
-class ContrastiveSSLModule(L.LightningModule):
+class ContrastiveSSLModule(GuardedModule):
     """Contrastive SSL where the loss is any :class:`~pdlightning.bounds.Bound` over a critic's scores.
 
     Batches are dicts with ``x``, ``y`` (the two views), optionally ``label`` and ``x_eval`` (see
@@ -77,6 +78,8 @@ class ContrastiveSSLModule(L.LightningModule):
         optimizer: SSL optimiser factory (encoders, heads, critic, bound parameters).
         scheduler: optional LR scheduler factory for the SSL optimiser, stepped every step.
         probe_optimizer: the probe's own optimiser factory.
+        non_finite: ``"raise"`` (stop with a diagnosis) or ``"skip"`` (skip the step, log
+            ``guard/skipped_steps``) on a non-finite loss or gradient; see :mod:`.finite`.
     """
 
     def __init__(
@@ -95,8 +98,9 @@ class ContrastiveSSLModule(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
         probe_optimizer: OptimizerCallable = torch.optim.Adam,
+        non_finite: NonFinitePolicy = "raise",
     ) -> None:
-        super().__init__()
+        super().__init__(non_finite)
         # Under LightningCLI the hyperparameters are the parsed config (class_path + init_args of the
         # encoder etc.), which lets the linear-evaluation stage rebuild the encoder from a checkpoint;
         # built in Python, module objects are dropped (their weights are in the state dict).
@@ -176,13 +180,18 @@ class ContrastiveSSLModule(L.LightningModule):
         return (self.estimator or self.bound).pmi(self.critic(zx, zy))
 
     # ---------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[Tensor | dict[str, Tensor]]:
         hx, zx, zy = self.embed(batch["x"], batch["y"])
         scores = self.score_matrix(zx, zy)
         output, estimate = self.contrastive_loss(scores)
-        check_finite(output, self.bound, "bound", self.global_step)
+        bad = self.guard.check(output, self.bound, "bound", self.global_step)
         n_local = batch["x"].shape[0]
         log = dict(on_step=True, on_epoch=False, batch_size=n_local)
+        if self.guard.policy == "skip":
+            for name, value in self.guard.metrics().items():
+                self.log(name, value, **log)
+        if self.skip_this_step("loss" in bad):
+            return self.skipped_step_result()
         self.log("train/loss", output.loss.detach(), prog_bar=True, **log)
         self.log("ssl/mi_estimate", estimate.mi, **log)
         self.log("bound/first_term", output.first_term, **log)
@@ -250,8 +259,10 @@ class ContrastiveSSLModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         if self._probe_optimizer is not None:
             checkpoint["probe_optimizer"] = self._probe_optimizer.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self._pending_probe_state = checkpoint.get("probe_optimizer")

@@ -13,12 +13,13 @@ from torch import Tensor
 from ..bounds import Bound, BoundOutput, PairScores
 from ..critics import Critic
 from ..data.batch import check_mi_batch
-from .finite import NonFiniteBoundError, NonFiniteGuard, NonFinitePolicy
+from .finite import NonFiniteBoundError, NonFinitePolicy
+from .guarded import GuardedModule
 
 __all__ = ["MIEstimationModule", "NonFiniteBoundError"]
 
 
-class MIEstimationModule(L.LightningModule):
+class MIEstimationModule(GuardedModule):
     """Estimate MI / PD between ``batch['x']`` and ``batch['y']``.
 
     Learning and inference are separate choices (PD paper, Table 1): ``bound`` gives the loss and
@@ -49,8 +50,7 @@ class MIEstimationModule(L.LightningModule):
         scheduler: Optional[LRSchedulerCallable] = None,
         non_finite: NonFinitePolicy = "raise",
     ) -> None:
-        super().__init__()
-        self.guard = NonFiniteGuard(non_finite)
+        super().__init__(non_finite)
         self.save_hyperparameters(ignore=["critic", "bound", "estimator"])
         _plain_hparams(self.hparams, ("optimizer", "scheduler"))
         self.critic = critic
@@ -62,7 +62,6 @@ class MIEstimationModule(L.LightningModule):
         #: the latest step's outputs, for callbacks: {"bound": BoundOutput, "estimate": BoundOutput, "batch": dict}
         self.last_step: dict[str, Any] = {}
         self._eval_skipped = 0
-        self._skip_optimizer_step = False
 
     # ---------------------------------------------------------------------------- validation
     def setup(self, stage: str) -> None:
@@ -117,25 +116,13 @@ class MIEstimationModule(L.LightningModule):
         bad_estimate = bad if estimate is output else set(
             self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
         log = dict(on_step=True, on_epoch=False, batch_size=pairs.batch_size)
-        skip = "loss" in bad
-        distributed = self._trainer is not None and self.trainer.world_size > 1
-        if self.guard.policy == "skip" and distributed:
-            # every process must skip together (DDP all-reduces the gradients of the same step)
-            any_skip = bool(self.trainer.strategy.reduce_boolean_decision(skip, all=False))
-            if any_skip and not skip:
-                self.guard.skipped_steps += 1
-            skip = any_skip
+        skip = self.skip_this_step("loss" in bad)
         if self.guard.policy == "skip":
             for name, value in self.guard.metrics().items():
                 self.log(name, value, **log)
         if skip:
             self.last_step = {"batch": batch, "skipped": True}
-            if not distributed:
-                return None  # Lightning's automatic optimisation then skips backward and the step
-            # DDP needs a backward on every process: a zero loss over the parameters, whose
-            # (zero) gradients are then dropped before the optimiser step.
-            self._skip_optimizer_step = True
-            return {"loss": sum((p * 0).sum() for p in self.parameters() if p.requires_grad)}
+            return self.skipped_step_result()
         values = {"loss": ("train/loss", output.loss.detach()),
                   "first_term": ("bound/first_term", output.first_term),
                   "second_term": ("bound/second_term", output.second_term)}
@@ -151,24 +138,6 @@ class MIEstimationModule(L.LightningModule):
         if "mi" not in bad_estimate:
             self.last_step["estimate"] = estimate
         return {"loss": output.loss}
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Catch non-finite gradients from a finite loss (skipped with AMP's GradScaler, which
-        handles fp16 overflow itself by skipping the step and lowering the scale)."""
-        if self._skip_optimizer_step:
-            self._skip_optimizer_step = False
-            for p in self.parameters():
-                p.grad = None
-            return
-        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
-            return
-        self.guard.check_gradients(self, self.global_step)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["non_finite_guard"] = self.guard.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.guard.load_state_dict(checkpoint.get("non_finite_guard"))
 
     # ------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:

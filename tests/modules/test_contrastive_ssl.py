@@ -111,3 +111,31 @@ def test_probe_needs_a_feature_dim() -> None:
         ContrastiveSSLModule(torch.nn.Flatten(), BilinearCritic(4, 4), InfoNCE(), num_classes=10)
     module = ContrastiveSSLModule(torch.nn.Flatten(), BilinearCritic(4, 4), InfoNCE(), num_classes=10, feature_dim=4)
     assert module.probe is not None
+
+
+class _ExplodesOnSecondStep(InfoNCE):
+    """InfoNCE whose loss is NaN on its second training call."""
+
+    calls = 0
+
+    def objective(self, pairs):
+        objective, extras = super().objective(pairs)
+        if self.training:
+            type(self).calls += 1
+            if type(self).calls == 2:
+                objective = objective * float("nan")
+        return objective, extras
+
+
+def test_non_finite_loss_raises_by_default_and_is_skipped_on_request() -> None:
+    from pdlightning.modules import NonFiniteBoundError
+
+    _ExplodesOnSecondStep.calls = 0
+    with pytest.raises(NonFiniteBoundError, match="step 1"):
+        _trainer(3).fit(_deep_module(_ExplodesOnSecondStep(), num_classes=None), DigitsDataModule(batch_size=16))
+    _ExplodesOnSecondStep.calls = 0
+    module = _deep_module(_ExplodesOnSecondStep(), num_classes=None, non_finite="skip")
+    with pytest.warns(RuntimeWarning, match="skipping the optimiser step"):
+        _trainer(3).fit(module, DigitsDataModule(batch_size=16))
+    assert module.guard.skipped_steps == 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
