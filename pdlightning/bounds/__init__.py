@@ -1,13 +1,12 @@
 """MI bounds and PD / PMI objectives over a critic's scores (see :mod:`.base` for the interface)."""
 
-from .base import Bound, BoundOutput, PairScores, log_mean_exp
+from .base import Bound, BoundOutput, PairScores, StepRecord, log_mean_exp, step_records
 from .density_matching import DensityMatchingI, DensityMatchingII
 from .density_ratio_fitting import DensityRatioFitting
 from .dv import DV, MINE
-from .eta_dv import EtaDV
 from .infonce import InfoNCE
 from .js import JS
-from .nwj import NWJ, TUBA
+from .nwj import NWJ, TUBA, EtaDV, ShiftedExponentialBound
 from .plug_in import PlugInBound, VariationalPlugIn
 from .probabilistic_classifier import ProbabilisticClassifier
 from .regularized import Regularized
@@ -17,6 +16,9 @@ __all__ = [
     "Bound",
     "BoundOutput",
     "PairScores",
+    "StepRecord",
+    "step_records",
+    "ShiftedExponentialBound",
     "log_mean_exp",
     "NWJ",
     "TUBA",

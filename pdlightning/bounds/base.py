@@ -11,13 +11,15 @@ only ever read ``joint`` and ``marginal``, so no bound re-implements that split.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Bound", "BoundOutput", "PairScores", "log_mean_exp", "as_pair_scores"]
+__all__ = ["Bound", "BoundOutput", "PairScores", "StepRecord", "log_mean_exp", "as_pair_scores", "step_records"]
 
 
 def log_mean_exp(values: Tensor, dim: Optional[int] = None) -> Tensor:
@@ -135,16 +137,92 @@ class BoundOutput:
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 
-class Bound(nn.Module):
-    """Base class of MI bounds and PD/PMI objectives.
+@dataclass
+class StepRecord:
+    """What a training step hands to the callbacks: the one module -> callback contract.
 
-    Subclasses implement :meth:`objective` (the maximised training objective, with gradient) and
-    :meth:`estimate` (the reported value as ``(first_term, second_term)``), plus :meth:`pmi`.
-    Everything runs in float32 with autocast disabled, whatever the caller's precision.
+    Every LightningModule that trains on a bound returns it from ``training_step`` as
+    ``{"loss": ..., "record": StepRecord}``; callbacks read it from ``outputs["record"]`` in
+    ``on_train_batch_end`` (see :func:`step_record`). Not frozen: Lightning's ``apply_to_collection``
+    rebuilds dataclasses it walks, which a frozen one refuses.
+
+    Attributes:
+        bound: the training bound's output (loss, terms, the scores it saw).
+        estimate: the reporting estimator's output; ``None`` when its value was non-finite and
+            dropped (``non_finite="skip"``), so nothing downstream records it.
+        batch: the batch the step trained on (``x``, ``y``, optionally ``mi`` and explicit marginal
+            pairs); ``None`` where the module's inputs are not a pair batch.
+        reporting_bound: the bound that produced ``estimate`` (its metadata: ceiling, label).
+        training_bound: the bound that produced ``bound`` (its metadata: ``second_term_target``).
+        skipped: the optimiser step was skipped (non-finite loss); then only ``batch`` is meaningful.
+        member: name of the ensemble member this record belongs to (``None`` for a single module).
     """
 
-    #: True for the lower bounds of the MI (the value stays below the true MI in expectation).
-    is_lower_bound: bool = False
+    bound: Optional[BoundOutput]
+    estimate: Optional[BoundOutput]
+    batch: Optional[Mapping[str, Any]]
+    reporting_bound: Optional["Bound"] = None
+    training_bound: Optional["Bound"] = None
+    skipped: bool = False
+    member: Optional[str] = None
+
+    @property
+    def true_mi(self) -> Optional[Tensor]:
+        """The batch's true MI (mean over the batch, float32), or ``None`` when it carries none."""
+        if not isinstance(self.batch, Mapping) or "mi" not in self.batch:
+            return None
+        device = self.estimate.mi.device if self.estimate is not None else None
+        return torch.as_tensor(self.batch["mi"], device=device).float().mean()
+
+    @property
+    def ceiling(self) -> Optional[float]:
+        """The largest value the reporting bound can give on this step's batch (``log K`` for InfoNCE)."""
+        if self.reporting_bound is None or self.estimate is None:
+            return None
+        return self.reporting_bound.value_ceiling(self.estimate.scores.negatives_per_row)
+
+
+def step_records(outputs: Any) -> list[StepRecord]:
+    """The :class:`StepRecord` s of a training step's ``outputs`` (as ``on_train_batch_end`` gets
+    them): one for a single module, one per member for an ensemble, none for a skipped step."""
+    if not isinstance(outputs, Mapping):
+        return []
+    record = outputs.get("record")
+    if isinstance(record, StepRecord):
+        return [record]
+    if isinstance(record, (list, tuple)):
+        return [r for r in record if isinstance(r, StepRecord)]
+    return []
+
+
+class Bound(nn.Module, metaclass=ABCMeta):
+    """Base class of MI bounds and PD/PMI objectives.
+
+    A subclass implements :meth:`terms` (its own value as ``(first_term, second_term)``, with
+    gradient) and :meth:`pointwise` (``log r`` of every pair); it overrides :meth:`objective` when it
+    learns with something other than its value (JS, SMILE, the PD estimators) and :meth:`estimate`
+    when it reports something other than its terms (plug-in estimators). Everything runs in float32
+    with autocast disabled, whatever the caller's precision.
+
+    What a callback, the report or a wrapper needs to know about a bound is declared here, once, as
+    class attributes (override them in the subclass): :attr:`is_lower_bound`,
+    :attr:`has_partition_term`, :attr:`log_domain_second_term`, :attr:`optimal_second_term`, and the
+    methods :meth:`value_ceiling` and :attr:`second_term_target`.
+    """
+
+    #: the reported value is a lower bound of the MI in expectation.
+    is_lower_bound: ClassVar[bool] = False
+    #: the value has a marginal / partition term (False: a plug-in ``E_p[log r_hat]``, nothing for
+    #: Re-X to regularise).
+    has_partition_term: ClassVar[bool] = True
+    #: the second term is a log-partition ``log E[e^f]`` (DV family), not a positive average
+    #: ``E[e^f]`` (NWJ family): the log-Euclidean Re-X distance needs the latter.
+    log_domain_second_term: ClassVar[bool] = False
+    #: value of the second term at the optimal critic: the ``C*`` Re-X pulls it towards by default
+    #: (0 for the DV family, whose partition may settle anywhere; 1 for the NWJ family).
+    optimal_second_term: ClassVar[Optional[float]] = None
+    #: short human name used in labels (default: the class name).
+    short_name: ClassVar[Optional[str]] = None
 
     def forward(
         self,
@@ -169,21 +247,35 @@ class Bound(nn.Module):
         )
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
-        """The training objective to *maximise*, and named extras to log."""
-        raise NotImplementedError
+        """The training objective to *maximise*, and named extras to log; default: the bound's own
+        value ``first_term - second_term``."""
+        first, second = self.terms(pairs)
+        return first - second, {}
 
     def estimate(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
-        """The reported MI as ``(first_term, second_term)``; default: the objective's own terms."""
+        """The reported MI as ``(first_term, second_term)``; default: the bound's own terms."""
         return self.terms(pairs)
 
     def value(self, first: Tensor, second: Tensor, pairs: PairScores) -> Tensor:
-        """The reported MI from the estimate's terms: ``first - second``. A bound with a known range
-        may clamp the float32 rounding of that difference back into it (InfoNCE: ``<= log K``)."""
-        return first - second
+        """The reported MI ``first - second``, clamped to :meth:`value_ceiling` when the bound has
+        one: the exact value never exceeds it, so the clamp removes only float32 rounding."""
+        ceiling = self.value_ceiling(pairs.negatives_per_row)
+        difference = first - second
+        return difference if ceiling is None else torch.clamp(difference, max=ceiling)
 
+    def value_ceiling(self, negatives_per_row: int) -> Optional[float]:
+        """The largest value the bound can report with ``negatives_per_row`` marginal pairs per joint
+        pair (InfoNCE: ``log(k + 1)``); ``None`` when it has no such ceiling."""
+        return None
+
+    @property
+    def second_term_target(self) -> Optional[float]:
+        """The value a regulariser pins the second term to (Re-X's ``C*``); ``None`` if none does."""
+        return None
+
+    @abstractmethod
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         """``(first_term, second_term)`` of this bound's own value, with gradient."""
-        raise NotImplementedError
 
     def second_term(self, pairs: PairScores) -> Tensor:
         """The marginal / partition term of the bound's value (what Re-X regularises)."""
@@ -218,6 +310,23 @@ class Bound(nn.Module):
             return matrix
         return result
 
+    @abstractmethod
     def pointwise(self, pairs: PairScores) -> PairScores:
         """Log-dependency of every pair in ``pairs`` (no gradient needed)."""
-        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings that make this bound differ from another of its class (for labels)."""
+        return {}
+
+    @property
+    def label(self) -> str:
+        """Human label with the parameters, e.g. ``SMILE(τ=5)``, ``ReMINE(λ=1)``, ``NWJ``."""
+        name = self.short_name or type(self).__name__
+        settings = ", ".join(f"{k}={_format_setting(v)}" for k, v in self.hyperparameters().items())
+        return f"{name}({settings})" if settings else name
+
+
+def _format_setting(value: Any) -> str:
+    if isinstance(value, float):
+        return "∞" if math.isinf(value) else f"{value:g}"
+    return str(value)

@@ -9,6 +9,7 @@ the optimum for any ``lam`` / ``eta``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -36,6 +37,9 @@ class DensityMatchingI(PlugInBound):
         _check_positive("lam", lam)
         self.lam = lam
 
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"λ": self.lam}
+
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         constraint = torch.exp(log_mean_exp(pairs.marginal)) - 1.0
         return pairs.joint.mean() - self.lam * constraint, {"constraint": constraint}
@@ -57,6 +61,9 @@ class DensityMatchingII(PlugInBound):
         super().__init__()
         _check_positive("eta", eta)
         self.eta = eta
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"η": self.eta}
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         log_partition = log_mean_exp(pairs.marginal)

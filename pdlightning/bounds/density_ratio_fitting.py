@@ -7,7 +7,7 @@ Least-squares density-ratio fitting (uLSIF, Kanamori et al. 2009); the relative 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,12 @@ class DensityRatioFitting(PlugInBound):
         self.alpha = alpha
         self.link = link
         self.min_log_ratio = math.log(min_ratio) if min_ratio > 0 else -math.inf
+
+    def hyperparameters(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"α": self.alpha} if self.alpha else {}
+        if self.link != "softplus":
+            settings["link"] = self.link
+        return settings
 
     def ratio(self, scores: Tensor) -> Tensor:
         if self.link == "identity":

@@ -6,6 +6,7 @@ Donsker & Varadhan (1983); Belghazi et al., "MINE: Mutual Information Neural Est
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,13 +23,9 @@ class DV(Bound):
     """
 
     is_lower_bound = True
+    log_domain_second_term = True
     #: the DV partition can settle anywhere; ReMINE pulls it to ``C* = 0``.
     optimal_second_term = 0.0
-    second_term_is_positive = False
-
-    def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
-        first, second = self.terms(pairs)
-        return first - second, {}
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         return pairs.joint.mean(), log_mean_exp(pairs.marginal)
@@ -55,6 +52,9 @@ class MINE(DV):
             raise ValueError(f"ema_rate: expected a value in (0, 1], got {ema_rate}")
         self.ema_rate = ema_rate
         self.register_buffer("log_partition_ema", torch.tensor(float("nan")))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"α": self.ema_rate}
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         log_partition = log_mean_exp(pairs.marginal)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from .base import Bound, PairScores, log_mean_exp
@@ -21,12 +20,8 @@ class InfoNCE(Bound):
     """
 
     is_lower_bound = True
+    log_domain_second_term = True
     optimal_second_term = 0.0
-    second_term_is_positive = False
-
-    def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
-        first, second = self.terms(pairs)
-        return first - second, {}
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         return pairs.joint.mean(), self._row_log_normalisers(pairs).mean()
@@ -35,15 +30,9 @@ class InfoNCE(Bound):
     def _row_log_normalisers(pairs: PairScores) -> Tensor:
         return log_mean_exp(pairs.as_matrix(), dim=1)
 
-    def value(self, first: Tensor, second: Tensor, pairs: PairScores) -> Tensor:
-        """``first - second``, clamped to ``log K``: the exact value never exceeds it, and the clamp
-        removes only float32 rounding (a few ulps of the scores' magnitude)."""
-        return torch.clamp(first - second, max=self.upper_limit(pairs))
-
-    @staticmethod
-    def upper_limit(pairs: PairScores) -> float:
-        """``log K``: the largest value InfoNCE can report on this batch."""
-        return math.log(pairs.negatives_per_row + 1)
+    def value_ceiling(self, negatives_per_row: int) -> float:
+        """``log K`` with ``K = k + 1`` candidates per row: the largest value InfoNCE can report."""
+        return math.log(negatives_per_row + 1)
 
     def pointwise(self, pairs: PairScores) -> PairScores:
         row = self._row_log_normalisers(pairs)

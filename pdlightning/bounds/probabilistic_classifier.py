@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,9 @@ class ProbabilisticClassifier(PlugInBound):
         if torch.isnan(self.train_log_prior_ratio):
             return math.log(pairs.negatives_per_row)
         return self.train_log_prior_ratio
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"balanced": True} if self.balanced else {}
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         joint_nll = F.softplus(-pairs.joint)  # -log sigma(f)

@@ -7,7 +7,7 @@ Choi & Lee, "Combating the Instability of Mutual Information-based Losses via Re
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from torch import Tensor
 
@@ -16,6 +16,9 @@ from .base import Bound, PairScores
 __all__ = ["Regularized"]
 
 Distance = Literal["euclidean", "log_euclidean"]
+
+#: the papers' names of the regularised bounds (ReMINE regularises the DV / MINE loss).
+_SHORT_NAMES = {"DV": "MINE", "MINE": "MINE"}
 
 
 class Regularized(Bound):
@@ -26,14 +29,15 @@ class Regularized(Bound):
     scores that enter the regulariser to ``[-clip, clip]`` (the paper's "Clipping (tau = 10)"); use
     it with a Euclidean distance on an exponential second term (NWJ, TUBA, JS, eta-DV), whose square
     grows like ``e^{2 max T}`` and overflows float32 past scores of about 44.
-    The regulariser shapes the gradient only: the reported value and ``pmi`` are ``X``'s.
+    The regulariser shapes the gradient only: the reported value, its ceiling and ``pmi`` are ``X``'s.
 
     Args:
-        bound: the bound ``X`` to regularise.
+        bound: the bound ``X`` to regularise (one with a partition term: ``X.has_partition_term``).
         lam: regularisation weight ``lambda``.
-        distance: ``"euclidean"`` or ``"log_euclidean"``.
-        target: ``C*``; default the value of ``X``'s second term at its optimum (0 for the DV
-            family, whose partition may settle anywhere; 1 for the NWJ family).
+        distance: ``"euclidean"`` or ``"log_euclidean"`` (needs a positive second term, i.e. not
+            ``X.log_domain_second_term``).
+        target: ``C*``; default ``X.optimal_second_term`` (0 for the DV family, whose partition may
+            settle anywhere; 1 for the NWJ family).
         clip: optional clamp of the scores inside the regulariser.
     """
 
@@ -46,7 +50,7 @@ class Regularized(Bound):
         clip: Optional[float] = None,
     ) -> None:
         super().__init__()
-        if not getattr(bound, "has_partition_term", True):
+        if not bound.has_partition_term:
             raise ValueError(
                 f"bound: {type(bound).__name__} reports a plug-in estimate with no partition term "
                 "to regularise; use a bound from the DV or NWJ families"
@@ -56,9 +60,14 @@ class Regularized(Bound):
         if distance not in ("euclidean", "log_euclidean"):
             raise ValueError(f"distance: expected 'euclidean' or 'log_euclidean', got {distance!r}")
         if target is None:
-            target = getattr(bound, "optimal_second_term", 0.0)
+            target = bound.optimal_second_term
+            if target is None:
+                raise ValueError(
+                    f"target: {type(bound).__name__} declares no optimal second term (optimal_second_term); "
+                    "pass the C* to regularise towards"
+                )
         if distance == "log_euclidean":
-            if not getattr(bound, "second_term_is_positive", True):
+            if bound.log_domain_second_term:
                 raise ValueError(
                     f"distance: 'log_euclidean' needs a positive second term, but "
                     f"{type(bound).__name__}'s is a log-partition; use 'euclidean'"
@@ -72,7 +81,42 @@ class Regularized(Bound):
         self.distance = distance
         self.target = float(target)
         self.clip = clip
-        self.is_lower_bound = bound.is_lower_bound
+
+    # The wrapped bound's metadata, read per instance (the class attributes of Bound describe X).
+    @property
+    def is_lower_bound(self) -> bool:  # type: ignore[override]
+        return self.bound.is_lower_bound
+
+    @property
+    def log_domain_second_term(self) -> bool:  # type: ignore[override]
+        return self.bound.log_domain_second_term
+
+    @property
+    def optimal_second_term(self) -> Optional[float]:  # type: ignore[override]
+        return self.bound.optimal_second_term
+
+    @property
+    def second_term_target(self) -> Optional[float]:
+        return self.target
+
+    def value_ceiling(self, negatives_per_row: int) -> Optional[float]:
+        return self.bound.value_ceiling(negatives_per_row)
+
+    @property
+    def label(self) -> str:
+        inner = self.bound.short_name or type(self.bound).__name__
+        inner_settings = self.bound.label[len(inner):].strip("()")
+        settings = ([inner_settings] if inner_settings else []) + [f"λ={self.lam:g}"]
+        if self.distance == "log_euclidean":
+            settings.append("log-Euclidean")
+        if self.target != self.bound.optimal_second_term:
+            settings.append(f"C*={self.target:g}")
+        if self.clip is not None:
+            settings.append(f"clip={self.clip:g}")
+        return f"Re{_SHORT_NAMES.get(inner, inner)}({', '.join(settings)})"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"λ": self.lam}
 
     def regularizer(self, pairs: PairScores) -> Tensor:
         if self.clip is not None:
@@ -91,6 +135,12 @@ class Regularized(Bound):
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         return self.bound.terms(pairs)
+
+    def second_term(self, pairs: PairScores) -> Tensor:
+        return self.bound.second_term(pairs)
+
+    def log_second_term(self, pairs: PairScores) -> Tensor:
+        return self.bound.log_second_term(pairs)
 
     def value(self, first: Tensor, second: Tensor, pairs: PairScores) -> Tensor:
         return self.bound.value(first, second, pairs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 from torch import Tensor
 
@@ -21,8 +21,8 @@ class SMILE(Bound):
     """
 
     is_lower_bound = True
+    log_domain_second_term = True
     optimal_second_term = 0.0
-    second_term_is_positive = False
 
     def __init__(self, tau: Optional[float] = 5.0) -> None:
         super().__init__()
@@ -32,6 +32,9 @@ class SMILE(Bound):
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         return js_objective(pairs), {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"τ": math.inf if self.tau is None else self.tau}
 
     def _clipped(self, scores: Tensor) -> Tensor:
         return scores if self.tau is None else scores.clamp(-self.tau, self.tau)

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from pdlightning.bounds import DV, InfoNCE, Regularized, SMILE
-from pdlightning.callbacks import infonce_limit
 from pdlightning.callbacks.figures import staircase_figure
 
 
 def test_infonce_ceiling_is_log_of_the_candidates():
-    assert infonce_limit(InfoNCE(), 64) == pytest.approx(math.log(64))
-    assert infonce_limit(Regularized(InfoNCE()), 32) == pytest.approx(math.log(32))
-    assert infonce_limit(SMILE(), 64) is None and infonce_limit(DV(), 64) is None
-    assert infonce_limit(InfoNCE(), None) is None
+    """The ceiling is bound metadata: InfoNCE declares log K (K = k + 1 candidates per row), Re-X
+    delegates to the bound it wraps, others have none."""
+    assert InfoNCE().value_ceiling(63) == pytest.approx(math.log(64))
+    assert Regularized(InfoNCE()).value_ceiling(31) == pytest.approx(math.log(32))
+    assert SMILE().value_ceiling(63) is None and DV().value_ceiling(63) is None
 
 
 def test_panel_draws_raw_ewm_truth_and_ceiling():
