@@ -10,7 +10,7 @@ training.
 from .bias_variance import BiasVarianceMSE, LevelStatistics, level_statistics, markdown_table
 from .drift import DriftMonitor
 from .smoothing import ewm
-from .staircase import StaircaseFigure, infonce_limit
+from .staircase import StaircaseFigure
 from .stream import EstimateStream
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "LevelStatistics",
     "StaircaseFigure",
     "ewm",
-    "infonce_limit",
     "level_statistics",
     "markdown_table",
 ]

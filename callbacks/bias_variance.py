@@ -18,6 +18,8 @@ from typing import Any, Iterable, Optional, Sequence
 import lightning as L
 import numpy as np
 
+from pdlightning.bounds import step_records
+
 from .output import run_directory
 from .stream import EstimateStream
 
@@ -105,6 +107,7 @@ class BiasVarianceMSE(L.Callback):
         self.save_stream = save_stream
         self.verbose = verbose
         self.stream = EstimateStream()
+        self._label = "estimate"
 
     @property
     def estimates(self) -> list[float]:
@@ -116,7 +119,9 @@ class BiasVarianceMSE(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        self.stream.record_step(trainer, pl_module, batch)
+        for record in step_records(outputs):
+            self.stream.record_step(trainer, record)
+            self._label = record.reporting_bound.label if record.reporting_bound is not None else self._label
 
     def statistics(self) -> list[LevelStatistics]:
         _, true_mi, estimates = self.stream.arrays()
@@ -135,14 +140,15 @@ class BiasVarianceMSE(L.Callback):
         write_csv(rows, os.path.join(directory, "bias_variance.csv"))
         if self.save_stream:
             self.stream.to_csv(os.path.join(directory, "estimates.csv"))
-        table = markdown_table(rows, type(getattr(pl_module, "reporting_bound", pl_module)).__name__)
+        table = markdown_table(rows, self._label)
         with open(os.path.join(directory, "bias_variance.md"), "w") as f:
             f.write(table)
         if self.verbose:
             print("\n" + table + f"(written to {directory})")
 
     def state_dict(self) -> dict[str, Any]:
-        return self.stream.state_dict()
+        return {**self.stream.state_dict(), "label": self._label}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.stream.load_state_dict(state_dict)
+        self._label = state_dict.get("label", self._label)

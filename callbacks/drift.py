@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from pdlightning.bounds import Regularized
+from pdlightning.bounds import StepRecord, step_records
 
 from .figures import drift_figure
 from .output import logging_step, publish_figure, run_directory, tensorboard_writers
@@ -56,8 +56,8 @@ class DriftMonitor(L.Callback):
     and at fit end a figure of the term curves (raw + EWM), the estimate and ``T`` (image
     ``drift/figure`` and ``drift.png`` in ``output_dir``, default the logger's run directory).
 
-    It reads ``pl_module.last_step`` (set by :class:`~pdlightning.modules.MIEstimationModule`)
-    and never changes training; modules without ``last_step`` are ignored.
+    It reads the :class:`~pdlightning.bounds.StepRecord` each training step returns (``outputs``)
+    and never changes training; steps without a record (skipped) are ignored.
 
     Args:
         quantiles: quantiles of ``T`` per group, each in ``(0, 1)``.
@@ -91,23 +91,27 @@ class DriftMonitor(L.Callback):
         self.output_dir = output_dir
         self.steps: list[int] = []
         self.history: dict[str, list[float]] = {}
+        #: the training bound's second-term target (Re-X's C*) and the figure title, from the records.
+        self._c_star: Optional[float] = None
+        self._title: Optional[str] = None
 
     # ------------------------------------------------------------------------------- per step
     def _quantile_names(self) -> list[str]:
         return [f"q{round(100 * q)}" for q in self.quantiles]
 
-    def step_metrics(self, last_step: dict[str, Any]) -> dict[str, float]:
+    def step_metrics(self, record: StepRecord) -> dict[str, float]:
         """The scalars of one step (one device sync for all of them)."""
-        estimate, bound = last_step["estimate"], last_step["bound"]
+        estimate, bound, batch = record.estimate, record.bound, record.batch
+        assert estimate is not None and bound is not None
         names = ["first_term", "second_term", "mi_estimate"]
         values = [estimate.first_term, estimate.second_term, estimate.mi]
         if bound is not estimate:
             names += ["train_first_term", "train_second_term"]
             values += [bound.first_term, bound.second_term]
-        batch = last_step.get("batch")
-        if isinstance(batch, dict) and "mi" in batch:  # for the figure only (the module logs mi/true)
+        true_mi = record.true_mi
+        if true_mi is not None:  # for the figure only (the module logs mi/true)
             names.append("true_mi")
-            values.append(torch.as_tensor(batch["mi"], device=estimate.mi.device).float().mean())
+            values.append(true_mi)
         q = None
         for group, scores in pair_groups(estimate.scores, batch).items():
             if scores.numel() == 0:
@@ -133,10 +137,15 @@ class DriftMonitor(L.Callback):
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        last_step = getattr(pl_module, "last_step", None)
-        if not last_step or "estimate" not in last_step:
+        records = [r for r in step_records(outputs) if r.estimate is not None and r.bound is not None]
+        if not records:
             return
-        metrics = self.step_metrics(last_step)
+        record = records[0]
+        if self._c_star is None and record.training_bound is not None:
+            self._c_star = record.training_bound.second_term_target
+        if self._title is None and record.reporting_bound is not None:
+            self._title = f"{record.reporting_bound.label}: drift"
+        metrics = self.step_metrics(record)
         step = logging_step(trainer)
         self._record(step, metrics)
         # Straight to the loggers at Lightning's cadence and step: ``LightningModule.log`` costs
@@ -154,7 +163,7 @@ class DriftMonitor(L.Callback):
         if self.histogram_every_n_steps and step % self.histogram_every_n_steps == 0:
             writers = tensorboard_writers(trainer)
             if writers:
-                groups = pair_groups(last_step["estimate"].scores, last_step.get("batch"))
+                groups = pair_groups(record.estimate.scores, record.batch)
                 for group, scores in groups.items():
                     if scores.numel():
                         values = scores.detach().float().cpu()
@@ -177,19 +186,19 @@ class DriftMonitor(L.Callback):
                 outputs[group] = {"mean": series[f"T_{group}_mean"]}
                 if len(names) >= 2:  # band between the lowest and the highest quantile
                     outputs[group].update(low=series[f"T_{group}_{names[0]}"], high=series[f"T_{group}_{names[-1]}"])
-        bound = getattr(pl_module, "bound", None)
-        c_star = bound.target if isinstance(bound, Regularized) else None
-        reporting = getattr(pl_module, "reporting_bound", bound)
-        figure = drift_figure(steps, series, outputs, self.ewm_span, true_mi=series.get("true_mi"), c_star=c_star,
-                              title=f"{type(reporting).__name__}: drift")
+        figure = drift_figure(steps, series, outputs, self.ewm_span, true_mi=series.get("true_mi"), c_star=self._c_star,
+                              title=self._title or "drift")
         path = f"{run_directory(trainer, self.output_dir)}/drift.png"
         publish_figure(trainer, figure, "drift/figure", path, trainer.global_step)
 
     # --------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
         """The recorded curves, so a resumed fit draws the whole run."""
-        return {"steps": list(self.steps), "history": {k: list(v) for k, v in self.history.items()}}
+        return {"steps": list(self.steps), "history": {k: list(v) for k, v in self.history.items()},
+                "c_star": self._c_star, "title": self._title}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.steps = list(state_dict.get("steps", []))
         self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}
+        self._c_star = state_dict.get("c_star")
+        self._title = state_dict.get("title")

@@ -1,31 +1,20 @@
 """The staircase figure: per-step estimate vs the true MI (PD paper Fig. 1, SMILE Fig. 1, ReMINE
-Fig. 7): raw estimate (faint), EWM with span 200, the true MI, and ``log(batch)`` for InfoNCE,
-whose value cannot exceed it (Oord et al. 2018; Poole et al. 2019)."""
+Fig. 7): raw estimate (faint), EWM with span 200, the true MI, and the reporting bound's value
+ceiling where it has one (``log K`` for InfoNCE, Oord et al. 2018; Poole et al. 2019)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import lightning as L
 
-from pdlightning.bounds import Bound, InfoNCE, Regularized
+from pdlightning.bounds import step_records
 
 from .figures import staircase_figure
 from .output import publish_figure, run_directory
 from .stream import EstimateStream
 
-__all__ = ["StaircaseFigure", "infonce_limit"]
-
-
-def infonce_limit(bound: Optional[Bound], candidates: Optional[int]) -> Optional[float]:
-    """``log K`` (``K`` candidates per row; ``K = n`` for in-batch negatives) when ``bound`` (or the
-    bound a Re-X wraps) is InfoNCE, else None."""
-    while isinstance(bound, Regularized):
-        bound = bound.bound
-    if isinstance(bound, InfoNCE) and candidates:
-        return math.log(candidates)
-    return None
+__all__ = ["StaircaseFigure"]
 
 
 class StaircaseFigure(L.Callback):
@@ -45,24 +34,32 @@ class StaircaseFigure(L.Callback):
             raise ValueError(f"ewm_span: expected a value >= 1, got {ewm_span}")
         self.ewm_span, self.output_dir, self.title = ewm_span, output_dir, title
         self.stream = EstimateStream()
+        self._label = "estimate"
+        #: the reporting bound's label and value ceiling (``log K`` for InfoNCE), from the first
+        #: recorded step.
+        self._ceiling: Optional[float] = None
+        self._described = False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        self.stream.record_step(trainer, pl_module, batch)
+        for record in step_records(outputs):
+            if self.stream.record_step(trainer, record) and not self._described:
+                self._label, self._ceiling, self._described = record.reporting_bound.label, record.ceiling, True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not len(self.stream) or not trainer.is_global_zero:
             return
         steps, true_mi, estimates = self.stream.arrays()
-        bound = getattr(pl_module, "reporting_bound", None)
-        title = self.title or type(bound).__name__
-        figure = staircase_figure(steps, estimates, true_mi, self.ewm_span,
-                                  infonce_limit(bound, self.stream.candidates), title)
+        figure = staircase_figure(steps, estimates, true_mi, self.ewm_span, self._ceiling, self.title or self._label)
         path = f"{run_directory(trainer, self.output_dir)}/staircase.png"
         publish_figure(trainer, figure, "staircase/figure", path, trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.stream.state_dict()
+        return {**self.stream.state_dict(), "label": self._label, "ceiling": self._ceiling,
+                "described": self._described}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.stream.load_state_dict(state_dict)
+        self._label = state_dict.get("label", self._label)
+        self._ceiling = state_dict.get("ceiling")
+        self._described = bool(state_dict.get("described", False))

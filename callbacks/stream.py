@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pdlightning.bounds import StepRecord
+
 from .output import logging_step
 
 __all__ = ["EstimateStream"]
@@ -30,16 +32,17 @@ class EstimateStream:
     def __len__(self) -> int:
         return len(self.steps)
 
-    def record_step(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any) -> bool:
-        """Record the step from ``pl_module.last_step``; False (nothing recorded) when the module has
-        no estimate or the batch carries no ``mi``."""
-        last_step = getattr(pl_module, "last_step", None) or {}
-        estimate = last_step.get("estimate")
-        if estimate is None or not isinstance(batch, dict) or "mi" not in batch:
+    def record_step(self, trainer: L.Trainer, record: Optional[StepRecord]) -> bool:
+        """Record a training step's :class:`~pdlightning.bounds.StepRecord`; False (nothing recorded)
+        when the step has no finite estimate or its batch carries no ``mi``."""
+        if record is None or record.estimate is None:
             return False
-        self.record(logging_step(trainer), estimate.mi, torch.as_tensor(batch["mi"]).float().mean())
+        true_mi = record.true_mi
+        if true_mi is None:
+            return False
+        self.record(logging_step(trainer), record.estimate.mi, true_mi)
         if self.candidates is None:
-            self.candidates = int(estimate.scores.negatives_per_row) + 1
+            self.candidates = int(record.estimate.scores.negatives_per_row) + 1
         return True
 
     def record(self, step: int, estimate: Tensor | float, true_mi: Tensor | float) -> None:

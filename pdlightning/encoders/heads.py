@@ -6,7 +6,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-__all__ = ["ProjectionHead"]
+__all__ = ["ProjectionHead", "linear_probe"]
 
 
 class ProjectionHead(nn.Module):
@@ -40,3 +40,10 @@ class ProjectionHead(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         return self.net(h.reshape(h.shape[0], -1))
+
+
+def linear_probe(feature_dim: int, num_classes: int) -> nn.Sequential:
+    """``BatchNorm1d(affine=False) -> Linear``: a linear classifier on standardised features (the
+    standardisation is a fixed affine map at evaluation, so the probe stays linear; MAE, He et al. 2022).
+    The online probe of contrastive SSL and the offline linear evaluation both use it."""
+    return nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False), nn.Linear(feature_dim, num_classes))

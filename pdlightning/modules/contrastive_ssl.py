@@ -20,10 +20,8 @@ tracks representation quality: ``train/probe_acc`` and ``val/probe_acc`` (on the
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Optional
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -33,16 +31,11 @@ from torchmetrics.classification import MulticlassAccuracy
 from ..bounds import Bound, BoundOutput, PairScores
 from ..critics import Critic
 from ..distributed import all_gather_with_grad, world_size
+from ..encoders.heads import linear_probe
 from .finite import NonFinitePolicy
 from .guarded import GuardedModule
 
-__all__ = ["ContrastiveSSLModule", "linear_probe"]
-
-
-def linear_probe(feature_dim: int, num_classes: int) -> nn.Sequential:
-    """``BatchNorm1d(affine=False) -> Linear``: a linear classifier on standardised features (the
-    standardisation is a fixed affine map at evaluation, so the probe stays linear; MAE, He et al. 2022)."""
-    return nn.Sequential(nn.BatchNorm1d(feature_dim, affine=False), nn.Linear(feature_dim, num_classes))
+__all__ = ["ContrastiveSSLModule"]
 
 
 def _mean_outputs(a: BoundOutput, b: BoundOutput) -> BoundOutput:
@@ -80,6 +73,7 @@ class ContrastiveSSLModule(GuardedModule):
         probe_optimizer: the probe's own optimiser factory.
         non_finite: ``"raise"`` (stop with a diagnosis) or ``"skip"`` (skip the step, log
             ``guard/skipped_steps``) on a non-finite loss or gradient; see :mod:`.finite`.
+        max_consecutive_skips: under ``"skip"``, this many skipped steps in a row stop the run.
     """
 
     def __init__(
@@ -99,27 +93,16 @@ class ContrastiveSSLModule(GuardedModule):
         scheduler: Optional[LRSchedulerCallable] = None,
         probe_optimizer: OptimizerCallable = torch.optim.Adam,
         non_finite: NonFinitePolicy = "raise",
+        max_consecutive_skips: int = 20,
     ) -> None:
-        super().__init__(non_finite)
-        # Under LightningCLI the hyperparameters are the parsed config (class_path + init_args of the
-        # encoder etc.), which lets the linear-evaluation stage rebuild the encoder from a checkpoint;
-        # built in Python, module objects are dropped (their weights are in the state dict).
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters()
-        for name in [k for k, v in self.hparams.items() if isinstance(v, nn.Module)]:
-            del self.hparams[name]
+        super().__init__(bound, estimator, optimizer, scheduler, non_finite, max_consecutive_skips)
         self.encoder = encoder
         self.encoder_y = encoder_y
         self.projection = projection
         self.projection_y = projection_y
         self.critic = critic
-        self.bound = bound
-        self.estimator = estimator
         self.symmetric = symmetric
         self.gather_negatives = gather_negatives
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.probe_optimizer_factory = probe_optimizer
         self.probe: Optional[nn.Module] = None
         if num_classes is not None:
@@ -140,7 +123,6 @@ class ContrastiveSSLModule(GuardedModule):
             ]
         self._probe_optimizer: Optional[torch.optim.Optimizer] = None
         self._pending_probe_state: Optional[dict] = None
-        self.last_step: dict[str, Any] = {}
 
     # ----------------------------------------------------------------------------------- scoring
     def features(self, x: Tensor) -> Tensor:
@@ -165,14 +147,14 @@ class ContrastiveSSLModule(GuardedModule):
         return self.critic(zx, zy)
 
     def contrastive_loss(self, scores: Tensor) -> tuple[BoundOutput, BoundOutput]:
-        """``(training output, reporting output)`` of the bound(s) on the score matrix."""
-        output = self.bound(PairScores.from_matrix(scores))
-        if self.symmetric:
-            output = _mean_outputs(output, self.bound(PairScores.from_matrix(scores.T)))
-        if self.estimator is None:
-            return output, output
-        with torch.no_grad():
-            return output, self.estimator(PairScores.from_matrix(scores.detach()))
+        """``(training output, reporting output)`` of the bound(s) on the score matrix; with
+        ``symmetric``, the training output averages both directions."""
+        pairs = PairScores.from_matrix(scores)
+        output, estimate = self.evaluate_bounds(pairs)
+        if not self.symmetric:
+            return output, estimate
+        output = _mean_outputs(output, self.bound(PairScores.from_matrix(scores.T)))
+        return output, (output if self.estimator is None else estimate)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Pointwise log-dependency ``log r(x_i, y_j)`` of the reporting bound, ``[n, n]``."""
@@ -180,29 +162,17 @@ class ContrastiveSSLModule(GuardedModule):
         return (self.estimator or self.bound).pmi(self.critic(zx, zy))
 
     # ---------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[Tensor | dict[str, Tensor]]:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
         hx, zx, zy = self.embed(batch["x"], batch["y"])
         scores = self.score_matrix(zx, zy)
         output, estimate = self.contrastive_loss(scores)
-        bad = self.guard.check(output, self.bound, "bound", self.global_step)
         n_local = batch["x"].shape[0]
-        log = dict(on_step=True, on_epoch=False, batch_size=n_local)
-        if self.guard.policy == "skip":
-            for name, value in self.guard.metrics().items():
-                self.log(name, value, **log)
-        if self.skip_this_step("loss" in bad):
-            return self.skipped_step_result()
-        self.log("train/loss", output.loss.detach(), prog_bar=True, **log)
-        self.log("ssl/mi_estimate", estimate.mi, **log)
-        self.log("bound/first_term", output.first_term, **log)
-        self.log("bound/second_term", output.second_term, **log)
-        self.log("train/negatives_per_row", float(scores.shape[0] - 1), **log)
-        for name, value in output.extras.items():
-            self.log(f"bound/{name}", value.float(), **log)
-        if self.probe is not None and "label" in batch:
-            self._probe_step(hx.detach(), batch["label"], log)
-        self.last_step = {"bound": output, "estimate": estimate, "scores": scores.detach()}
-        return output.loss
+        result = self.finish_training_step(
+            output, estimate, batch, n_local, estimate_tag="ssl/mi_estimate",
+            extra_metrics={"train/negatives_per_row": float(scores.shape[0] - 1)})
+        if result is not None and self.probe is not None and "label" in batch:
+            self._probe_step(hx.detach(), batch["label"], dict(on_step=True, on_epoch=False, batch_size=n_local))
+        return result
 
     def _probe_step(self, features: Tensor, labels: Tensor, log: dict[str, Any]) -> None:
         """One step of the online probe: float32, autocast off, its own backward and optimiser."""
@@ -245,18 +215,18 @@ class ContrastiveSSLModule(GuardedModule):
         self._eval_step(batch, "test")
 
     # -------------------------------------------------------------------------------- optimisers
-    def configure_optimizers(self) -> Any:
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """Everything but the online probe, which has its own optimiser."""
         probe_ids = {id(p) for p in self.probe.parameters()} if self.probe is not None else set()
-        optimizer = self.optimizer_factory([p for p in self.parameters() if id(p) not in probe_ids])
+        return [p for p in self.parameters() if id(p) not in probe_ids]
+
+    def configure_optimizers(self) -> Any:
         if self.probe is not None:
             self._probe_optimizer = self.probe_optimizer_factory(self.probe.parameters())
             if self._pending_probe_state is not None:
                 self._probe_optimizer.load_state_dict(self._pending_probe_state)
                 self._pending_probe_state = None
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return super().configure_optimizers()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -9,8 +9,10 @@ bound), the non-finite terms with their values, the step, and the range of the s
   the optimiser step when the *loss* is non-finite, and drops non-finite *reported* values from its
   logs (so no NaN reaches TensorBoard) while training continues.
 
-:func:`check_finite` is the stateless check; :class:`NonFiniteGuard` adds the counters (checkpointed
-by the module that owns it) and a gradient check, and is what LightningModules hold.
+:class:`NonFiniteGuard` is the policy with its counters (checkpointed by the module that owns it) and
+a gradient check; every LightningModule that trains on a bound holds one. A run whose optimiser steps
+are skipped ``max_consecutive_skips`` times in a row has diverged (skipping cannot repair its weights):
+the guard then stops it with :class:`NonFiniteBoundError`, whatever the policy.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ __all__ = [
     "NonFiniteGuard",
     "non_finite_terms",
     "describe_non_finite",
-    "check_finite",
     "check_policy",
     "REPORTED_TERMS",
 ]
@@ -51,17 +52,17 @@ def check_policy(policy: str, name: str = "non_finite") -> str:
     return policy
 
 
-def _all_finite(value: Tensor) -> bool:
-    return bool(torch.isfinite(value).all())
-
-
 def non_finite_terms(output: BoundOutput) -> list[str]:
     """Names of the non-finite entries of ``output``: ``loss``, ``mi``, ``first_term``,
     ``second_term`` and ``extras.<name>``."""
     values = {"loss": output.loss, "mi": output.mi, "first_term": output.first_term,
               "second_term": output.second_term}
     values.update({f"extras.{k}": v for k, v in output.extras.items()})
-    return [name for name, value in values.items() if not _all_finite(value.detach())]
+    device = output.loss.device
+    flags = torch.stack([torch.isfinite(v.detach().to(device)).all() for v in values.values()])
+    if bool(flags.all()):  # one host sync for every term
+        return []
+    return [name for name, ok in zip(values, flags.tolist()) if not ok]
 
 
 def _score_range(name: str, scores: Tensor) -> str:
@@ -91,23 +92,6 @@ def describe_non_finite(output: BoundOutput, bound: Bound, role: str, step: int,
     )
 
 
-def check_finite(output: BoundOutput, bound: Bound, role: str, step: int,
-                 policy: NonFinitePolicy = "raise") -> list[str]:
-    """Check every term of ``output``; return the names of the non-finite ones (empty if none).
-
-    With ``policy="raise"`` a non-finite term raises :class:`NonFiniteBoundError` with a diagnosis;
-    with ``"skip"`` it warns and returns the names, and the caller drops what they name.
-    """
-    check_policy(policy)
-    bad = non_finite_terms(output)
-    if bad:
-        message = describe_non_finite(output, bound, role, step, bad)
-        if policy == "raise":
-            raise NonFiniteBoundError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return bad
-
-
 def non_finite_gradients(parameters: Iterable[tuple[str, nn.Parameter]]) -> list[str]:
     """Names of the parameters whose gradient has a NaN or infinite entry (one sync for all)."""
     named = [(name, p.grad) for name, p in parameters if p.grad is not None]
@@ -131,11 +115,18 @@ class NonFiniteGuard:
         skipped_reports: steps whose reported estimate was non-finite and not logged.
     """
 
-    def __init__(self, policy: NonFinitePolicy = "raise", max_warnings: int = 10) -> None:
+    def __init__(self, policy: NonFinitePolicy = "raise", max_warnings: int = 10,
+                 max_consecutive_skips: int = 20) -> None:
         self.policy = check_policy(policy)
+        if isinstance(max_consecutive_skips, bool) or not (
+                isinstance(max_consecutive_skips, int) and max_consecutive_skips >= 1):
+            raise ValueError(f"max_consecutive_skips: expected an integer >= 1, got {max_consecutive_skips!r}")
         self.max_warnings = max_warnings
+        self.max_consecutive_skips = max_consecutive_skips
         self.skipped_steps = 0
         self.skipped_reports = 0
+        self.consecutive_skips = 0
+        self._first_skipped_step: Optional[int] = None
         self._warned = 0
 
     def _act(self, message: str) -> None:
@@ -170,10 +161,29 @@ class NonFiniteGuard:
         if not count:
             return bad
         if "loss" in bad:
-            self.skipped_steps += 1
+            self.count_skipped_step(step)
         else:
             self.skipped_reports += 1
         return bad
+
+    def count_skipped_step(self, step: int) -> None:
+        """Count one skipped optimiser step; stop the run once ``max_consecutive_skips`` are in a row."""
+        self.skipped_steps += 1
+        self.consecutive_skips += 1
+        if self._first_skipped_step is None:
+            self._first_skipped_step = step
+        if self.consecutive_skips >= self.max_consecutive_skips:
+            raise NonFiniteBoundError(
+                f"the run diverged: {self.consecutive_skips} optimiser steps in a row were skipped for non-finite "
+                f"values (steps {self._first_skipped_step}-{step}; {self.skipped_steps} skipped in all). Skipping "
+                "cannot repair diverged weights: lower the learning rate, clip the scores, or use a more stable "
+                "bound; raise max_consecutive_skips only if the non-finite batches are rare and isolated"
+            )
+
+    def count_completed_step(self) -> None:
+        """An optimiser step went through: the run of consecutive skipped steps ends."""
+        self.consecutive_skips = 0
+        self._first_skipped_step = None
 
     def check_gradients(self, module: nn.Module, step: int) -> bool:
         """True if every gradient of ``module`` is finite. Otherwise raise, or (``"skip"``) drop all
@@ -187,7 +197,7 @@ class NonFiniteGuard:
         self._act(message + ("; non_finite='skip': skipping the optimiser step" if self.policy == "skip" else ""))
         for p in module.parameters():
             p.grad = None
-        self.skipped_steps += 1
+        self.count_skipped_step(step)
         return False
 
     def metrics(self) -> dict[str, float]:
@@ -195,9 +205,12 @@ class NonFiniteGuard:
                 "guard/skipped_reports": float(self.skipped_reports)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"skipped_steps": self.skipped_steps, "skipped_reports": self.skipped_reports}
+        return {"skipped_steps": self.skipped_steps, "skipped_reports": self.skipped_reports,
+                "consecutive_skips": self.consecutive_skips, "first_skipped_step": self._first_skipped_step}
 
     def load_state_dict(self, state: Optional[dict[str, Any]]) -> None:
         state = state or {}
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.skipped_reports = int(state.get("skipped_reports", 0))
+        self.consecutive_skips = int(state.get("consecutive_skips", 0))
+        self._first_skipped_step = state.get("first_skipped_step")

@@ -17,16 +17,16 @@ weights: the frozen-random-encoder baseline.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from .contrastive_ssl import linear_probe
+from ..encoders.heads import linear_probe
+from .base import ConfiguredModule
 
 __all__ = ["LinearEvalModule", "load_ssl_checkpoint", "SSLCheckpointError"]
 
@@ -99,7 +99,7 @@ def load_ssl_checkpoint(
     return encoder
 
 
-class LinearEvalModule(L.LightningModule):
+class LinearEvalModule(ConfiguredModule):
     """Linear classifier on a frozen SSL encoder; logs ``train/loss``, ``train/acc``, ``val/acc``, ``test/acc``.
 
     Args:
@@ -126,8 +126,7 @@ class LinearEvalModule(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["encoder"])
+        super().__init__(optimizer, scheduler)
         if not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError(f"num_classes: expected an integer >= 2, got {num_classes!r}")
         if not ssl_checkpoint:
@@ -142,8 +141,6 @@ class LinearEvalModule(L.LightningModule):
         if not (isinstance(feature_dim, int) and feature_dim > 0):
             raise ValueError("feature_dim: cannot infer the representation size; pass feature_dim or example_shape")
         self.classifier = linear_probe(feature_dim, num_classes)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -176,9 +173,6 @@ class LinearEvalModule(L.LightningModule):
         self.test_acc(self(batch["x"]), batch["label"])
         self.log("test/acc", self.test_acc, batch_size=batch["label"].shape[0])
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.classifier.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    def optimized_parameters(self) -> Iterator[nn.Parameter]:
+        """Only the linear classifier learns; the encoder is frozen."""
+        return self.classifier.parameters()

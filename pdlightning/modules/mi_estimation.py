@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Optional
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from ..bounds import Bound, BoundOutput, PairScores
+from ..bounds import Bound, PairScores
 from ..critics import Critic
 from ..data.batch import check_mi_batch
-from .finite import NonFiniteBoundError, NonFinitePolicy
+from .finite import NonFinitePolicy
 from .guarded import GuardedModule
 
-__all__ = ["MIEstimationModule", "NonFiniteBoundError"]
+__all__ = ["MIEstimationModule"]
 
 
 class MIEstimationModule(GuardedModule):
@@ -26,7 +25,8 @@ class MIEstimationModule(GuardedModule):
     its gradients; ``estimator`` (default: ``bound``) gives the reported MI from the same scores,
     e.g. learn with ``JS`` and report with ``NWJ``. Logged every step: ``train/loss``,
     ``mi/estimate``, ``mi/true`` (when the batch has ``mi``), ``bound/first_term``,
-    ``bound/second_term`` and the bound's extras under ``bound/``.
+    ``bound/second_term`` and the bound's extras under ``bound/``. Each training step returns a
+    :class:`~pdlightning.bounds.StepRecord` for the callbacks (``outputs["record"]``).
 
     Args:
         critic: maps ``(x, y)`` to scores.
@@ -39,6 +39,8 @@ class MIEstimationModule(GuardedModule):
             term, step and score range; ``"skip"`` skips the optimiser step (non-finite loss or
             gradients) or drops the non-finite reported values from the logs, counts them and logs
             ``guard/skipped_steps`` and ``guard/skipped_reports``. A NaN is never logged.
+        max_consecutive_skips: under ``"skip"``, this many skipped steps in a row stop the run as
+            diverged (skipping cannot repair diverged weights).
     """
 
     def __init__(
@@ -49,18 +51,11 @@ class MIEstimationModule(GuardedModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
         non_finite: NonFinitePolicy = "raise",
+        max_consecutive_skips: int = 20,
     ) -> None:
-        super().__init__(non_finite)
-        self.save_hyperparameters(ignore=["critic", "bound", "estimator"])
-        _plain_hparams(self.hparams, ("optimizer", "scheduler"))
+        super().__init__(bound, estimator, optimizer, scheduler, non_finite, max_consecutive_skips)
         self.critic = critic
-        self.bound = bound
-        self.estimator = estimator
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self._eval_estimates: dict[float, list[Tensor]] = defaultdict(list)
-        #: the latest step's outputs, for callbacks: {"bound": BoundOutput, "estimate": BoundOutput, "batch": dict}
-        self.last_step: dict[str, Any] = {}
         self._eval_skipped = 0
 
     # ---------------------------------------------------------------------------- validation
@@ -93,56 +88,18 @@ class MIEstimationModule(GuardedModule):
         """Pointwise log-dependency ``log r(x_i, y_j)`` for all pairs of a batch (``[n, n]``)."""
         return self.reporting_bound.pmi(self.critic(x, y))
 
-    @property
-    def reporting_bound(self) -> Bound:
-        return self.bound if self.estimator is None else self.estimator
-
-    def _evaluate(self, pairs: PairScores) -> tuple[BoundOutput, BoundOutput]:
-        output = self.bound(pairs)
-        if self.estimator is None:
-            return output, output
-        with torch.no_grad():
-            return output, self.estimator(pairs)
-
     # ---------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
-        """Loss of the training bound; ``None`` (Lightning then skips the optimiser step) when the
-        loss is non-finite under ``non_finite="skip"``. Non-finite values are never logged."""
-        _forget_unlogged_step_metrics(self)
+        """Loss of the training bound and the step's record; ``None`` (Lightning then skips the
+        optimiser step) when the loss is non-finite under ``non_finite="skip"``."""
         pairs = self.scores(batch)
-        output, estimate = self._evaluate(pairs)
-        step = self.global_step
-        bad = set(self.guard.check(output, self.bound, "bound", step))
-        bad_estimate = bad if estimate is output else set(
-            self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
-        log = dict(on_step=True, on_epoch=False, batch_size=pairs.batch_size)
-        skip = self.skip_this_step("loss" in bad)
-        if self.guard.policy == "skip":
-            for name, value in self.guard.metrics().items():
-                self.log(name, value, **log)
-        if skip:
-            self.last_step = {"batch": batch, "skipped": True}
-            return self.skipped_step_result()
-        values = {"loss": ("train/loss", output.loss.detach()),
-                  "first_term": ("bound/first_term", output.first_term),
-                  "second_term": ("bound/second_term", output.second_term)}
-        values.update({f"extras.{k}": (f"bound/{k}", v.float()) for k, v in output.extras.items()})
-        for term, (name, value) in values.items():
-            if term not in bad:
-                self.log(name, value, **log)
-        if "mi" not in bad_estimate:
-            self.log("mi/estimate", estimate.mi, prog_bar=True, **log)
-        if "mi" in batch:
-            self.log("mi/true", torch.as_tensor(batch["mi"], dtype=torch.float32).mean(), prog_bar=True, **log)
-        self.last_step = {"bound": output, "batch": batch}
-        if "mi" not in bad_estimate:
-            self.last_step["estimate"] = estimate
-        return {"loss": output.loss}
+        output, estimate = self.evaluate_bounds(pairs)
+        return self.finish_training_step(output, estimate, batch, pairs.batch_size)
 
     # ------------------------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         pairs = self.scores(batch)
-        output, estimate = self._evaluate(pairs)
+        output, estimate = self.evaluate_bounds(pairs)
         bad = self.guard.check(output, self.bound, f"{stage} bound", self.global_step, count=False)
         if estimate is not output:
             bad = bad + self.guard.check(estimate, self.reporting_bound, f"{stage} estimator",
@@ -175,7 +132,7 @@ class MIEstimationModule(GuardedModule):
             self.log(f"{stage}/skipped_batches", float(self._eval_skipped), sync_dist=True)
             self._eval_skipped = 0
         if rows and stage == "test" and self.trainer.is_global_zero:
-            print(f"\n{'true MI':>8} {'estimate':>9} {'bias':>7}   ({type(self.reporting_bound).__name__})")
+            print(f"\n{'true MI':>8} {'estimate':>9} {'bias':>7}   ({self.reporting_bound.label})")
             for level, mean in rows:
                 print(f"{level:8.2f} {mean:9.3f} {mean - level:+7.3f}")
 
@@ -200,45 +157,3 @@ class MIEstimationModule(GuardedModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
-
-    # -------------------------------------------------------------------------------- optimiser
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def _plain_hparams(hparams: Any, keys: tuple[str, ...]) -> None:
-    """Replace classes / callables among ``hparams[keys]`` by their dotted name, so checkpoints hold
-    plain data and load with ``torch.load(weights_only=True)`` (the default since torch 2.6, used by
-    ``--ckpt_path`` resume). The LightningCLI already passes plain ``class_path`` dicts."""
-    for key in keys:
-        value = hparams.get(key)
-        if value is None or isinstance(value, (str, int, float, bool, dict, list)):
-            continue
-        target = getattr(value, "func", value)  # functools.partial
-        name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', type(target).__name__)}"
-        keywords = getattr(value, "keywords", None)
-        hparams[key] = name + (f"({', '.join(f'{k}={v!r}' for k, v in keywords.items())})" if keywords else "")
-
-
-def _forget_unlogged_step_metrics(module: L.LightningModule) -> None:
-    """Make Lightning log, for this step, only what this step logs.
-
-    Lightning keeps a step-only metric (``on_step=True, on_epoch=False``) until the epoch ends and
-    hands its *last* value to the logger at every later step, so a skipped step or a dropped
-    non-finite report would show the previous step's value again in TensorBoard. Resetting those
-    metrics first leaves the step without a point instead (Lightning 2.x result collection; a no-op
-    if that private structure changes).
-    """
-    trainer = module._trainer
-    results = getattr(trainer, "_results", None) if trainer is not None else None
-    if not isinstance(results, dict):
-        return
-    for key, metric in results.items():
-        meta = getattr(metric, "meta", None)
-        if (isinstance(key, str) and key.startswith("training_step.") and getattr(meta, "on_step", False)
-                and not getattr(meta, "on_epoch", True) and hasattr(metric, "reset")):
-            metric.reset()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdlightning.bounds import BoundOutput, PairScores
+from pdlightning.bounds import NWJ, BoundOutput, PairScores, StepRecord
 from pdlightning.callbacks import BiasVarianceMSE, level_statistics
 
 
@@ -64,11 +64,11 @@ def test_bad_burn_in_is_named(burn_in):
         level_statistics([1.0], [1.0], burn_in=burn_in)
 
 
-def _fake_step(estimate: float, n: int = 8) -> dict:
+def _fake_step(estimate: float, batch: dict, n: int = 8) -> dict:
     pairs = PairScores.from_matrix(torch.zeros(n, n))
     zero = torch.tensor(0.0)
     out = BoundOutput(loss=zero, mi=torch.tensor(estimate), first_term=zero, second_term=zero, scores=pairs)
-    return {"bound": out, "estimate": out}
+    return {"loss": zero, "record": StepRecord(bound=out, estimate=out, batch=batch, reporting_bound=NWJ())}
 
 
 def test_callback_writes_csv_markdown_and_stream(tmp_path):
@@ -76,12 +76,14 @@ def test_callback_writes_csv_markdown_and_stream(tmp_path):
     estimates, true_mis = _two_point_stream(levels, biases, stds, 50)
     callback = BiasVarianceMSE(output_dir=str(tmp_path), save_stream=True, verbose=False)
     trainer = SimpleNamespace(global_step=0, loggers=[], is_global_zero=True, default_root_dir=str(tmp_path))
-    module = SimpleNamespace(last_step={}, reporting_bound=object())
+    module = SimpleNamespace()
     for estimate, level in zip(estimates, true_mis):
         trainer.global_step += 1
-        module.last_step = _fake_step(estimate)
-        callback.on_train_batch_end(trainer, module, None, {"mi": torch.tensor(level)}, 0)
-    callback.on_train_batch_end(trainer, module, None, {"x": torch.zeros(2)}, 0)  # no `mi`: ignored
+        batch = {"mi": torch.tensor(level)}
+        callback.on_train_batch_end(trainer, module, _fake_step(estimate, batch), batch, 0)
+    batch = {"x": torch.zeros(2)}
+    callback.on_train_batch_end(trainer, module, _fake_step(0.0, batch), batch, 0)  # no `mi`: ignored
+    callback.on_train_batch_end(trainer, module, {}, {"mi": torch.tensor(2.0)}, 0)  # a skipped step: ignored
     callback.on_fit_end(trainer, module)
     with open(tmp_path / "bias_variance.csv") as f:
         rows = list(csv.DictReader(f))
@@ -91,6 +93,7 @@ def test_callback_writes_csv_markdown_and_stream(tmp_path):
         assert float(r["variance"]) == pytest.approx(s**2, rel=1e-5)
         assert float(r["mse"]) == pytest.approx(b**2 + s**2, rel=1e-5)
     assert "| 4 | 50 |" in (tmp_path / "bias_variance.md").read_text()
+    assert "### NWJ" in (tmp_path / "bias_variance.md").read_text()  # labelled by the record's reporting bound
     with open(tmp_path / "estimates.csv") as f:
         stream = list(csv.DictReader(f))
     assert len(stream) == 100 and [int(r["step"]) for r in stream[:3]] == [0, 1, 2]

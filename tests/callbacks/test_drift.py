@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdlightning.bounds import DV, NWJ, BoundOutput, PairScores
+from pdlightning.bounds import DV, NWJ, BoundOutput, PairScores, StepRecord
 from pdlightning.callbacks import DriftMonitor
 from pdlightning.callbacks.drift import pair_groups
 from pdlightning.callbacks.figures import drift_figure
@@ -13,7 +13,7 @@ from pdlightning.callbacks.figures import drift_figure
 def _explicit_step(joint, marginal, flag, bound=DV()):
     out = bound(joint=torch.tensor(joint), marginal=torch.tensor(marginal))
     batch = {"x_marginal": torch.zeros(len(joint), 2), "in_joint_support": torch.tensor(flag)}
-    return {"bound": out, "estimate": out, "batch": batch}
+    return StepRecord(bound=out, estimate=out, batch=batch, reporting_bound=bound, training_bound=bound)
 
 
 def test_terms_and_output_statistics_match_their_definitions():
@@ -34,7 +34,7 @@ def test_terms_and_output_statistics_match_their_definitions():
 
 def test_empty_group_is_skipped_and_separate_training_bound_is_logged():
     step = _explicit_step([1.0, 2.0], [0.0, 1.0], [False, False])
-    step["bound"] = NWJ()(joint=torch.tensor([1.0, 2.0]), marginal=torch.tensor([0.0, 1.0]))
+    step.bound = NWJ()(joint=torch.tensor([1.0, 2.0]), marginal=torch.tensor([0.0, 1.0]))
     metrics = DriftMonitor().step_metrics(step)
     assert "T_marginal_in_support_mean" not in metrics and "T_marginal_off_support_mean" in metrics
     assert metrics["train_second_term"] == pytest.approx(np.mean(np.exp([0.0, 1.0]) / np.e), rel=1e-6)

@@ -108,7 +108,7 @@ _TRAINER_SCRIPT = textwrap.dedent(
 
     class Record(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            self.n_scores = module.last_step["scores"].shape[0]
+            self.n_scores = outputs["record"].bound.scores.batch_size
 
     torch.set_num_threads(1)
     L.seed_everything(0)

@@ -18,7 +18,7 @@ from pdlightning.bounds import JS, NWJ, DV, MINE
 from pdlightning.critics import JointCritic
 from pdlightning.data import CorrelatedGaussianDataModule
 from pdlightning.modules import MIEstimationModule, NonFiniteBoundError
-from pdlightning.modules.finite import NonFiniteGuard, check_finite
+from pdlightning.modules.finite import NonFiniteGuard
 
 STEPS = 8
 
@@ -195,11 +195,13 @@ def test_validation_batches_with_non_finite_values_are_left_out() -> None:
 def test_guard_counts_survive_a_checkpoint() -> None:
     module = MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="skip")
     module.guard.skipped_steps, module.guard.skipped_reports = 3, 2
+    module.guard.count_skipped_step(41)  # a run of skipped steps in progress survives too
     checkpoint: dict[str, Any] = {}
     module.on_save_checkpoint(checkpoint)
     restored = MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="skip")
     restored.on_load_checkpoint(checkpoint)
-    assert restored.guard.state_dict() == {"skipped_steps": 3, "skipped_reports": 2}
+    assert restored.guard.state_dict() == {"skipped_steps": 4, "skipped_reports": 2, "consecutive_skips": 1,
+                                           "first_skipped_step": 41}
 
 
 def test_policy_is_validated() -> None:
@@ -207,14 +209,47 @@ def test_policy_is_validated() -> None:
         MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="ignore")  # type: ignore[arg-type]
 
 
-def test_check_finite_function() -> None:
-    """The stateless check other modules call: raises by default, returns the names under skip."""
+def test_guard_check_names_terms() -> None:
+    """The guard's check: raises under "raise", returns the non-finite names under "skip"."""
     output = NWJ()(torch.full((4, 4), 1e4))
     with pytest.raises(NonFiniteBoundError, match="bound NWJ: non-finite loss=inf"):
-        check_finite(output, NWJ(), "bound", 7)
+        NonFiniteGuard("raise").check(output, NWJ(), "bound", 7)
     with pytest.warns(RuntimeWarning, match="at step 7"):
-        assert check_finite(output, NWJ(), "bound", 7, policy="skip") == ["loss", "mi", "second_term"]
-    assert check_finite(NWJ()(torch.zeros(4, 4)), NWJ(), "bound", 7) == []
+        assert NonFiniteGuard("skip").check(output, NWJ(), "bound", 7) == ["loss", "mi", "second_term"]
+    assert NonFiniteGuard("raise").check(NWJ()(torch.zeros(4, 4)), NWJ(), "bound", 7) == []
+
+
+def test_consecutive_skips_stop_the_run_as_diverged() -> None:
+    """Skipping cannot repair diverged weights: after max_consecutive_skips skipped steps in a row the
+    guard stops the run and says where; a completed step in between resets the count."""
+    guard = NonFiniteGuard("skip", max_warnings=0, max_consecutive_skips=3)
+    bad = NWJ()(torch.full((4, 4), 1e4))
+    guard.check(bad, NWJ(), "bound", 10)
+    guard.check(bad, NWJ(), "bound", 11)
+    guard.count_completed_step()
+    guard.check(bad, NWJ(), "bound", 13)
+    guard.check(bad, NWJ(), "bound", 14)
+    with pytest.raises(NonFiniteBoundError, match=r"diverged: 3 optimiser steps in a row .*steps 13-15; 5 skipped"):
+        guard.check(bad, NWJ(), "bound", 15)
+    with pytest.raises(ValueError, match="max_consecutive_skips: expected an integer >= 1, got 0"):
+        NonFiniteGuard("skip", max_consecutive_skips=0)
+
+
+def test_diverged_fit_under_skip_stops_with_an_error() -> None:
+    """A critic driven to non-finite scores at every step (lr far too large) must not end as a
+    normal fit: the run stops after max_consecutive_skips skipped steps (issue: skip reported
+    success on a diverged critic)."""
+    torch.manual_seed(0)
+    critic = FaultyCritic({call: "large" for call in range(2, 40)})
+    module = MIEstimationModule(critic, NWJ(), non_finite="skip", max_consecutive_skips=5)
+    trainer = L.Trainer(max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(NonFiniteBoundError, match=r"the run diverged: 5 optimiser steps in a row"):
+            trainer.fit(module, CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=40,
+                                                             batch_size=8))
+    assert trainer.global_step < 10
 
 
 def test_guard_warns_a_bounded_number_of_times() -> None:
