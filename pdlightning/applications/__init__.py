@@ -1,18 +1,11 @@
-"""Point-wise dependency applications: cross-modal retrieval, PMI prediction, self-consistency
-tests, and the supervised / contrastive MI benchmarks (SLB / CLB)."""
+"""Point-wise dependency applications run as sweeps of CLI configs: self-consistency tests and the
+supervised / contrastive MI benchmarks (SLB / CLB). Their evaluation callbacks (classifier and
+nearest-neighbour accuracy, cross-modal retrieval, the PMI writer) live in :mod:`pdlightning.callbacks`."""
 
-from .accuracy import ClassifierAccuracy, NearestNeighbourAccuracy, cross_scores
-from .prediction import PMIWriter
-from .retrieval import CrossModalRetrieval, least_squares_scores, matching_trials, ranked_listing, retrieval_accuracy
+from .._deprecation import moved_names
 
-__all__ = [
-    "ClassifierAccuracy",
-    "NearestNeighbourAccuracy",
-    "cross_scores",
-    "PMIWriter",
-    "CrossModalRetrieval",
-    "least_squares_scores",
-    "matching_trials",
-    "ranked_listing",
-    "retrieval_accuracy",
-]
+__getattr__ = moved_names(__name__, {
+    name: "pdlightning.callbacks" for name in (
+        "ClassifierAccuracy", "NearestNeighbourAccuracy", "cross_scores", "PMIWriter", "CrossModalRetrieval",
+        "least_squares_scores", "matching_trials", "ranked_listing", "retrieval_accuracy")
+})

@@ -6,7 +6,8 @@ from typing import Sequence
 
 from torch import Tensor
 
-from .base import Critic, mlp
+from ..nn import mlp
+from .base import Critic
 
 __all__ = ["BaselineShiftedCritic"]
 

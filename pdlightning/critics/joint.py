@@ -7,7 +7,8 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Critic, activation_by_name, mlp
+from ..nn import activation_by_name, mlp
+from .base import Critic
 
 __all__ = ["JointCritic"]
 

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Critic, mlp
+from ..nn import mlp
+from .base import Critic
 
 __all__ = ["SeparableCritic"]
 

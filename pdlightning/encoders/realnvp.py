@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..critics.base import mlp
+from ..nn import mlp
 
 __all__ = ["AdditiveCoupling", "RealNVPEncoder"]
 

@@ -139,7 +139,7 @@ class MIEstimationModule(GuardedModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         """Per pair ``(x_i, y_i)``: ``pmi = log r_hat(x_i, y_i)`` from the reporting bound (the diagonal
         of ``forward``; bounds whose PMI needs batch statistics take them from this batch), with the
-        batch's ``index`` and ``label`` when present. Write it with ``applications.PMIWriter``."""
+        batch's ``index`` and ``label`` when present. Write it with ``pdlightning.callbacks.PMIWriter``."""
         x, y = batch["x"], batch["y"]
         if x.shape[0] < 2:
             raise ValueError(

@@ -68,7 +68,7 @@ def test_slb_mnist_config_reports_mi_and_accuracy(tmp_path):
 
 
 def test_clb_mnist_config_reports_mi_and_nearest_neighbour_accuracy(tmp_path):
-    callbacks = '--trainer.callbacks=[{"class_path": "pdlightning.applications.NearestNeighbourAccuracy", "init_args": {"reference_size": 256}}]'
+    callbacks = '--trainer.callbacks=[{"class_path": "pdlightning.callbacks.NearestNeighbourAccuracy", "init_args": {"reference_size": 256}}]'
     _, metrics = fit_and_test(["configs/clb/mnist.yaml"], tiny(tmp_path, 3) + ["--data.init_args.num_test=128", callbacks])
     assert 0.0 <= metrics["test/accuracy"] <= 1.0
 
@@ -76,7 +76,7 @@ def test_clb_mnist_config_reports_mi_and_nearest_neighbour_accuracy(tmp_path):
 @pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_DIR), reason="Debian dataset-fashion-mnist not installed")
 @pytest.mark.parametrize("task", ["slb", "clb"])
 def test_fashion_mnist_overlays(tmp_path, task):
-    callbacks = ['--trainer.callbacks=[{"class_path": "pdlightning.applications.NearestNeighbourAccuracy", "init_args": {"reference_size": 256}}]'] if task == "clb" else []
+    callbacks = ['--trainer.callbacks=[{"class_path": "pdlightning.callbacks.NearestNeighbourAccuracy", "init_args": {"reference_size": 256}}]'] if task == "clb" else []
     _, metrics = fit_and_test([f"configs/{task}/mnist.yaml", f"configs/{task}/fashion_mnist.yaml"],
                               tiny(tmp_path, 2) + ["--data.init_args.num_test=128"] + callbacks)
     assert "test/accuracy" in metrics
@@ -137,7 +137,7 @@ def test_benchmark_table_configs(table, tmp_path):
         for spec in forms.values():
             build(spec)
     keys = ["model.init_args.critic.init_args.x_encoder.init_args.image_size"]
-    extra = ['--trainer.callbacks=[{"class_path": "pdlightning.applications.NearestNeighbourAccuracy", "init_args": {"reference_size": 128}}]'] if "clb" in table else []
+    extra = ['--trainer.callbacks=[{"class_path": "pdlightning.callbacks.NearestNeighbourAccuracy", "init_args": {"reference_size": 128}}]'] if "clb" in table else []
     rows = function_cli(run_mi_benchmark, [
         f"--config={table}", f"--losses={json.dumps({'NWJ': config['losses']['NWJ']})}", f"--output_dir={tmp_path}",
         f"--overrides={json.dumps(digits_overrides(config['overrides'], keys) + extra)}"])

@@ -4,10 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from pdlightning.applications import PMIWriter, cross_scores
+from pdlightning.callbacks import PMIWriter, cross_scores
 from pdlightning.modules import MIEstimationModule
 from pdlightning.bounds import DV, ProbabilisticClassifier
-from pdlightning.critics import DotProductCritic, EncodedCritic, ImageEncoder, JointCritic, SeparableCritic
+from pdlightning.critics import DotProductCritic, EncodedCritic, JointCritic, SeparableCritic
+from pdlightning.encoders import ImageEncoder
 
 
 @pytest.mark.parametrize("bound", [ProbabilisticClassifier(), DV()])

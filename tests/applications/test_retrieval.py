@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pdlightning.applications.retrieval import (
+from pdlightning.callbacks.retrieval import (
     format_listing,
     least_squares_scores,
     matching_trials,

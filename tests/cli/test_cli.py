@@ -149,7 +149,7 @@ def test_predict_writes_the_pmi_of_each_held_out_pair(tmp_path):
     build_cli(["fit", *common])
     output = tmp_path / "pmi.csv"
     build_cli(["predict", *common, "--ckpt_path=last",
-               "--trainer.callbacks+=pdlightning.applications.PMIWriter",
+               "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
                f"--trainer.callbacks.output_path={output}"])
     rows = output.read_text().splitlines()
     assert rows[0] == "row,pmi" and len(rows) == 1 + 2 * 64

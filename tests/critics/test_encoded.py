@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from pdlightning.critics import DotProductCritic, EncodedCritic, ImageEncoder, JointCritic
+from pdlightning.critics import DotProductCritic, EncodedCritic, JointCritic
+from pdlightning.encoders import ImageEncoder
 
 
 @pytest.mark.parametrize("conv_channels", [(8, 16), ()])

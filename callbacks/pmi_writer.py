@@ -1,7 +1,7 @@
-"""``pdlightning predict``: PMI of given pairs, written to a file.
+"""``pdlightning predict``: the PMI of given pairs, written to a file.
 
-:class:`PointwiseDependencyModule` is :class:`~pdlightning.modules.MIEstimationModule` plus a
-``predict_step``; :class:`PMIWriter` writes what it returns as CSV (one row per pair, in order).
+:class:`~pdlightning.modules.MIEstimationModule`'s ``predict_step`` returns the PMI of each pair;
+:class:`PMIWriter` writes what it returns as CSV (one row per pair, in order).
 """
 
 from __future__ import annotations

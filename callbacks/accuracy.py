@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..critics import Critic
+from pdlightning.critics import Critic
 
 __all__ = ["cross_scores", "ClassifierAccuracy", "NearestNeighbourAccuracy"]
 

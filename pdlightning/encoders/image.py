@@ -6,7 +6,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from .base import activation_by_name, mlp
+from ..nn import activation_by_name, mlp
 
 __all__ = ["ImageEncoder"]
 
