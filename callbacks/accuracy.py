@@ -5,7 +5,7 @@
 
 Both read the critic only, so any critic of the right inputs works; critics exposing
 ``encode_x``/``encode_y`` and a head with ``cross`` (an :class:`~pdlightning.critics.EncodedCritic`
-over a dot product) take a fast path (encode once, one matmul).
+over a head) encode each side once.
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ from pdlightning.critics import Critic
 __all__ = ["cross_scores", "ClassifierAccuracy", "NearestNeighbourAccuracy"]
 
 
-def cross_scores(critic: Critic, x: Tensor, y: Tensor, chunk: int = 4096) -> Tensor:
-    """``T(x_i, y_j)`` for every ``i < n``, ``j < m`` (``[n, m]``; ``n`` and ``m`` may differ)."""
-    head = getattr(critic, "head", None)
-    if hasattr(critic, "encode_x") and hasattr(head, "cross"):
-        return head.cross(critic.encode_x(x), critic.encode_y(y))
-    n, m = x.shape[0], y.shape[0]
-    rows = torch.arange(n, device=x.device).repeat_interleave(m)
-    cols = torch.arange(m, device=x.device).repeat(n)
-    out = [critic.pointwise(x[rows[s:s + chunk]], y[cols[s:s + chunk]]) for s in range(0, n * m, chunk)]
-    return torch.cat(out).view(n, m)
+def cross_scores(critic: Critic, x: Tensor, y: Tensor, chunk: int = 256) -> Tensor:
+    """``T(x_i, y_j)`` for every ``i < n``, ``j < m`` (``[n, m]``; ``n`` and ``m`` may differ), in
+    chunks of ``chunk`` rows (a joint critic holds a ``[rows, m, hidden]`` activation). Critics that
+    encode each side (``encode_x``/``encode_y`` and a head) encode ``y`` once."""
+    if hasattr(critic, "encode_x") and hasattr(critic, "head"):
+        ex, ey = critic.encode_x(x), critic.encode_y(y)
+        return torch.cat([critic.head.cross(ex[s:s + chunk], ey) for s in range(0, x.shape[0], chunk)])
+    return torch.cat([critic.cross(x[s:s + chunk], y) for s in range(0, x.shape[0], chunk)])
 
 
 class _TestAccuracy(Callback):

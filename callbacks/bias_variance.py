@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_info
 
 from pdlightning.bounds import step_records
 
@@ -108,6 +109,8 @@ class BiasVarianceMSE(L.Callback):
         self.verbose = verbose
         self.stream = EstimateStream()
         self._label = "estimate"
+        #: training steps that produced no estimate (skipped under ``non_finite="skip"``).
+        self.skipped_steps = 0
 
     @property
     def estimates(self) -> list[float]:
@@ -119,7 +122,10 @@ class BiasVarianceMSE(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        for record in step_records(outputs):
+        records = step_records(outputs)
+        if not records or all(r.skipped for r in records):
+            self.skipped_steps += 1
+        for record in records:
             self.stream.record_step(trainer, record)
             self._label = record.reporting_bound.label if record.reporting_bound is not None else self._label
 
@@ -143,12 +149,17 @@ class BiasVarianceMSE(L.Callback):
         table = markdown_table(rows, self._label)
         with open(os.path.join(directory, "bias_variance.md"), "w") as f:
             f.write(table)
+        if self.skipped_steps:
+            total = self.skipped_steps + len(set(self.stream.steps))
+            table += (f"\n{self.skipped_steps} of {total} training steps ({self.skipped_steps / total:.1%}) were skipped "
+                      "for non-finite values (non_finite='skip') and are not in these statistics.\n")
         if self.verbose:
-            print("\n" + table + f"(written to {directory})")
+            rank_zero_info("\n" + table + f"(written to {directory})")
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.stream.state_dict(), "label": self._label}
+        return {**self.stream.state_dict(), "label": self._label, "skipped_steps": self.skipped_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.stream.load_state_dict(state_dict)
         self._label = state_dict.get("label", self._label)
+        self.skipped_steps = int(state_dict.get("skipped_steps", 0))

@@ -19,7 +19,9 @@ __all__ = ["PMIWriter"]
 
 
 class PMIWriter(BasePredictionWriter):
-    """Writes the predicted PMI of every pair to ``output_path`` (CSV: ``row, index, label, pmi``).
+    """Writes the predicted PMI of every pair to ``output_path`` (CSV: ``row``, then ``index``,
+    ``label``, the pair's true MI level ``mi`` and exact ``pmi_true`` where the data carry them, and
+    ``pmi``).
 
     Args:
         output_path: CSV file to write (its folder is created); default ``<trainer.log_dir>/pmi.csv``.
@@ -42,10 +44,13 @@ class PMIWriter(BasePredictionWriter):
         path = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         n = columns["pmi"].shape[0]
+        integers = [k for k in ("index", "label") if k in columns]
+        floats = [k for k in ("mi", "pmi_true") if k in columns] + ["pmi"]
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
-            extra = [k for k in ("index", "label") if k in columns]
-            writer.writerow(["row", *extra, "pmi"])
+            writer.writerow(["row", *integers, *floats])
             for row in range(n):
-                writer.writerow([row, *(int(columns[k][row]) for k in extra), f"{float(columns['pmi'][row]):.6f}"])
+                writer.writerow([row, *(int(columns[k][row]) for k in integers),
+                                 *(f"{float(columns[k][row]):.6g}" if k == "mi" else f"{float(columns[k][row]):.6f}"
+                                   for k in floats)])
         print(f"\nPMIWriter: {n} pairs -> {path}")

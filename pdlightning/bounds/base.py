@@ -14,7 +14,7 @@ import math
 from abc import ABCMeta, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor, nn
@@ -223,6 +223,12 @@ class Bound(nn.Module, metaclass=ABCMeta):
     optimal_second_term: ClassVar[Optional[float]] = None
     #: short human name used in labels (default: the class name).
     short_name: ClassVar[Optional[str]] = None
+    #: what :meth:`pointwise` takes from the batch besides each pair's own score: ``None`` (nothing:
+    #: ``log r`` is a function of the score), ``"global"`` (one statistic over all marginal pairs,
+    #: e.g. a DV partition) or ``"row"`` (one per ``x``, over its marginal pairs: InfoNCE). For the
+    #: last two ``pointwise = score - log_normalizer(pairs)``, which lets evaluation take the
+    #: statistic from a fixed reference sample so a pair's PMI does not depend on its batch.
+    pmi_normalizer: ClassVar[Optional[Literal["global", "row"]]] = None
 
     def forward(
         self,
@@ -313,6 +319,11 @@ class Bound(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def pointwise(self, pairs: PairScores) -> PairScores:
         """Log-dependency of every pair in ``pairs`` (no gradient needed)."""
+
+    def log_normalizer(self, pairs: PairScores) -> Tensor:
+        """The batch statistic :meth:`pointwise` subtracts from the scores: a scalar (``"global"``)
+        or ``[n]`` (``"row"``); only for bounds with a :attr:`pmi_normalizer`."""
+        raise NotImplementedError(f"{type(self).__name__}'s pointwise estimate takes no batch statistic")
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that make this bound differ from another of its class (for labels)."""

@@ -26,12 +26,17 @@ class DV(Bound):
     log_domain_second_term = True
     #: the DV partition can settle anywhere; ReMINE pulls it to ``C* = 0``.
     optimal_second_term = 0.0
+    pmi_normalizer = "global"
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         return pairs.joint.mean(), log_mean_exp(pairs.marginal)
 
+    def log_normalizer(self, pairs: PairScores) -> Tensor:
+        """The log-partition ``log E_{p(x)p(y)}[e^f]``: ``log r = f - log Z``."""
+        return log_mean_exp(pairs.marginal)
+
     def pointwise(self, pairs: PairScores) -> PairScores:
-        log_partition = log_mean_exp(pairs.marginal)
+        log_partition = self.log_normalizer(pairs)
         return PairScores(pairs.joint - log_partition, pairs.marginal - log_partition)
 
 

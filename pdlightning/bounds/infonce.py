@@ -22,12 +22,13 @@ class InfoNCE(Bound):
     is_lower_bound = True
     log_domain_second_term = True
     optimal_second_term = 0.0
+    pmi_normalizer = "row"
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
-        return pairs.joint.mean(), self._row_log_normalisers(pairs).mean()
+        return pairs.joint.mean(), self.log_normalizer(pairs).mean()
 
-    @staticmethod
-    def _row_log_normalisers(pairs: PairScores) -> Tensor:
+    def log_normalizer(self, pairs: PairScores) -> Tensor:
+        """Per row, ``log (1/K) sum_j e^{f(x_i, y_j)}`` over the joint and the row's marginal pairs."""
         return log_mean_exp(pairs.as_matrix(), dim=1)
 
     def value_ceiling(self, negatives_per_row: int) -> float:
@@ -35,5 +36,5 @@ class InfoNCE(Bound):
         return math.log(negatives_per_row + 1)
 
     def pointwise(self, pairs: PairScores) -> PairScores:
-        row = self._row_log_normalisers(pairs)
+        row = self.log_normalizer(pairs)
         return PairScores(pairs.joint - row, pairs.marginal - row.unsqueeze(1))

@@ -103,6 +103,13 @@ class Regularized(Bound):
         return self.bound.value_ceiling(negatives_per_row)
 
     @property
+    def pmi_normalizer(self) -> Optional[str]:  # type: ignore[override]
+        return self.bound.pmi_normalizer
+
+    def log_normalizer(self, pairs: PairScores) -> Tensor:
+        return self.bound.log_normalizer(pairs)
+
+    @property
     def label(self) -> str:
         inner = self.bound.short_name or type(self.bound).__name__
         inner_settings = self.bound.label[len(inner):].strip("()")

@@ -23,6 +23,7 @@ class SMILE(Bound):
     is_lower_bound = True
     log_domain_second_term = True
     optimal_second_term = 0.0
+    pmi_normalizer = "global"
 
     def __init__(self, tau: Optional[float] = 5.0) -> None:
         super().__init__()
@@ -46,6 +47,10 @@ class SMILE(Bound):
         """Unclipped DV partition: the regulariser of ReSMILE acts where clipping has no gradient."""
         return log_mean_exp(pairs.marginal)
 
+    def log_normalizer(self, pairs: PairScores) -> Tensor:
+        """The clipped log-partition ``log E_{p(x)p(y)}[e^{clip(f)}]``."""
+        return log_mean_exp(self._clipped(pairs.marginal))
+
     def pointwise(self, pairs: PairScores) -> PairScores:
-        log_partition = log_mean_exp(self._clipped(pairs.marginal))
+        log_partition = self.log_normalizer(pairs)
         return PairScores(pairs.joint - log_partition, pairs.marginal - log_partition)

@@ -22,8 +22,10 @@ def flatten_features(t: Tensor, expected_dim: int, name: str) -> Tensor:
 class Critic(nn.Module):
     """Maps a batch ``(x [n, ...], y [n, ...])`` to ``scores[i, j] = T(x_i, y_j)`` (``[n, n]``).
 
-    ``pointwise(x, y)`` scores only the given pairs ``T(x_i, y_i)`` (``[n]``): the joint pairs, or
-    explicit marginal pairs drawn by a task.
+    A subclass implements :meth:`cross` (all pairs of ``x [n]`` and ``y [m]``: ``[n, m]``) and
+    :meth:`pointwise` (only the given pairs ``T(x_i, y_i)``, ``[n]``: the joint pairs, or explicit
+    marginal pairs drawn by a task). ``forward`` is the in-batch score matrix: :meth:`cross` of a
+    batch with itself.
     """
 
     def __init__(self, x_dim: int, y_dim: int) -> None:
@@ -34,13 +36,17 @@ class Critic(nn.Module):
         self.x_dim = x_dim
         self.y_dim = y_dim
 
-    def _inputs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Flatten and check both inputs; cast them to the critic's parameter dtype (integer one-hot
-        or fp16 data into a float32 critic; autocast still chooses the compute precision)."""
+    @staticmethod
+    def check_paired(x: Tensor, y: Tensor) -> None:
+        """``x`` and ``y`` hold the same number of samples (they are pairs)."""
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"x and y: expected the same batch size, got x {tuple(x.shape)} and y {tuple(y.shape)}"
             )
+
+    def _inputs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Flatten and check both inputs; cast them to the critic's parameter dtype (integer one-hot
+        or fp16 data into a float32 critic; autocast still chooses the compute precision)."""
         x, y = flatten_features(x, self.x_dim, "x"), flatten_features(y, self.y_dim, "y")
         parameter = next(self.parameters(), None)
         if parameter is not None and parameter.is_floating_point():
@@ -48,7 +54,14 @@ class Critic(nn.Module):
         return x, y
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[n, n]`` scores of every pair of a batch of ``n`` pairs."""
+        self.check_paired(x, y)
+        return self.cross(x, y)
+
+    def cross(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[n, m]`` scores ``T(x_i, y_j)`` for ``x [n, ...]`` and ``y [m, ...]`` (``n``, ``m`` may differ)."""
         raise NotImplementedError
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[n]`` scores ``T(x_i, y_i)`` of the given pairs."""
         raise NotImplementedError

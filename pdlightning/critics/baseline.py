@@ -28,8 +28,8 @@ class BaselineShiftedCritic(Critic):
         flat = y.reshape(y.shape[0], -1)
         return self.log_baseline(flat.to(self.log_baseline[0].weight.dtype)).squeeze(-1)
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.critic(x, y) - self._baseline(y).unsqueeze(0)
+    def cross(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.critic.cross(x, y) - self._baseline(y).unsqueeze(0)
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
         return self.critic.pointwise(x, y) - self._baseline(y)

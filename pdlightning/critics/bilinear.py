@@ -20,10 +20,11 @@ class BilinearCritic(Critic):
         self.weight = nn.Parameter(torch.empty(x_dim, y_dim))
         nn.init.uniform_(self.weight, -1.0 / math.sqrt(x_dim), 1.0 / math.sqrt(x_dim))
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def cross(self, x: Tensor, y: Tensor) -> Tensor:
         x, y = self._inputs(x, y)
         return (x @ self.weight) @ y.T
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        self.check_paired(x, y)
         x, y = self._inputs(x, y)
         return ((x @ self.weight) * y).sum(-1)

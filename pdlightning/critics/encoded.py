@@ -26,17 +26,14 @@ class DotProductCritic(Critic):
             raise ValueError(f"temperature: expected a positive value, got {temperature}")
         self.temperature = temperature
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def cross(self, x: Tensor, y: Tensor) -> Tensor:
         x, y = self._inputs(x, y)
         return x @ y.T / self.temperature
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        self.check_paired(x, y)
         x, y = self._inputs(x, y)
         return (x * y).sum(-1) / self.temperature
-
-    def cross(self, x: Tensor, y: Tensor) -> Tensor:
-        """Scores of every ``x_i`` against every ``y_j`` for batches of different sizes: ``[n, m]``."""
-        return x.reshape(x.shape[0], -1) @ y.reshape(y.shape[0], -1).T / self.temperature
 
 
 class EncodedCritic(Critic):
@@ -62,16 +59,9 @@ class EncodedCritic(Critic):
     def encode_y(self, y: Tensor) -> Tensor:
         return (self.x_encoder if self.y_encoder is None else self.y_encoder)(y)
 
-    def _check(self, x: Tensor, y: Tensor) -> None:
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"x and y: expected the same batch size, got x {tuple(x.shape)} and y {tuple(y.shape)}"
-            )
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        self._check(x, y)
-        return self.head(self.encode_x(x), self.encode_y(y))
+    def cross(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.head.cross(self.encode_x(x), self.encode_y(y))
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
-        self._check(x, y)
+        self.check_paired(x, y)
         return self.head.pointwise(self.encode_x(x), self.encode_y(y))

@@ -42,11 +42,12 @@ class JointCritic(Critic):
         weight_x, weight_y = self.first.weight.split([self.x_dim, self.y_dim], dim=1)
         return F.linear(x, weight_x, self.first.bias), F.linear(y, weight_y)
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def cross(self, x: Tensor, y: Tensor) -> Tensor:
         hx, hy = self._halves(x, y)
-        hidden = self.first_activation(hx.unsqueeze(1) + hy.unsqueeze(0))  # [n, n, h]
+        hidden = self.first_activation(hx.unsqueeze(1) + hy.unsqueeze(0))  # [n, m, h]
         return self.rest(hidden).squeeze(-1)
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        self.check_paired(x, y)
         hx, hy = self._halves(x, y)
         return self.rest(self.first_activation(hx + hy)).squeeze(-1)

@@ -49,10 +49,11 @@ class SeparableCritic(Critic):
             gx, hy = F.normalize(gx, dim=-1), F.normalize(hy, dim=-1)
         return gx, hy
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def cross(self, x: Tensor, y: Tensor) -> Tensor:
         gx, hy = self.embed(x, y)
         return gx @ hy.T / self.temperature
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
+        self.check_paired(x, y)
         gx, hy = self.embed(x, y)
         return (gx * hy).sum(-1) / self.temperature

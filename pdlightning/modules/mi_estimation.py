@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Optional
 
+import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from ..bounds import Bound, PairScores
@@ -14,6 +16,8 @@ from ..critics import Critic
 from ..data.batch import check_mi_batch
 from .finite import NonFinitePolicy
 from .guarded import GuardedModule
+from .level_snapshots import LevelSnapshots, batch_level
+from .pmi_reference import ReferenceSample, collect_reference, describe_normalizer, reference_pmi
 
 __all__ = ["MIEstimationModule"]
 
@@ -41,6 +45,15 @@ class MIEstimationModule(GuardedModule):
             ``guard/skipped_steps`` and ``guard/skipped_reports``. A NaN is never logged.
         max_consecutive_skips: under ``"skip"``, this many skipped steps in a row stop the run as
             diverged (skipping cannot repair diverged weights).
+        level_snapshots: on an MI staircase, keep the critic of the end of each level and evaluate
+            every level with its own critic (see :mod:`.level_snapshots`); ``False``: the final
+            critic evaluates every level.
+        pmi_reference_size: for ``predict`` with a bound whose PMI needs batch statistics (DV, MINE,
+            SMILE, InfoNCE), estimate them once per level on this many held-out pairs, so each pair's
+            PMI is a function of the pair alone (see :mod:`.pmi_reference`); 0 uses each batch's own.
+        summary: print (and write) the per-level mean / bias / variance / MSE of the training
+            estimates at the end of every fit whose batches carry the true MI (adds
+            :class:`~pdlightning.callbacks.BiasVarianceMSE` unless the trainer already has one).
     """
 
     def __init__(
@@ -52,10 +65,21 @@ class MIEstimationModule(GuardedModule):
         scheduler: Optional[LRSchedulerCallable] = None,
         non_finite: NonFinitePolicy = "raise",
         max_consecutive_skips: int = 20,
+        level_snapshots: bool = True,
+        pmi_reference_size: int = 1024,
+        summary: bool = True,
     ) -> None:
         super().__init__(bound, estimator, optimizer, scheduler, non_finite, max_consecutive_skips)
+        if isinstance(pmi_reference_size, bool) or not (isinstance(pmi_reference_size, int)
+                                                         and (pmi_reference_size == 0 or pmi_reference_size >= 2)):
+            raise ValueError(f"pmi_reference_size: expected 0 (in-batch statistics) or an integer >= 2, "
+                             f"got {pmi_reference_size!r}")
         self.critic = critic
-        self._eval_estimates: dict[float, list[Tensor]] = defaultdict(list)
+        self.level_snapshots = LevelSnapshots() if level_snapshots else None
+        self.pmi_reference_size = pmi_reference_size
+        self.summary = summary
+        self._pmi_reference: Optional[ReferenceSample] = None
+        self._eval_estimates: dict[Optional[float], list[Tensor]] = defaultdict(list)
         self._eval_skipped = 0
 
     # ---------------------------------------------------------------------------- validation
@@ -96,8 +120,36 @@ class MIEstimationModule(GuardedModule):
         output, estimate = self.evaluate_bounds(pairs)
         return self.finish_training_step(output, estimate, batch, pairs.batch_size)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.level_snapshots is not None:
+            self.level_snapshots.observe_training_batch(self, batch)
+
+    def on_train_end(self) -> None:
+        if self.level_snapshots is not None:
+            self.level_snapshots.training_ended(self)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The end-of-fit summary (:class:`~pdlightning.callbacks.BiasVarianceMSE`), unless the
+        trainer has one already (a configured one keeps its settings) or ``summary`` is off."""
+        from pdlightning.callbacks import BiasVarianceMSE
+
+        trainer = self._trainer
+        if not self.summary or trainer is None or any(isinstance(c, BiasVarianceMSE) for c in trainer.callbacks):
+            return []
+        return [BiasVarianceMSE()]
+
     # ------------------------------------------------------------------------------- evaluation
+    def _use_weights_for(self, level: Optional[float]) -> None:
+        if self.level_snapshots is not None:
+            self.level_snapshots.use_for(self, level)
+
+    def _restore_weights(self) -> None:
+        if self.level_snapshots is not None:
+            self.level_snapshots.restore(self)
+
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+        level = batch_level(batch)
+        self._use_weights_for(level)
         pairs = self.scores(batch)
         output, estimate = self.evaluate_bounds(pairs)
         bad = self.guard.check(output, self.bound, f"{stage} bound", self.global_step, count=False)
@@ -108,8 +160,7 @@ class MIEstimationModule(GuardedModule):
             self._eval_skipped += 1
             return
         self.log(f"{stage}/loss", output.loss, batch_size=pairs.batch_size)
-        if "mi" in batch:
-            level = float(torch.as_tensor(batch["mi"]).float().mean())
+        if level is not None:
             self._eval_estimates[level].append(estimate.mi)
         else:
             self.log(f"{stage}/mi_estimate", estimate.mi, batch_size=pairs.batch_size)
@@ -121,39 +172,86 @@ class MIEstimationModule(GuardedModule):
         self._eval_step(batch, "test")
 
     def _eval_epoch_end(self, stage: str) -> None:
+        self._restore_weights()
         rows = []
         for level in sorted(self._eval_estimates):
-            mean = torch.stack(self._eval_estimates[level]).mean()
+            values = torch.stack(self._eval_estimates[level]).float()
+            mean = values.mean()
+            stderr = values.std() / values.numel() ** 0.5 if values.numel() > 1 else torch.tensor(float("nan"))
             self.log(f"{stage}/mi_estimate@{level:g}", mean, sync_dist=True)
             self.log(f"{stage}/mi_bias@{level:g}", mean - level, sync_dist=True)
-            rows.append((level, float(mean)))
+            if values.numel() > 1:
+                self.log(f"{stage}/mi_stderr@{level:g}", stderr.to(mean.device), sync_dist=True)
+            critic = self.level_snapshots.describe(level) if self.level_snapshots is not None else "final weights"
+            rows.append((level, float(mean), float(stderr), values.numel(), critic))
         self._eval_estimates.clear()
         if self._eval_skipped:
             self.log(f"{stage}/skipped_batches", float(self._eval_skipped), sync_dist=True)
             self._eval_skipped = 0
         if rows and stage == "test" and self.trainer.is_global_zero:
-            print(f"\n{'true MI':>8} {'estimate':>9} {'bias':>7}   ({self.reporting_bound.label})")
-            for level, mean in rows:
-                print(f"{level:8.2f} {mean:9.3f} {mean - level:+7.3f}")
+            rank_zero_info(self.level_table(rows))
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        """Per pair ``(x_i, y_i)``: ``pmi = log r_hat(x_i, y_i)`` from the reporting bound (the diagonal
-        of ``forward``; bounds whose PMI needs batch statistics take them from this batch), with the
-        batch's ``index`` and ``label`` when present. Write it with ``pdlightning.callbacks.PMIWriter``."""
-        x, y = batch["x"], batch["y"]
-        if x.shape[0] < 2:
-            raise ValueError(
-                "predict batch: the PMI of a pair is read off the batch's score matrix, which needs at "
-                f"least 2 pairs; got {x.shape[0]} (raise the datamodule's eval_batch_size)"
-            )
-        out = {"pmi": self(x, y).diagonal().float()}
-        for key in ("index", "label"):
-            if key in batch:
-                out[key] = batch[key]
-        return out
+    def level_table(self, rows: list[tuple[float, float, float, int, str]]) -> str:
+        """The printed per-level test summary: which bound reported, with which weights."""
+        lines = [f"\nHeld-out MI per level, reported by {self.reporting_bound.label}"
+                 + (f" (trained with {self.bound.label})" if self.estimator is not None else "") + ":",
+                 f"{'true MI':>8} {'estimate':>9} {'std.err':>8} {'batches':>8} {'bias':>8}   weights"]
+        for level, mean, stderr, batches, critic in rows:
+            lines.append(f"{level:8.2f} {mean:9.3f} {stderr:8.3f} {batches:8d} {mean - level:+8.3f}   {critic}")
+        return "\n".join(lines)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
+
+    # ----------------------------------------------------------------------------------- predict
+    def on_predict_start(self) -> None:
+        """Fix the reference sample of bounds whose PMI needs batch statistics (one pass over the
+        predict data, the first ``pmi_reference_size`` pairs of each level)."""
+        self._pmi_reference = None
+        if self.reporting_bound.pmi_normalizer is None or self.pmi_reference_size == 0:
+            return
+        loaders = self.trainer.predict_dataloaders
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        batches = (batch for loader in loaders for batch in loader)
+        with torch.no_grad():
+            self._pmi_reference = collect_reference(batches, self.pmi_reference_size, self.device)
+        note = describe_normalizer(self.reporting_bound, self._pmi_reference)
+        if note:
+            rank_zero_info(note)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """Per pair ``(x_i, y_i)``: ``pmi = log r_hat(x_i, y_i)`` from the reporting bound, evaluated
+        with the weights of the pair's MI level (see ``level_snapshots``) and, for bounds whose PMI
+        needs batch statistics, normalised on the fixed reference (``pmi_reference_size``), so it does
+        not depend on the batch. Returned with the batch's ``index``, ``label``, true MI level
+        (``mi``) and exact ``pmi_true`` when present. Write it with ``pdlightning.callbacks.PMIWriter``."""
+        level = batch_level(batch)
+        self._use_weights_for(level)
+        version = self.level_snapshots._loaded if self.level_snapshots is not None else None
+        pmi = reference_pmi(self.reporting_bound, self.critic, batch["x"], batch["y"], level,
+                            self._pmi_reference, version=hash(version))
+        n = pmi.shape[0]
+        out = {"pmi": pmi.float()}
+        if level is not None:
+            out["mi"] = torch.as_tensor(batch["mi"], dtype=torch.float32, device=pmi.device).expand(n).clone()
+        for key in ("index", "label", "pmi_true"):
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
+    def on_predict_epoch_end(self) -> None:
+        self._restore_weights()
+
+    # -------------------------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.level_snapshots is not None:
+            checkpoint["level_snapshots"] = self.level_snapshots.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.level_snapshots is not None:
+            self.level_snapshots.load_state_dict(checkpoint.get("level_snapshots"))

@@ -125,7 +125,7 @@ def test_console_script_runs_fit_and_test(tmp_path):
     assert fit.returncode == 0, fit.stderr[-2000:]
     test = subprocess.run([script, "test", *common], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert test.returncode == 0, test.stderr[-2000:]
-    assert "true MI" in test.stdout and "estimate" in test.stdout
+    assert "true MI" in test.stdout + test.stderr and "estimate" in test.stdout + test.stderr
 
 
 def test_optimizer_and_scheduler_come_from_yaml(tmp_path):
@@ -152,5 +152,5 @@ def test_predict_writes_the_pmi_of_each_held_out_pair(tmp_path):
                "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
                f"--trainer.callbacks.output_path={output}"])
     rows = output.read_text().splitlines()
-    assert rows[0] == "row,pmi" and len(rows) == 1 + 2 * 64
-    assert all(math.isfinite(float(r.split(",")[1])) for r in rows[1:])
+    assert rows[0] == "row,mi,pmi" and len(rows) == 1 + 2 * 64  # each pair with its true-MI level
+    assert all(float(r.split(",")[1]) == 1.0 and math.isfinite(float(r.split(",")[2])) for r in rows[1:])

@@ -1,0 +1,116 @@
+"""A pair's PMI as a function of the pair alone: batch statistics from a fixed reference sample.
+
+Some bounds read ``log r`` off the critic's score minus a statistic of the batch's marginal pairs
+(:attr:`~pdlightning.bounds.Bound.pmi_normalizer`): the DV / MINE / SMILE log-partition
+``log E_{p(x)p(y)}[e^f]`` (``"global"``) or InfoNCE's per-``x`` normaliser ``log E_{p(y)}[e^{f(x, y)}]``
+(``"row"``). Taken from the batch a pair lands in, its PMI changes with the batch (between eval
+batch sizes 100 and 2, a quarter of the PMIs changed sign). For ``predict`` and the pointwise
+evaluation the statistic is instead estimated once per MI level on a fixed reference sample of
+held-out pairs (the first ``size`` pairs of the evaluation loader at that level): ``"global"`` from
+the ``size x (size - 1)`` off-diagonal pairs of the reference, ``"row"`` from each ``x_i`` against the
+reference's ``y`` (plus the pair itself, as InfoNCE's ``K`` candidates).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import Tensor
+
+from ..bounds import Bound, PairScores
+from ..critics import Critic
+from .level_snapshots import batch_level
+
+__all__ = ["ReferenceSample", "collect_reference", "reference_pmi", "describe_normalizer"]
+
+#: rows scored at once against the reference (a joint critic holds a ``[rows, size, hidden]`` activation).
+_ROW_CHUNK = 128
+
+
+class ReferenceSample:
+    """Reference pairs per MI level (``None`` for batches without ``mi``)."""
+
+    def __init__(self, pairs: dict[Optional[float], tuple[Tensor, Tensor]]) -> None:
+        self.pairs = pairs
+        self._global: dict[tuple[Optional[float], int], Tensor] = {}
+
+    def for_level(self, level: Optional[float]) -> tuple[Tensor, Tensor]:
+        if level not in self.pairs:
+            known = ", ".join("none" if k is None else f"{k:g}" for k in self.pairs)
+            raise ValueError(f"pmi reference: no reference pairs at MI level {level} (have: {known})")
+        return self.pairs[level]
+
+    def global_normalizer(self, bound: Bound, critic: Critic, level: Optional[float], version: int) -> Tensor:
+        """The bound's global statistic on the reference of ``level`` (cached per weights ``version``)."""
+        key = (level, version)
+        if key not in self._global:
+            x, y = self.for_level(level)
+            self._global[key] = bound.log_normalizer(PairScores.from_matrix(critic(x, y)).float())
+        return self._global[key]
+
+
+def collect_reference(batches: Iterable[Any], size: int, device: torch.device,
+                      max_batches: int = 10_000) -> ReferenceSample:
+    """The first ``size`` pairs of each MI level found in ``batches`` (at least 2 per level)."""
+    xs: dict[Optional[float], list[Tensor]] = {}
+    ys: dict[Optional[float], list[Tensor]] = {}
+    counts: dict[Optional[float], int] = {}
+    for index, batch in enumerate(batches):
+        if index >= max_batches:
+            break
+        level = batch_level(batch)
+        have = counts.get(level, 0)
+        if have >= size:
+            continue
+        take = min(size - have, batch["x"].shape[0])
+        xs.setdefault(level, []).append(batch["x"][:take])
+        ys.setdefault(level, []).append(batch["y"][:take])
+        counts[level] = have + take
+    pairs = {}
+    for level in xs:
+        x, y = torch.cat(xs[level]).to(device), torch.cat(ys[level]).to(device)
+        if x.shape[0] < 2:
+            raise ValueError(f"pmi_reference_size: the evaluation data hold only {x.shape[0]} pair(s) at level "
+                             f"{level}; a reference needs at least 2")
+        pairs[level] = (x, y)
+    return ReferenceSample(pairs)
+
+
+def reference_pmi(bound: Bound, critic: Critic, x: Tensor, y: Tensor, level: Optional[float],
+                  reference: Optional[ReferenceSample], version: int = 0) -> Tensor:
+    """``[n]`` PMI ``log r_hat(x_i, y_i)`` of each pair, a function of the pair alone (and of the
+    reference at its level). ``reference=None`` takes batch statistics from this batch (the bounds'
+    own in-batch definition; needs ``n >= 2`` for normalising bounds)."""
+    joint = critic.pointwise(x, y).float()
+    if bound.pmi_normalizer is None:
+        # A function of each score. The placeholder marginal only gives the shape of an in-batch
+        # matrix (k = n - 1), which an untrained probabilistic classifier takes its prior ratio from.
+        return bound.pmi(joint=joint, marginal=joint.unsqueeze(1).expand(-1, max(x.shape[0] - 1, 1))).joint
+    if reference is None:
+        if x.shape[0] < 2:
+            raise ValueError(
+                f"predict batch: {type(bound).__name__} reads the PMI off in-batch statistics, which need at least "
+                f"2 pairs; got {x.shape[0]} (set model.init_args.pmi_reference_size > 1 for a fixed reference "
+                "sample, or raise the datamodule's eval_batch_size)")
+        return bound.pmi(critic(x, y)).diagonal()
+    if bound.pmi_normalizer == "global":
+        return joint - reference.global_normalizer(bound, critic, level, version)
+    _, y_reference = reference.for_level(level)
+    rows = []
+    for start in range(0, x.shape[0], _ROW_CHUNK):
+        chunk = slice(start, start + _ROW_CHUNK)
+        marginal = critic.cross(x[chunk], y_reference).float()
+        rows.append(bound.log_normalizer(PairScores(joint[chunk], marginal)))
+    return joint - torch.cat(rows)
+
+
+def describe_normalizer(bound: Bound, reference: Optional[ReferenceSample]) -> Optional[str]:
+    """One line for the user about where the PMI's batch statistic came from (None: not needed)."""
+    if bound.pmi_normalizer is None:
+        return None
+    if reference is None:
+        return f"{bound.label}'s PMI uses in-batch statistics (it depends on the batch a pair lands in)"
+    sizes = sorted({int(x.shape[0]) for x, _ in reference.pairs.values()})
+    return (f"{bound.label}'s PMI normaliser ({bound.pmi_normalizer}) is estimated on a fixed reference of "
+            f"{'/'.join(map(str, sizes))} held-out pairs per level")
