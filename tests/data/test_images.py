@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pdlightning.data import CIFAR10DataModule, DigitsDataModule, HalvesViews, MNISTDataModule, SimCLRViews
-from pdlightning.data.images import read_cifar10
+from pdlightning.data.sources import load_cifar
 
 
 def test_digits_ssl_batches_have_two_views_eval_input_and_labels() -> None:
@@ -50,7 +50,8 @@ def _write_cifar(folder: str, per_batch: int, seed: int = 0) -> None:
 def test_cifar_format_reader_and_datamodule(tmp_path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     _write_cifar(str(folder), per_batch=12)
-    (train_x, train_y), (test_x, test_y) = read_cifar10(str(tmp_path))
+    splits = load_cifar(str(tmp_path))
+    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     assert train_x.shape == (60, 32, 32, 3) and train_x.dtype == np.uint8 and test_x.shape == (12, 32, 32, 3)
     with open(folder / "data_batch_1", "rb") as f:
         first = pickle.load(f)

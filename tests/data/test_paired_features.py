@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pdlightning.data import MultipleFeaturesDataModule, PairedFeaturesDataModule
-from pdlightning.data.paired_features import load_array, load_mfeat
+from pdlightning.data.sources import load_array, load_mfeat
 
 
 def write_pairs(tmp_path, n_train=40, n_test=12, seed=0):
