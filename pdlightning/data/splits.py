@@ -44,11 +44,9 @@ def split_rows(
     for group in groups:
         order = group[rng.permutation(len(group))]
         if sum(held_out.values()) > len(group):
-            where = "" if labels is None else f" of class {labels[group[0]]!r}"
-            raise ValueError(
-                f"{', '.join(f'{k}_size' for k in held_out)}: holding out {dict(held_out)} rows needs more than the "
-                f"{len(group)} rows{where} there are"
-            )
+            where = "" if labels is None else f" of class {labels[group[0]].item()!r}"
+            names = ", ".join(f"{name}_size" for name in held_out)
+            raise ValueError(f"{names}: holding out {dict(held_out)} rows needs more than the {len(group)} rows{where}")
         start = 0
         for name, size in held_out.items():
             parts[name].append(order[start: start + size])

@@ -83,3 +83,32 @@ def test_offline_mnist_is_the_50k_10k_10k_split() -> None:
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 50_000, "val": 10_000, "test": 10_000}
     batch = next(iter(dm.test_dataloader()))
     assert batch["x"].shape == (32, 1, 28, 28)
+
+
+def test_the_image_table_drives_every_image_datamodule() -> None:
+    from pdlightning.data import IMAGE_SOURCES, FashionMNISTDataModule, ImageDataModule, MNISTViews
+
+    for source in IMAGE_SOURCES.values():
+        assert len(source.mean) == len(source.std) == source.channels and min(source.std) > 0
+    for cls in (MNISTDataModule, FashionMNISTDataModule, CIFAR10DataModule, DigitsDataModule):
+        assert issubclass(cls, ImageDataModule) and cls.dataset in IMAGE_SOURCES
+        dm, row = cls(), IMAGE_SOURCES[cls.dataset]
+        assert (dm.num_classes, dm.channels) == (row.num_classes, row.channels)
+        assert isinstance(dm.views, SimCLRViews if row.channels == 3 else MNISTViews)
+        assert list(dm.views.normalize.mean) == list(row.mean) and list(dm.views.normalize.std) == list(row.std)
+    with pytest.raises(ValueError, match="source: digits is read from 'offline', got 'torchvision'"):
+        DigitsDataModule(source="torchvision")
+    with pytest.raises(ValueError, match="val_size: expected a positive"):
+        DigitsDataModule(val_size=0)
+    with pytest.raises(ValueError, match="test_size=1500, val_size=300: digits has 1797"):
+        DigitsDataModule(test_size=1500).setup()
+
+
+def test_train_subset_is_a_seeded_subset_of_the_training_split() -> None:
+    full, small, again = DigitsDataModule(seed=1), DigitsDataModule(seed=1, train_subset=50), DigitsDataModule(seed=1, train_subset=50)
+    for dm in (full, small, again):
+        dm.setup()
+    assert len(small.datasets["train"]) == 50
+    torch.testing.assert_close(small.datasets["train"].images, again.datasets["train"].images)
+    rows = {image.numpy().tobytes() for image in full.datasets["train"].images}
+    assert all(image.numpy().tobytes() in rows for image in small.datasets["train"].images)
