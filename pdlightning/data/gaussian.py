@@ -85,7 +85,7 @@ class CorrelatedGaussianDataModule(SyntheticDataModule):
         eval_batches_per_level: int = 8,
         eval_batch_size: Optional[int] = None,
     ) -> None:
-        self.dim = check_count(dim, "dim")
+        self.dim = self.x_dim = self.y_dim = check_count(dim, "dim")
         self.schedule = MISchedule(mi_schedule, steps_per_level)
         for level in self.schedule.levels:
             if rho_from_mi(level, dim) >= 1.0:
@@ -97,14 +97,6 @@ class CorrelatedGaussianDataModule(SyntheticDataModule):
         self.eval_batches_per_level = check_count(eval_batches_per_level, "eval_batches_per_level")
         super().__init__(batch_size, self.schedule.total_steps, seed,
                          eval_batches_per_level * len(self.schedule.levels), eval_batch_size)
-
-    @property
-    def x_dim(self) -> int:
-        return self.dim
-
-    @property
-    def y_dim(self) -> int:
-        return self.dim
 
     def identity(self) -> dict[str, Any]:
         return {"dim": self.dim, "cubic": self.cubic, "mi_schedule": list(self.schedule.levels),

@@ -22,7 +22,7 @@ from . import sources
 from .sources import Arrays
 from .splits import split_rows
 
-__all__ = ["ImageSource", "IMAGE_SOURCES", "image_source", "image_splits", "as_image_array"]
+__all__ = ["ImageSource", "IMAGE_SOURCES", "ImageTableRow", "image_source", "image_splits", "as_image_array"]
 
 Origin = Literal["offline", "torchvision"]
 
@@ -75,6 +75,21 @@ def image_source(name: str) -> ImageSource:
     if name not in IMAGE_SOURCES:
         raise ValueError(f"source: expected one of {tuple(IMAGE_SOURCES)}, got {name!r}")
     return IMAGE_SOURCES[name]
+
+
+class ImageTableRow:
+    """Mixin of a datamodule that reads the table row ``self.table``: its ``num_classes`` and
+    ``channels`` (:class:`~.protocol.HasClasses`, :class:`~.protocol.HasChannels`), known before any file is read."""
+
+    table: ImageSource
+
+    @property
+    def num_classes(self) -> int:
+        return self.table.num_classes
+
+    @property
+    def channels(self) -> int:
+        return self.table.channels
 
 
 def as_image_array(images: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .image_sources import image_source, image_splits
+from .image_sources import ImageTableRow, image_source, image_splits
 from .splits import subset
 from .views import MNISTViews, SimCLRViews, Views
 
@@ -56,7 +56,7 @@ class TwoViewDataset(Dataset):
         return {"x": x, "y": y, "x_eval": self.views.eval_view(image), "label": label}
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(ImageTableRow, L.LightningDataModule):
     """The two-view datamodule of the image dataset ``dataset`` (a key of ``IMAGE_SOURCES``).
 
     Splits: the source's own; a source without a validation split holds ``val_size`` training
@@ -123,14 +123,6 @@ class ImageDataModule(L.LightningDataModule):
         table = self.table
         family = SimCLRViews if table.channels == 3 else MNISTViews
         return family(size=table.size, mean=table.mean, std=table.std)
-
-    @property
-    def num_classes(self) -> int:
-        return self.table.num_classes
-
-    @property
-    def channels(self) -> int:
-        return self.table.channels
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.datasets:

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .batch import check_batch_sizes
-from .image_sources import IMAGE_SOURCES, image_source, image_splits
+from .image_sources import ImageTableRow, IMAGE_SOURCES, image_source, image_splits
 from .splits import subset
 
 __all__ = [
@@ -88,7 +88,7 @@ class _SameClassPairs(_Images):
         return {"x": self.images[i], "y": self.images[j], "label": self.labels[i], "mi": self.mi}
 
 
-class LabeledImagesDataModule(L.LightningDataModule):
+class LabeledImagesDataModule(ImageTableRow, L.LightningDataModule):
     """Base: the train / test images of one source (optionally seeded subsets), served as the pairs
     that :meth:`pairs` builds. Training batches are shuffled; every batch drops the last partial
     one so each MI estimate sees the same number of negatives.
@@ -125,14 +125,6 @@ class LabeledImagesDataModule(L.LightningDataModule):
         self.train_images: Optional[tuple[np.ndarray, np.ndarray]] = None
         self.datasets: dict[str, Dataset] = {}
         self.mi = float("nan")
-
-    @property
-    def num_classes(self) -> int:
-        return self.table.num_classes
-
-    @property
-    def channels(self) -> int:
-        return self.table.channels
 
     def pairs(self, images: np.ndarray, labels: np.ndarray, split: str, offset: int) -> Dataset:
         """The dataset of ``split`` (``offset`` 0 = train, 1 = test) built from its images and labels."""

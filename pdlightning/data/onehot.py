@@ -60,21 +60,13 @@ class OneHotDataModule(SyntheticDataModule):
     ) -> None:
         if isinstance(num_classes, bool) or not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError(f"num_classes: expected an integer >= 2 (I = log num_classes), got {num_classes!r}")
-        self.num_classes = num_classes
+        self.num_classes = self.x_dim = self.y_dim = num_classes
         super().__init__(batch_size, steps, seed, eval_batches)
 
     @property
     def true_mi(self) -> float:
         """``log num_classes`` nats."""
         return math.log(self.num_classes)
-
-    @property
-    def x_dim(self) -> int:
-        return self.num_classes
-
-    @property
-    def y_dim(self) -> int:
-        return self.num_classes
 
     def identity(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes}

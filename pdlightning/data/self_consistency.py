@@ -15,14 +15,14 @@ derangement fixed by ``seed``.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .labeled_images import LabeledImagesDataModule, Source
+from .labeled_images import LabeledImagesDataModule
 
 __all__ = ["SETTINGS", "SelfConsistencyDataModule", "top_rows"]
 
@@ -77,35 +77,22 @@ class SelfConsistencyDataModule(LabeledImagesDataModule):
         setting: ``baseline``, ``independence``, ``data_processing`` or ``additivity``.
         rows: ``t``, the rows of the image kept in ``y`` (0 .. image height).
         rows_gap: ``t1 - t2`` of the data-processing setting (3 in the paper).
-        source, batch_size, eval_batch_size, num_train, num_test, root, num_workers: see
-            :class:`~.labeled_images.LabeledImagesDataModule`.
-        seed: seed of the subsets and of the independent partners (``seed`` train, ``seed + 1`` test).
+        **kwargs: ``source``, ``batch_size``, ``eval_batch_size``, ``num_train``, ``num_test``, ``root``,
+            ``seed``, ``num_workers`` of :class:`~.labeled_images.LabeledImagesDataModule`; ``seed``
+            also fixes the independent partners (``seed`` train, ``seed + 1`` test).
 
     ``channels`` is the critic's input channels per variable: twice the images' own for
     ``data_processing`` and ``additivity`` (two stacked images), else the images' own.
     """
 
-    def __init__(
-        self,
-        setting: Setting = "baseline",
-        rows: int = 14,
-        rows_gap: int = 3,
-        source: Source = "mnist",
-        batch_size: int = 64,
-        eval_batch_size: Optional[int] = None,
-        num_train: Optional[int] = None,
-        num_test: Optional[int] = None,
-        root: Optional[str] = None,
-        seed: int = 0,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(source, batch_size, eval_batch_size, num_train, num_test, root, seed, num_workers)
+    def __init__(self, setting: Setting = "baseline", rows: int = 14, rows_gap: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if setting not in SETTINGS:
             raise ValueError(f"setting: expected one of {SETTINGS}, got {setting!r}")
         if not (isinstance(rows, int) and rows >= 0):
             raise ValueError(f"rows: expected a non-negative number of image rows, got {rows!r}")
         if rows > self.table.size:
-            raise ValueError(f"rows: {rows} exceeds the image height {self.table.size} of {source}")
+            raise ValueError(f"rows: {rows} exceeds the image height {self.table.size} of {self.source}")
         if not (isinstance(rows_gap, int) and rows_gap >= 0):
             raise ValueError(f"rows_gap: expected a non-negative integer, got {rows_gap!r}")
         self.setting, self.rows, self.rows_gap = setting, rows, rows_gap

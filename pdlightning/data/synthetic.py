@@ -22,9 +22,9 @@ settings determine them (:meth:`~SyntheticDataModule.identity`); the base owns e
   ``replica_seed(seed, k)``, the exact batches a datamodule with that seed yields. For vectorised
   ensembles; the MI modules of this package take unstacked batches (``replicas=None``).
 
-A new synthetic task is one subclass: ``sample``, ``identity``, ``x_dim`` / ``y_dim`` and its own
-arguments (validated, then passed to ``super().__init__``); ``held_out_steps`` when its distribution
-changes over training (the MI staircase).
+A new synthetic task is one subclass: ``sample``, ``identity``, the ``x_dim`` / ``y_dim`` attributes
+and its own arguments (validated, then the base's passed to ``super().__init__``); ``held_out_steps``
+when its distribution changes over training (the MI staircase).
 """
 
 from __future__ import annotations
@@ -91,6 +91,9 @@ class SyntheticDataModule(L.LightningDataModule):
             a fresh batch every step).
     """
 
+    #: the sizes of ``x`` / ``y`` per pair (``[n, x_dim]``, ``[n, y_dim]``), set by the task (:class:`~.protocol.HasPairDims`)
+    x_dim: int
+    y_dim: int
     #: whether a batch's other pairs are its negatives (then a batch needs at least 2 pairs); a task
     #: that supplies explicit ``x_marginal`` / ``y_marginal`` pairs sets it to False.
     in_batch_negatives: ClassVar[bool] = True

@@ -23,15 +23,8 @@ class ShiftedPairs(SyntheticDataModule):
 
     def __init__(self, dim: int = 3, shift: float = 0.0, **kwargs: Any) -> None:
         self.dim, self.shift = dim, shift
+        self.x_dim = self.y_dim = dim
         super().__init__(**kwargs)
-
-    @property
-    def x_dim(self) -> int:
-        return self.dim
-
-    @property
-    def y_dim(self) -> int:
-        return self.dim
 
     def identity(self) -> dict[str, Any]:
         return {"dim": self.dim, "shift": self.shift}
