@@ -33,12 +33,12 @@ class ImageSource:
 
     Attributes:
         name: the key users write (``source: mnist`` of the labelled-image datamodules).
-        read: ``root -> {split: (images, labels)}`` with the source's own splits (``"all"`` when it has none).
+        read: ``root -> {split: (images, labels)}`` with the source's own splits (``"all"`` when it has
+            none); ``root=None`` reads the source's default place (Debian's Fashion-MNIST folder, ``data``).
         channels, size: images are ``[channels, size, size]``.
         num_classes: label classes.
         mean, std: per-channel normalisation of the default two-view pipeline.
         torchvision: the ``torchvision.datasets`` class of ``source: torchvision`` (None: offline only).
-        default_root: ``root`` when none is given (offline reading).
         test_size: images held out for testing when the source has no test split.
     """
 
@@ -50,7 +50,6 @@ class ImageSource:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     torchvision: Optional[str] = None
-    default_root: Optional[str] = None
     test_size: int = 0
 
 
@@ -59,13 +58,14 @@ IMAGE_SOURCES: dict[str, ImageSource] = {
     for source in (
         ImageSource("mnist", lambda root: {s: sources.load_mnist(s) for s in ("train", "val", "test")},
                     1, 28, 10, (0.1307,), (0.3081,), torchvision="MNIST"),
-        ImageSource("fashion_mnist", lambda root: {s: sources.load_fashion_mnist(s, root) for s in ("train", "test")},
-                    1, 28, 10, (0.2860,), (0.3530,), torchvision="FashionMNIST", default_root=sources.FASHION_MNIST_DIR),
+        ImageSource("fashion_mnist", lambda root: {s: sources.load_fashion_mnist(s, root or sources.FASHION_MNIST_DIR)
+                                                   for s in ("train", "test")},
+                    1, 28, 10, (0.2860,), (0.3530,), torchvision="FashionMNIST"),
         ImageSource("digits", lambda root: {"all": sources.load_digits()}, 1, 8, 10, (0.3,), (0.4,), test_size=300),
-        ImageSource("cifar10", lambda root: sources.load_cifar(root, 10), 3, 32, 10,
-                    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), torchvision="CIFAR10", default_root="data"),
-        ImageSource("cifar100", lambda root: sources.load_cifar(root, 100), 3, 32, 100,
-                    (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), default_root="data"),
+        ImageSource("cifar10", lambda root: sources.load_cifar(root or "data", 10), 3, 32, 10,
+                    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), torchvision="CIFAR10"),
+        ImageSource("cifar100", lambda root: sources.load_cifar(root or "data", 100), 3, 32, 100,
+                    (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     )
 }
 
@@ -115,7 +115,7 @@ def _read(name: str, root: Optional[str], origin: Origin, download: bool) -> dic
             raise ValueError(f"source: {name} is read offline only (no torchvision dataset), got source: torchvision")
         raw = {s: sources.load_torchvision(source.torchvision, root or "data", download, s) for s in ("train", "test")}
     elif origin == "offline":
-        raw = source.read(root or source.default_root)
+        raw = source.read(root)
     else:
         raise ValueError(f"source: expected 'offline' or 'torchvision', got {origin!r}")
     return {split: (as_image_array(images), labels.astype(np.int64)) for split, (images, labels) in raw.items()}
@@ -141,7 +141,8 @@ def image_splits(
         held_out["val"] = val_size
     if sum(held_out.values()) >= len(pool_labels):
         sizes = ", ".join(f"{k}_size={v}" for k, v in held_out.items())
-        raise ValueError(f"{sizes}: {name} has {len(pool_labels)} training images; hold out fewer so some remain to train on")
+        raise ValueError(f"{sizes}: {name} has {len(pool_labels)} training images; hold out fewer, so that some "
+                         "remain to train on")
     if not held_out:
         return dict(native)
     parts = split_rows(len(pool_labels), held_out, seed)

@@ -101,8 +101,9 @@ class ImageDataModule(ImageTableRow, L.LightningDataModule):
         super().__init__()
         self.table = image_source(self.dataset)
         self.source = source or self.default_source
-        if self.source not in ("offline", "torchvision") or (self.source == "torchvision" and not self.table.torchvision):
-            allowed = "'offline'" + (" or 'torchvision'" if self.table.torchvision else "")
+        origins = ("offline", "torchvision") if self.table.torchvision else ("offline",)
+        if self.source not in origins:
+            allowed = " or ".join(map(repr, origins))
             raise ValueError(f"source: {self.dataset} is read from {allowed}, got {self.source!r}")
         if not (isinstance(batch_size, int) and batch_size >= 2):
             raise ValueError(f"batch_size: need at least 2 images per batch for negatives, got {batch_size!r}")

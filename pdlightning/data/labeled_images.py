@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .batch import check_batch_sizes
-from .image_sources import ImageTableRow, IMAGE_SOURCES, image_source, image_splits
+from .image_sources import IMAGE_SOURCES, ImageTableRow, image_source, image_splits
 from .splits import subset
 
 __all__ = [
@@ -135,10 +135,12 @@ class LabeledImagesDataModule(ImageTableRow, L.LightningDataModule):
             return
         splits = image_splits(self.source, self.root, self.seed)
         for offset, (split, size) in enumerate((("train", self.num_train), ("test", self.num_test))):
-            splits[split] = subset(splits[split], size, self.seed + offset)
+            images, labels = subset(splits[split], size, self.seed + offset)
+            splits[split] = images, labels
         self.train_images = splits["train"]
         self.mi = label_entropy(splits["train"][1])
-        self.datasets = {split: self.pairs(*splits[split], split, offset) for offset, split in enumerate(("train", "test"))}
+        self.datasets = {split: self.pairs(*splits[split], split, offset)
+                         for offset, split in enumerate(("train", "test"))}
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=True,
@@ -151,6 +153,7 @@ class LabeledImagesDataModule(ImageTableRow, L.LightningDataModule):
     def reference_dataloader(self) -> DataLoader:
         """The training images in order with their labels (not pairs): the 1-NN reference set."""
         self.setup()
+        assert self.train_images is not None  # set by setup
         images, labels = self.train_images
         data = torch.utils.data.TensorDataset(torch.as_tensor(images), torch.as_tensor(labels))
         return DataLoader(data, batch_size=max(self.eval_batch_size, 256), shuffle=False)

@@ -96,9 +96,10 @@ class PairedArraysDataModule(L.LightningDataModule):
         if self.datasets:
             return
         raw = {split: self.load_split(split) for split in self.splits}
-        if raw.get("train") is None:
+        train = raw.get("train")
+        if train is None:
             raise ValueError("train split: the datamodule needs training pairs")
-        x_train, y_train, _ = raw["train"]
+        x_train, y_train, _ = train
         if x_train.shape[0] < 2:
             raise ValueError(f"train split: training (and the standardisation statistics) need at least 2 pairs, "
                              f"got {x_train.shape[0]}")
@@ -203,7 +204,7 @@ class PairedFeaturesDataModule(PairedArraysDataModule):
 
     def load_split(self, split: str) -> Optional[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
         px, py, pl = self.paths[split]
-        if px is None:
+        if px is None or py is None:
             return None
         rows = 2 if split == "train" else 1  # the training statistics need two rows
         x, y = load_array(px, f"{split}_x", rows), load_array(py, f"{split}_y", rows)

@@ -5,20 +5,20 @@ datamodule has it, or stops with an error that names it. Any datamodule (ours or
 provides the attribute takes part; ``isinstance(datamodule, HasPairDims)`` tells whether it does
 (note: on Python 3.11 ``isinstance`` evaluates the properties, which may load the data).
 
-================================  =================================================  ==========================================
-attribute                         read by                                            provided by
-================================  =================================================  ==========================================
-``x_dim``, ``y_dim`` (int)        ``MIEstimationModule.setup`` (modules/              the synthetic tasks (Gaussian, one-hot),
-                                  mi_estimation.py): fails early when the critic's    the paired-feature datamodules
-                                  input sizes differ
-``num_classes`` (int)             ``ClassifierAccuracy`` / ``NearestNeighbourAccuracy``  the image and labelled-image datamodules
-                                  (applications/accuracy.py): the accuracy metric     (from the image table); ``OneHotDataModule``
-``reference_dataloader()``        ``NearestNeighbourAccuracy`` (CLB): the labelled    the labelled-image datamodules (SLB, CLB,
-                                  training images of the 1-NN classifier             self-consistency)
-``channels`` (int)                nothing yet: for the runners that size image        the image, labelled-image and
-                                  encoders to the data (applications/self_consistency self-consistency datamodules
-                                  .py still computes it from the setting itself)
-================================  =================================================  ==========================================
+- ``x_dim``, ``y_dim`` (:class:`HasPairDims`): read by ``MIEstimationModule.setup``
+  (modules/mi_estimation.py), which fails early when the critic's input sizes differ. Provided by the
+  synthetic tasks (Gaussian, one-hot, every :class:`~.synthetic.SyntheticDataModule`) and the
+  paired-feature datamodules.
+- ``num_classes`` (:class:`HasClasses`): read by ``ClassifierAccuracy`` and ``NearestNeighbourAccuracy``
+  (applications/accuracy.py) to size the accuracy metric. Provided by the image and labelled-image
+  datamodules (from the image table, before any file is read) and ``OneHotDataModule``.
+- ``reference_dataloader()`` (:class:`HasReferenceSet`): read by ``NearestNeighbourAccuracy`` (CLB):
+  the labelled training images of its 1-NN classifier. Provided by the labelled-image datamodules
+  (SLB, CLB, self-consistency).
+- ``channels`` (:class:`HasChannels`): read by nothing yet; for the runners that size image encoders
+  to the data (applications/self_consistency.py still derives it from the setting itself). Provided
+  by the image, labelled-image and self-consistency datamodules (twice the source's for the settings
+  that stack two images).
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ class SyntheticDataModule(L.LightningDataModule):
             a fresh batch every step).
     """
 
-    #: the sizes of ``x`` / ``y`` per pair (``[n, x_dim]``, ``[n, y_dim]``), set by the task (:class:`~.protocol.HasPairDims`)
+    #: the sizes of ``x`` / ``y`` per pair (``[n, x_dim]``, ``[n, y_dim]``), set by the task
+    #: (:class:`~.protocol.HasPairDims`)
     x_dim: int
     y_dim: int
     #: whether a batch's other pairs are its negatives (then a batch needs at least 2 pairs); a task
@@ -155,19 +156,16 @@ class SyntheticDataModule(L.LightningDataModule):
         """Batch ``step`` of ``stream`` of the single stream of ``seed``."""
         if stream != SubStream.TRAIN:
             return self.sample(self.eval_batch_size, _generator(seed, stream, step), self.held_out_steps()[step])
-        if self.train_pool is None:
+        size = self.train_pool
+        if size is None:
             return self.sample(self.batch_size, _generator(seed, SubStream.TRAIN, step), step)
-        pool, per_pass = self._pool(seed), self.train_pool // self.batch_size
-        order = torch.randperm(self.train_pool, generator=_generator(seed, SubStream.SHUFFLE, step // per_pass))
+        if seed not in self._pools:  # the fixed sample: per-row tensors are [train_pool, ...]
+            self._pools[seed] = self.sample(size, _generator(seed, SubStream.POOL, 0), 0)
+        per_pass = size // self.batch_size
+        order = torch.randperm(size, generator=_generator(seed, SubStream.SHUFFLE, step // per_pass))
         rows = order[(step % per_pass) * self.batch_size: (step % per_pass + 1) * self.batch_size]
-        return {key: value[rows] if value.dim() and value.shape[0] == self.train_pool else value
-                for key, value in pool.items()}
-
-    def _pool(self, seed: int) -> dict[str, Tensor]:
-        """The fixed training sample of the finite-sample protocol (per-row tensors are ``[train_pool, ...]``)."""
-        if seed not in self._pools:
-            self._pools[seed] = self.sample(self.train_pool, _generator(seed, SubStream.POOL, 0), 0)
-        return self._pools[seed]
+        return {key: value[rows] if value.dim() and value.shape[0] == size else value
+                for key, value in self._pools[seed].items()}
 
     # ------------------------------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:

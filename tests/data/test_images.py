@@ -105,7 +105,7 @@ def test_the_image_table_drives_every_image_datamodule() -> None:
 
 
 def test_train_subset_is_a_seeded_subset_of_the_training_split() -> None:
-    full, small, again = DigitsDataModule(seed=1), DigitsDataModule(seed=1, train_subset=50), DigitsDataModule(seed=1, train_subset=50)
+    full, small, again = (DigitsDataModule(seed=1, train_subset=size) for size in (None, 50, 50))
     for dm in (full, small, again):
         dm.setup()
     assert len(small.datasets["train"]) == 50

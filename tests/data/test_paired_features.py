@@ -110,8 +110,9 @@ def test_corrupt_or_empty_files_name_the_parameter_and_the_file(tmp_path, case):
 def test_an_archive_without_arrays_says_so(tmp_path):
     paths = write_pairs(tmp_path)
     np.savez(tmp_path / "none.npz")
-    with pytest.raises(ValueError, match=f"^test_x: expected one array in '{re.escape(str(tmp_path / 'none.npz'))}'; it holds no array"):
-        PairedFeaturesDataModule(paths["train_x"], paths["train_y"], str(tmp_path / "none.npz"), paths["test_y"]).setup()
+    none = str(tmp_path / "none.npz")
+    with pytest.raises(ValueError, match=f"^test_x: expected one array in '{re.escape(none)}'; it holds no array"):
+        PairedFeaturesDataModule(paths["train_x"], paths["train_y"], none, paths["test_y"]).setup()
 
 
 @pytest.mark.parametrize("split, rows", [("train", 0), ("train", 1), ("test", 0)])
@@ -121,8 +122,9 @@ def test_a_split_without_enough_rows_names_the_parameter_and_the_file(tmp_path, 
         np.save(tmp_path / f"few_{side}.npy", np.zeros((rows, dim), np.float32))
         paths[f"{split}_{side}"] = str(tmp_path / f"few_{side}.npy")
     need = 2 if split == "train" else 1
-    with pytest.raises(ValueError, match=f"^{split}_x: '{re.escape(paths[f'{split}_x'])}' holds an array of shape \\({rows}, 5\\); "
-                                         f"expected at least {need} row"):
+    file = re.escape(paths[f"{split}_x"])
+    expected = f"^{split}_x: '{file}' holds an array of shape \\({rows}, 5\\); expected at least {need} row"
+    with pytest.raises(ValueError, match=expected):
         PairedFeaturesDataModule(**paths).setup()
 
 
@@ -131,15 +133,19 @@ def test_non_finite_or_non_numeric_values_name_the_file_and_the_row(tmp_path):
     x = np.load(paths["test_x"])
     x[7, 2] = np.nan
     np.save(tmp_path / "nan.npy", x)
-    with pytest.raises(ValueError, match=f"^test_x: '{re.escape(str(tmp_path / 'nan.npy'))}' holds NaN or infinite values in 1 row.*row 7"):
-        PairedFeaturesDataModule(paths["train_x"], paths["train_y"], str(tmp_path / "nan.npy"), paths["test_y"]).setup()
+    nan = str(tmp_path / "nan.npy")
+    with pytest.raises(ValueError, match=f"^test_x: '{re.escape(nan)}' holds NaN or infinite values in 1 row.*row 7"):
+        PairedFeaturesDataModule(paths["train_x"], paths["train_y"], nan, paths["test_y"]).setup()
     np.save(tmp_path / "words.npy", np.array([["a", "b"]] * 40))
-    with pytest.raises(ValueError, match=f"^train_x: '{re.escape(str(tmp_path / 'words.npy'))}' holds <U1 values; expected numbers"):
-        PairedFeaturesDataModule(str(tmp_path / "words.npy"), paths["train_y"]).setup()
+    words = str(tmp_path / "words.npy")
+    with pytest.raises(ValueError, match=f"^train_x: '{re.escape(words)}' holds <U1 values; expected numbers"):
+        PairedFeaturesDataModule(words, paths["train_y"]).setup()
 
 
 def test_labels_must_be_one_per_row(tmp_path):
     paths = write_pairs(tmp_path)
     np.save(tmp_path / "labels.npy", np.zeros((40, 2), np.int64))
-    with pytest.raises(ValueError, match=f"^train_labels: expected 40 labels .* shape \\(40, 2\\) in '{re.escape(str(tmp_path / 'labels.npy'))}'"):
-        PairedFeaturesDataModule(**paths, train_labels=str(tmp_path / "labels.npy")).setup()
+    labels = str(tmp_path / "labels.npy")
+    expected = f"^train_labels: expected 40 labels .* shape \\(40, 2\\) in '{re.escape(labels)}'"
+    with pytest.raises(ValueError, match=expected):
+        PairedFeaturesDataModule(**paths, train_labels=labels).setup()

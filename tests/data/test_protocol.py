@@ -5,9 +5,19 @@ from __future__ import annotations
 import lightning as L
 import pytest
 
-from pdlightning.data import (CorrelatedGaussianDataModule, DigitsDataModule, HasChannels, HasClasses, HasPairDims,
-                              HasReferenceSet, MultipleFeaturesDataModule, OneHotDataModule, SameClassPairsDataModule,
-                              SelfConsistencyDataModule, SupervisedImagesDataModule)
+from pdlightning.data import (
+    CorrelatedGaussianDataModule,
+    DigitsDataModule,
+    HasChannels,
+    HasClasses,
+    HasPairDims,
+    HasReferenceSet,
+    MultipleFeaturesDataModule,
+    OneHotDataModule,
+    SameClassPairsDataModule,
+    SelfConsistencyDataModule,
+    SupervisedImagesDataModule,
+)
 
 CASES = [
     (lambda: CorrelatedGaussianDataModule(dim=3), {HasPairDims}),

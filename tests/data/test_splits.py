@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from pdlightning.data import (DigitsDataModule, MultipleFeaturesDataModule, SameClassPairsDataModule,
-                              SelfConsistencyDataModule, SupervisedImagesDataModule)
+from pdlightning.data import (
+    DigitsDataModule,
+    MultipleFeaturesDataModule,
+    SameClassPairsDataModule,
+    SelfConsistencyDataModule,
+    SupervisedImagesDataModule,
+)
 from pdlightning.data.image_sources import image_splits
 from pdlightning.data.sources import load_digits
 from pdlightning.data.splits import split_rows, subset

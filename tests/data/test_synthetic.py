@@ -109,7 +109,8 @@ def test_sub_streams_of_a_seed_are_disjoint():
     train = torch.cat([dm.batch_at(t)["x"] for t in range(10)])
     for stream in (SubStream.VAL, SubStream.TEST):
         held_out = torch.cat([dm.batch_at(i, stream)["x"] for i in range(3)])
-        assert not (held_out[:, None, :] == train[None, :, :]).all(-1).any(), f"{stream.name} shares a pair with training"
+        shared = (held_out[:, None, :] == train[None, :, :]).all(-1)
+        assert not shared.any(), f"{stream.name} shares a pair with training"
     val, test = next(iter(dm.val_dataloader())), next(iter(dm.test_dataloader()))
     assert not torch.equal(val["x"], test["x"])
     assert same(test, next(iter(dm.predict_dataloader())))
@@ -140,7 +141,8 @@ def test_finite_sample_serves_a_fixed_sample_in_seeded_passes():
 @pytest.mark.parametrize("options", [{}, {"train_pool": 8}])
 def test_replica_k_is_the_stream_of_its_derived_seed(options):
     stacked = ShiftedPairs(batch_size=4, steps=6, seed=7, replicas=3, eval_batches=2, **options)
-    singles = [ShiftedPairs(batch_size=4, steps=6, seed=replica_seed(7, k), eval_batches=2, **options) for k in range(3)]
+    singles = [ShiftedPairs(batch_size=4, steps=6, seed=replica_seed(7, k), eval_batches=2, **options)
+               for k in range(3)]
     for stream, steps in ((SubStream.TRAIN, 6), (SubStream.VAL, 2), (SubStream.TEST, 2)):
         for t in range(steps):
             batch = stacked.batch_at(t, stream)
@@ -153,7 +155,8 @@ def test_replica_k_is_the_stream_of_its_derived_seed(options):
 
 @pytest.mark.parametrize("kwargs, name", [
     ({"replicas": 0}, "replicas"), ({"train_pool": 3}, "train_pool"), ({"steps": 0}, "steps"),
-    ({"eval_batches": 0}, "eval_batches"), ({"batch_size": 1}, "batch_size"), ({"eval_batch_size": 1}, "eval_batch_size"),
+    ({"eval_batches": 0}, "eval_batches"), ({"batch_size": 1}, "batch_size"),
+    ({"eval_batch_size": 1}, "eval_batch_size"),
 ])
 def test_bad_base_arguments_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}:"):
