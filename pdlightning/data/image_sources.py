@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 import numpy as np
 
@@ -22,7 +22,8 @@ from . import sources
 from .sources import Arrays
 from .splits import split_rows
 
-__all__ = ["ImageSource", "IMAGE_SOURCES", "ImageTableRow", "image_source", "image_splits", "as_image_array"]
+__all__ = ["ImageSource", "IMAGE_SOURCES", "SourceName", "ImageTableRow", "image_source", "image_splits",
+           "as_image_array"]
 
 Origin = Literal["offline", "torchvision"]
 
@@ -68,6 +69,12 @@ IMAGE_SOURCES: dict[str, ImageSource] = {
                     (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     )
 }
+
+
+if TYPE_CHECKING:
+    SourceName = str
+else:  # the table's keys as a Literal, so that the CLI lists and checks them: a new row is a new choice
+    SourceName = Literal[tuple(IMAGE_SOURCES)]
 
 
 def image_source(name: str) -> ImageSource:

@@ -14,7 +14,7 @@ images of one source into pairs (also :class:`~.self_consistency.SelfConsistency
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
 import lightning as L
 import numpy as np
@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .batch import check_batch_sizes
-from .image_sources import IMAGE_SOURCES, ImageTableRow, image_source, image_splits
+from .image_sources import IMAGE_SOURCES, ImageTableRow, SourceName, image_source, image_splits
 from .splits import subset
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "SupervisedImagesDataModule",
     "SameClassPairsDataModule",
 ]
-
-Source = Literal["mnist", "fashion_mnist", "digits", "cifar10", "cifar100"]
 
 
 def label_entropy(labels: np.ndarray | Tensor) -> float:
@@ -94,7 +92,8 @@ class LabeledImagesDataModule(ImageTableRow, L.LightningDataModule):
     one so each MI estimate sees the same number of negatives.
 
     Args:
-        source: image source (a key of ``IMAGE_SOURCES``).
+        source: image source, a key of ``IMAGE_SOURCES`` (``mnist``, ``fashion_mnist``, ``digits``,
+            ``cifar10``, ``cifar100``).
         batch_size, eval_batch_size: pairs per training / test batch.
         num_train, num_test: optional seeded subsets (fast runs; subset seeds ``seed`` and ``seed + 1``).
         root: data folder (CIFAR: default ``data``; Fashion-MNIST if not in the Debian location).
@@ -104,7 +103,7 @@ class LabeledImagesDataModule(ImageTableRow, L.LightningDataModule):
 
     def __init__(
         self,
-        source: Source = "mnist",
+        source: SourceName = "mnist",
         batch_size: int = 64,
         eval_batch_size: Optional[int] = None,
         num_train: Optional[int] = None,

@@ -13,10 +13,13 @@ settings determine them (:meth:`~SyntheticDataModule.identity`); the base owns e
 - **The held-out sets.** Validation and test (= predict) batches come from the sub-streams
   :attr:`SubStream.VAL` and :attr:`SubStream.TEST` of the same seed, never from the training one.
 - **The finite-sample protocol** (``train_pool=N``): instead of a fresh batch every step, a fixed
-  sample of ``N`` training pairs (drawn once from :attr:`SubStream.POOL`) is served as minibatches in
-  a seeded order reshuffled every pass (pass ``e``'s order drawn from :attr:`SubStream.SHUFFLE` at
-  ``e``); batch ``t`` is still a pure function of ``(seed, t)``, so this mode resumes exactly too.
-  Evaluation stays on the held-out sub-streams, disjoint from the sample.
+  sample of ``N`` training pairs (one ``sample(N, ..., step=0)`` from :attr:`SubStream.POOL`) is
+  served as minibatches in a seeded order reshuffled every pass (pass ``e``'s permutation drawn from
+  :attr:`SubStream.SHUFFLE` at ``e``; the ``N mod batch_size`` pairs at its end sit that pass out);
+  batch ``t`` is still a pure function of ``(seed, t)``, so this mode resumes exactly too. The
+  tensors of the sample whose first dimension is ``N`` are per-pair (``x``, ``y``, a per-pair
+  ``pmi``), the others (``mi``) are passed through. Evaluation stays on the held-out sub-streams,
+  disjoint from the sample (an evaluation set of ``N`` pairs: ``eval_batches * eval_batch_size = N``).
 - **Replicates** (``replicas=K``): every batch stacks ``K`` independent streams along a new first
   dimension (``x: [K, n, ...]``, ``mi: [K]``); replicate ``k`` is the stream of seed
   ``replica_seed(seed, k)``, the exact batches a datamodule with that seed yields. For vectorised
