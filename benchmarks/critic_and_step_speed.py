@@ -27,8 +27,6 @@ from torch import nn
 from pdlightning.bounds import SMILE, PairScores
 from pdlightning.critics import JointCritic
 from pdlightning.data import CorrelatedGaussianDataModule
-from pdlightning.data.gaussian import GaussianStream
-from pdlightning.data.schedule import MISchedule
 from pdlightning.modules import MIEstimationModule
 
 DIM, HIDDEN = 20, [256, 256]
@@ -85,7 +83,7 @@ def bare_loop(steps: int, n: int) -> float:
     torch.manual_seed(0)
     critic, bound = JointCritic(DIM, DIM, HIDDEN), SMILE(tau=5.0)
     optimizer = torch.optim.Adam(list(critic.parameters()) + list(bound.parameters()), lr=5e-4)
-    stream = GaussianStream(MISchedule([2.0], steps), DIM, n, cubic=False, seed=0)
+    stream = CorrelatedGaussianDataModule(DIM, [2.0], steps, batch_size=n, seed=0).train_stream
     start = time.perf_counter()
     for batch in stream:
         optimizer.zero_grad(set_to_none=True)

@@ -1,13 +1,27 @@
-"""Datamodules and the MI batch contract (see :mod:`.batch`)."""
+"""Datamodules, their sources and the MI batch contract.
+
+- :mod:`.batch`: the batch contract of every MI datamodule; :mod:`.protocol`: the optional
+  attributes modules and callbacks read from a datamodule.
+- :mod:`.synthetic`: the base of the synthetic tasks (seeded resumable stream, held-out sets);
+  :mod:`.gaussian`, :mod:`.onehot`: the tasks.
+- :mod:`.sources`: one reader per data source; :mod:`.splits`: the one split rule;
+  :mod:`.image_sources`: the table of image datasets.
+- :mod:`.images` (SSL / linear evaluation), :mod:`.labeled_images` (SLB / CLB),
+  :mod:`.self_consistency`, :mod:`.paired_features`: the datamodules of real data; :mod:`.views`:
+  two-view pipelines.
+"""
 
 from .batch import check_mi_batch
 from .gaussian import CorrelatedGaussianDataModule, gaussian_log_ratio, rho_from_mi, sample_correlated_gaussian
+from .image_sources import IMAGE_SOURCES, ImageSource
+from .images import CIFAR10DataModule, DigitsDataModule, FashionMNISTDataModule, ImageDataModule, MNISTDataModule
+from .labeled_images import LabeledImagesDataModule, SameClassPairsDataModule, SupervisedImagesDataModule
 from .onehot import OneHotDataModule
-from .labeled_images import SameClassPairsDataModule, SupervisedImagesDataModule
 from .paired_features import MultipleFeaturesDataModule, PairedFeaturesDataModule
-from .self_consistency import SelfConsistencyDataModule
-from .images import CIFAR10DataModule, DigitsDataModule, FashionMNISTDataModule, MNISTDataModule
+from .protocol import HasChannels, HasClasses, HasPairDims, HasReferenceSet
 from .schedule import MISchedule
+from .self_consistency import SelfConsistencyDataModule
+from .synthetic import SubStream, SyntheticDataModule
 from .views import HalvesViews, MNISTViews, SimCLRViews, Views
 
 __all__ = [
@@ -15,18 +29,28 @@ __all__ = [
     "CorrelatedGaussianDataModule",
     "MISchedule",
     "OneHotDataModule",
+    "SyntheticDataModule",
+    "SubStream",
     "MultipleFeaturesDataModule",
     "PairedFeaturesDataModule",
+    "LabeledImagesDataModule",
     "SameClassPairsDataModule",
     "SelfConsistencyDataModule",
     "SupervisedImagesDataModule",
     "gaussian_log_ratio",
     "rho_from_mi",
     "sample_correlated_gaussian",
+    "IMAGE_SOURCES",
+    "ImageSource",
+    "ImageDataModule",
     "MNISTDataModule",
     "FashionMNISTDataModule",
     "CIFAR10DataModule",
     "DigitsDataModule",
+    "HasPairDims",
+    "HasClasses",
+    "HasReferenceSet",
+    "HasChannels",
     "Views",
     "MNISTViews",
     "SimCLRViews",

@@ -10,14 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from .batch import check_batch_sizes
 from .schedule import MISchedule
-from .stream import SeededStream, StreamLoader, step_seed
+from .synthetic import SyntheticDataModule, check_count
 
 __all__ = [
     "CorrelatedGaussianDataModule",
@@ -60,47 +57,11 @@ def gaussian_log_ratio(x: Tensor, y: Tensor, mi: float, cubic: bool = False) -> 
     return -0.5 * dim * math.log(one_minus) - (rho**2 * (x2 + y2) - 2.0 * rho * cross) / (2.0 * one_minus)
 
 
-class GaussianStream(SeededStream):
-    """The training staircase: batch ``t`` at the MI level of step ``t``, seeded from ``(seed, t)``."""
-
-    def __init__(self, schedule: MISchedule, dim: int, batch_size: int, cubic: bool, seed: int) -> None:
-        super().__init__()
-        self.schedule, self.dim, self.batch_size, self.cubic, self.seed = schedule, dim, batch_size, cubic, seed
-        self.total_steps = schedule.total_steps
-
-    def identity(self) -> dict[str, Any]:
-        return {"seed": self.seed, "dim": self.dim, "batch_size": self.batch_size, "cubic": self.cubic,
-                "mi_schedule": list(self.schedule.levels), "steps_per_level": self.schedule.steps_per_level}
-
-    def sample(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
-        mi = self.schedule.mi_at(step)
-        x, y = sample_correlated_gaussian(self.batch_size, self.dim, mi, generator, self.cubic)
-        return {"x": x, "y": y, "mi": torch.tensor(mi)}
-
-
-class HeldOutGaussian(torch.utils.data.Dataset):
-    """``batches_per_level`` fresh batches per MI level, from a seed stream disjoint from training."""
-
-    def __init__(self, levels: Sequence[float], dim: int, batch_size: int, batches_per_level: int,
-                 cubic: bool, seed: int, stream: int) -> None:
-        self.levels, self.dim, self.batch_size = list(levels), dim, batch_size
-        self.batches_per_level, self.cubic, self.seed, self.stream = batches_per_level, cubic, seed, stream
-
-    def __len__(self) -> int:
-        return len(self.levels) * self.batches_per_level
-
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        mi = self.levels[index // self.batches_per_level]
-        generator = torch.Generator().manual_seed(step_seed(self.seed, self.stream, index))
-        x, y = sample_correlated_gaussian(self.batch_size, self.dim, mi, generator, self.cubic)
-        return {"x": x, "y": y, "mi": torch.tensor(mi)}
-
-
-class CorrelatedGaussianDataModule(L.LightningDataModule):
+class CorrelatedGaussianDataModule(SyntheticDataModule):
     """A seeded synthetic stream over the MI staircase, with exact ground truth per batch.
 
     Training yields ``len(mi_schedule) * steps_per_level`` batches (one epoch = the staircase);
-    validation and test use held-out batches at every level.
+    validation and test use held-out batches at every level (:class:`~.synthetic.SyntheticDataModule`).
 
     Args:
         dim: dimensions ``d`` of ``x`` and ``y`` (20 in the papers).
@@ -124,12 +85,7 @@ class CorrelatedGaussianDataModule(L.LightningDataModule):
         eval_batches_per_level: int = 8,
         eval_batch_size: Optional[int] = None,
     ) -> None:
-        super().__init__()
-        if not (isinstance(dim, int) and dim > 0):
-            raise ValueError(f"dim: expected a positive integer, got {dim!r}")
-        batch_size, eval_batch_size = check_batch_sizes(batch_size, eval_batch_size)
-        if not (isinstance(eval_batches_per_level, int) and eval_batches_per_level > 0):
-            raise ValueError(f"eval_batches_per_level: expected a positive integer, got {eval_batches_per_level!r}")
+        self.dim = self.x_dim = self.y_dim = check_count(dim, "dim")
         self.schedule = MISchedule(mi_schedule, steps_per_level)
         for level in self.schedule.levels:
             if rho_from_mi(level, dim) >= 1.0:
@@ -137,37 +93,21 @@ class CorrelatedGaussianDataModule(L.LightningDataModule):
                     f"mi_schedule: {level:g} nats over dim={dim} makes y a numerically exact copy of x "
                     f"(rho rounds to 1, infinite MI); keep each level below ~{18 * dim} nats or raise dim"
                 )
-        self.dim, self.batch_size, self.cubic, self.seed = dim, batch_size, cubic, seed
-        self.eval_batches_per_level, self.eval_batch_size = eval_batches_per_level, eval_batch_size
-        self.train_stream = GaussianStream(self.schedule, dim, batch_size, cubic, seed)
+        self.cubic = cubic
+        self.eval_batches_per_level = check_count(eval_batches_per_level, "eval_batches_per_level")
+        super().__init__(batch_size, self.schedule.total_steps, seed,
+                         eval_batches_per_level * len(self.schedule.levels), eval_batch_size)
 
-    @property
-    def x_dim(self) -> int:
-        return self.dim
+    def identity(self) -> dict[str, Any]:
+        return {"dim": self.dim, "cubic": self.cubic, "mi_schedule": list(self.schedule.levels),
+                "steps_per_level": self.schedule.steps_per_level}
 
-    @property
-    def y_dim(self) -> int:
-        return self.dim
+    def held_out_steps(self) -> list[int]:
+        """``eval_batches_per_level`` batches at the first step of each level."""
+        return [level * self.schedule.steps_per_level for level in range(len(self.schedule.levels))
+                for _ in range(self.eval_batches_per_level)]
 
-    def train_dataloader(self) -> DataLoader:
-        # Resume where the restored trainer stands: batch t is a function of (seed, t) only.
-        self.train_stream.start_step = self.trainer.global_step if self.trainer is not None else 0
-        return StreamLoader(self.train_stream, position=self._position)
-
-    def _position(self) -> int:
-        return self.trainer.global_step if self.trainer is not None else self.train_stream.start_step
-
-    def _held_out(self, stream: int) -> DataLoader:
-        dataset = HeldOutGaussian(self.schedule.levels, self.dim, self.eval_batch_size,
-                                  self.eval_batches_per_level, self.cubic, self.seed, stream)
-        return DataLoader(dataset, batch_size=None)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._held_out(stream=1)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._held_out(stream=2)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test batches: ``pdlightning predict`` gives the PMI of each held-out pair."""
-        return self._held_out(stream=2)
+    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Tensor]:
+        mi = self.schedule.mi_at(step)
+        x, y = sample_correlated_gaussian(n, self.dim, mi, generator, self.cubic)
+        return {"x": x, "y": y, "mi": torch.tensor(mi)}

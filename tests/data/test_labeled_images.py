@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from pdlightning.data import SameClassPairsDataModule, SupervisedImagesDataModule
-from pdlightning.data.labeled_images import label_entropy, load_labeled_images
+from pdlightning.data.image_sources import image_splits
+from pdlightning.data.labeled_images import label_entropy
 
 
 def test_label_entropy():
@@ -41,7 +42,7 @@ def test_clb_pairs_share_the_class_but_not_the_image():
     assert all(torch.equal(test[3]["y"], test[3]["y"]) for _ in range(20))
 
 
-def test_subsets_and_bad_arguments():
+def test_subsets_and_bad_arguments(tmp_path):
     dm = SupervisedImagesDataModule("digits", batch_size=8, num_train=100, num_test=40)
     dm.setup()
     assert len(dm.datasets["train"]) == 100 and len(dm.datasets["test"]) == 40
@@ -49,7 +50,6 @@ def test_subsets_and_bad_arguments():
         SupervisedImagesDataModule("imagenet")
     with pytest.raises(ValueError, match="num_train"):
         SupervisedImagesDataModule("digits", batch_size=8, num_train=4)
-    with pytest.raises(ValueError, match="split"):
-        load_labeled_images("digits", "val")
-    with pytest.raises(ValueError, match="root"):
-        load_labeled_images("cifar10", "train")
+    assert set(image_splits("digits")) == {"train", "test"}  # digits has no validation split unless asked
+    with pytest.raises(FileNotFoundError, match="root: CIFAR-10 .* not found"):
+        SupervisedImagesDataModule("cifar10", root=str(tmp_path)).setup()
