@@ -108,7 +108,9 @@ class GaussianTask(Task):
         total = self._covariance.shape[0]
         check_positive_int("x_dim", x_dim)
         if x_dim >= total:
-            raise ValueError(f"x_dim must be smaller than the covariance size {total} (Y needs a dimension), got {x_dim}")
+            raise ValueError(
+                f"x_dim must be smaller than the covariance size {total} (Y needs a dimension), got {x_dim}"
+            )
         self._x_dim, self._y_dim = x_dim, total - x_dim
         self._name = name or f"multinormal-{self._x_dim}-{self._y_dim}"
         self._cholesky = torch.linalg.cholesky(self._covariance)

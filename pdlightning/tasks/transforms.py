@@ -238,7 +238,9 @@ class GaussianMixtureQuantile(Transform):
 
     def __init__(self, weights: Sequence[float], means: Sequence[float]) -> None:
         if len(weights) != len(means) or len(weights) == 0:
-            raise ValueError(f"weights and means must be non-empty and of equal length, got {len(weights)}, {len(means)}")
+            raise ValueError(
+                f"weights and means must be non-empty and of equal length, got {len(weights)}, {len(means)}"
+            )
         if any(not (w > 0.0) for w in weights) or abs(sum(weights) - 1.0) > 1e-9:
             raise ValueError(f"weights must be positive and sum to 1, got {list(weights)}")
         self.weights = [float(w) for w in weights]
@@ -251,14 +253,14 @@ class GaussianMixtureQuantile(Transform):
         return sum(w * normal_cdf(m - x) for w, m in zip(self.weights, self.means))
 
     def __call__(self, z: Tensor) -> Tensor:
+        low, high = min(self.means), max(self.means)
+        out = torch.empty_like(z)
         lower = z <= 0
-        # Increasing in x either way: F(x) - Φ(z) in the lower tail, Φ(-z) - S(x) in the upper one.
-        tail_target = torch.where(lower, normal_cdf(z), -normal_cdf(-z))
-
-        def increasing(x: Tensor) -> Tensor:
-            return torch.where(lower, self._cdf(x), -self._survival(x))
-
-        return _bisect(increasing, tail_target, z + min(self.means), z + max(self.means))
+        # Solve F(x) = Φ(z) in the lower tail and S(x) = Φ(-z) (as -S(x) = -Φ(-z), increasing) in the upper one.
+        z_low, z_high = z[lower], z[~lower]
+        out[lower] = _bisect(self._cdf, normal_cdf(z_low), z_low + low, z_low + high)
+        out[~lower] = _bisect(lambda x: -self._survival(x), -normal_cdf(-z_high), z_high + low, z_high + high)
+        return out
 
     def inverse(self, t: Tensor) -> Tensor:
         cdf, survival = self._cdf(t), self._survival(t)
