@@ -22,6 +22,7 @@ from .registry import (
     suite_task_ids,
     suite_tasks,
     swissroll_x,
+    unregister_task,
     wiggly,
 )
 from .student import StudentTTask, student_t_mi_correction
@@ -64,6 +65,7 @@ __all__ = [
     "additive_uniform_mi",
     "get_task",
     "register_task",
+    "unregister_task",
     "resolve_task",
     "available_tasks",
     "suite_task_ids",

@@ -30,6 +30,7 @@ from .transforms import (
 __all__ = [
     "UnknownTaskError",
     "register_task",
+    "unregister_task",
     "get_task",
     "resolve_task",
     "available_tasks",
@@ -149,6 +150,15 @@ def register_task(task: Union[Task, TaskFactory], name: str | None = None, overw
         raise ValueError(f"a task named {name!r} is already registered (pass overwrite=True to replace it)")
     _REGISTRY[name] = factory
     return name
+
+
+def unregister_task(name: str) -> None:
+    """Remove a registered id (a suite's own ids cannot be removed)."""
+    if any(name in ids for ids in SUITES.values()):
+        raise ValueError(f"{name!r} belongs to a registered suite and cannot be unregistered")
+    if name not in _REGISTRY:
+        raise UnknownTaskError(f"unknown task id {name!r}")
+    del _REGISTRY[name]
 
 
 def available_tasks() -> list[str]:

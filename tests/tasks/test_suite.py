@@ -8,8 +8,16 @@ import math
 import pytest
 import torch
 
-from pdlightning.tasks import SUITES, UnknownTaskError, get_task, register_task, suite_task_ids, suite_tasks
-from pdlightning.tasks.registry import _REGISTRY
+from pdlightning.tasks import (
+    SUITES,
+    UnknownTaskError,
+    available_tasks,
+    get_task,
+    register_task,
+    suite_task_ids,
+    suite_tasks,
+    unregister_task,
+)
 
 # Czyż et al. (NeurIPS 2023), v1 benchmark: id -> (x_dim, y_dim, MI in nats to 3 decimals), as published.
 PUBLISHED = {
@@ -145,8 +153,10 @@ def test_user_registration():
         with pytest.raises(TypeError, match="task must be a Task"):
             register_task(3)
     finally:
-        _REGISTRY.pop(name, None)
-    assert "bmi-v1" in SUITES
+        unregister_task(name)
+    assert name not in available_tasks() and "bmi-v1" in SUITES
+    with pytest.raises(ValueError, match="belongs to a registered suite"):
+        unregister_task("1v1-normal-0.75")
 
 
 def test_tasks_build_from_class_path_with_jsonargparse():
