@@ -11,10 +11,11 @@ from pdlightning.baselines import KSG, ksg_mi
 from pdlightning.tasks import BivariateNormalTask, DenseGaussianTask, get_task
 
 
-def brute_force_ksg(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """Local KSG-1 values from full max-norm distance matrices (O(n²), written from the paper's definitions)."""
-    dist_x = np.abs(x[:, None, :] - x[None, :, :]).max(-1)
-    dist_y = np.abs(y[:, None, :] - y[None, :, :]).max(-1)
+def brute_force_ksg(x: np.ndarray, y: np.ndarray, k: int, norm: float = np.inf) -> np.ndarray:
+    """Local KSG-1 values from full distance matrices (O(n²) numpy, written from the paper's definitions):
+    joint distance max(||x - x'||, ||y - y'||) with ``norm`` within each space."""
+    dist_x = np.linalg.norm(x[:, None, :] - x[None, :, :], ord=norm, axis=-1)
+    dist_y = np.linalg.norm(y[:, None, :] - y[None, :, :], ord=norm, axis=-1)
     joint = np.maximum(dist_x, dist_y)
     np.fill_diagonal(joint, np.inf)
     eps = np.sort(joint, axis=1)[:, k - 1]
@@ -24,12 +25,22 @@ def brute_force_ksg(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("k", [1, 5, 10])
-def test_matches_brute_force(k):
+@pytest.mark.parametrize("metric, algorithm", [("chebyshev", "kdtree"), ("chebyshev", "brute"),
+                                               ("euclidean", "brute")])
+def test_matches_brute_force(k, metric, algorithm):
     sample = DenseGaussianTask(2, 3, 0.5).sample(400, generator=k, dtype=torch.float64)
     x, y = sample.x.numpy(), sample.y.numpy()
-    result = ksg_mi(x, y, k=k, standardize=False)
-    np.testing.assert_allclose(result.pmi.numpy(), brute_force_ksg(x, y, k), atol=1e-12)
+    result = ksg_mi(x, y, k=k, standardize=False, metric=metric, algorithm=algorithm)
+    norm = np.inf if metric == "chebyshev" else 2
+    np.testing.assert_allclose(result.pmi.numpy(), brute_force_ksg(x, y, k, norm), atol=1e-12)
     assert result.mi == pytest.approx(result.pmi.mean().item())
+
+
+def test_kd_tree_and_brute_force_agree_in_high_dimension():
+    sample = get_task("multinormal-dense-25-25-0.5").sample(600, generator=0)
+    tree = ksg_mi(sample.x, sample.y, k=5, algorithm="kdtree")
+    brute = ksg_mi(sample.x, sample.y, k=5, algorithm="brute")
+    torch.testing.assert_close(tree.pmi, brute.pmi, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("task", [BivariateNormalTask(0.75), DenseGaussianTask(2, 2, 0.5),
@@ -53,6 +64,8 @@ def test_near_zero_for_independent_variables_and_invariant_to_column_scales():
 
 @pytest.mark.parametrize("call, parameter", [
     (lambda: KSG(0), "k must be a positive integer"),
+    (lambda: KSG(5, metric="manhattan"), "metric must be"),
+    (lambda: ksg_mi(np.ones((20, 1)), np.ones((20, 1)), metric="euclidean", algorithm="kdtree"), "algorithm='kdtree' supports"),
     (lambda: ksg_mi(np.zeros((5, 1)), np.zeros((5, 1)), k=5), "more pairs than k"),
     (lambda: ksg_mi(np.zeros((20, 1)), np.random.default_rng(0).normal(size=(20, 1))), "x has a constant column"),
     (lambda: ksg_mi(np.zeros((20, 1)), np.zeros((21, 1))), "x and y must hold the same number"),
