@@ -153,7 +153,8 @@ def average_ranks(values: Tensor) -> Tensor:
 class PMISpearmanCorrCoef(Metric):
     """Spearman's rank correlation between estimated and exact PMI (keeps every pair, ``-inf`` included).
 
-    Stores the pairs (gathered across processes); NaN if either input holds a NaN or has a constant rank.
+    Stores every pair (float64, gathered across processes): for the ``n(n - 1)`` product pairs of a large sample
+    pass a subset (e.g. a few off-diagonals of the PMI matrix). NaN if either input holds a NaN or is constant.
     """
 
     is_differentiable = False
