@@ -227,7 +227,7 @@ class MIEstimationModule(GuardedModule):
         with the weights of the pair's MI level (see ``level_snapshots``) and, for bounds whose PMI
         needs batch statistics, normalised on the fixed reference (``pmi_reference_size``), so it does
         not depend on the batch. Returned with the batch's ``index``, ``label``, true MI level
-        (``mi``) and exact ``pmi_true`` when present. Write it with ``pdlightning.callbacks.PMIWriter``."""
+        (``mi``) and exact PMI (the batch's ``pmi``, as ``pmi_true``) when present. Write it with ``pdlightning.callbacks.PMIWriter``."""
         level = batch_level(batch)
         self._use_weights_for(level)
         version = self.level_snapshots._loaded if self.level_snapshots is not None else None
@@ -237,9 +237,11 @@ class MIEstimationModule(GuardedModule):
         out = {"pmi": pmi.float()}
         if level is not None:
             out["mi"] = torch.as_tensor(batch["mi"], dtype=torch.float32, device=pmi.device).expand(n).clone()
-        for key in ("index", "label", "pmi_true"):
+        for key in ("index", "label"):
             if key in batch:
                 out[key] = batch[key]
+        if "pmi" in batch:  # the data's exact PMI of each pair (task suite)
+            out["pmi_true"] = batch["pmi"]
         return out
 
     def on_predict_epoch_end(self) -> None:
