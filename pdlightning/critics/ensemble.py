@@ -12,7 +12,7 @@ on the stacked tensors is ``K`` independent optimisers.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,10 +36,20 @@ class CriticEnsemble(nn.Module):
 
     Inputs are shared (``x [n, ...]``: every member scores the same batch) or per member
     (``x [K, n, ...]``, ``members_dim=True``: member ``k`` scores its own batch).
+
+    Args:
+        critics: the members.
+        chunk_size: members evaluated per batched call. ``None`` (default): all of them on a GPU (one
+            launch per layer for the whole ensemble), one at a time on a CPU, where a batched call's
+            ``K``-fold activations fall out of the cache and run at half the GEMM rate of ``K``
+            cache-sized ones (measured by ``benchmarks/ensemble_speed.py``).
     """
 
-    def __init__(self, critics: Sequence[Critic]) -> None:
+    def __init__(self, critics: Sequence[Critic], chunk_size: Optional[int] = None) -> None:
         super().__init__()
+        if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+            raise ValueError(f"chunk_size: expected None or an integer >= 1, got {chunk_size!r}")
+        self.chunk_size = chunk_size
         if len(critics) < 1:
             raise ValueError("critics: expected at least one member critic")
         reference = _architecture(critics[0])
@@ -86,7 +96,21 @@ class CriticEnsemble(nn.Module):
             return functional_call(call, member_state, (xi, yi), strict=True)
 
         in_dims = (0, 0, 0) if members_dim else (0, None, None)
-        return torch.vmap(one, in_dims=in_dims, randomness="error")(state, x, y)
+        batched = torch.vmap(one, in_dims=in_dims, randomness="error")
+        size = self.chunk_size or (self.num_members if x.device.type == "cuda" else 1)
+        if size >= self.num_members:
+            return batched(state, x, y)
+        if size == 1:  # a loop over members: plain calls on views of the stacked weights
+            members = {name: value.unbind(0) for name, value in state.items()}
+            return torch.stack([
+                one({name: parts[k] for name, parts in members.items()}, x[k] if members_dim else x,
+                    y[k] if members_dim else y) for k in range(self.num_members)])
+        chunks = []
+        for start in range(0, self.num_members, size):
+            part = slice(start, start + size)
+            chunk_state = {name: value[part] for name, value in state.items()}
+            chunks.append(batched(chunk_state, x[part] if members_dim else x, y[part] if members_dim else y))
+        return torch.cat(chunks)
 
     def forward(self, x: Tensor, y: Tensor, members_dim: bool = False) -> Tensor:
         """``[K, n, n]`` in-batch score matrices."""

@@ -83,6 +83,7 @@ class ConfiguredModule(L.LightningModule):
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
         plain_hyperparameters(self.hparams)
+        plain_hyperparameters(self._hparams_initial)  # what the loggers write (hparams.yaml)
 
     def optimized_parameters(self) -> Iterable[nn.Parameter]:
         """The parameters the optimiser updates (default: all)."""
