@@ -34,13 +34,14 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from ..bounds import Bound, BoundOutput, PairScores, StepRecord
+from ..bounds import Bound, BoundOutput, StepRecord
+from ..bounds.stacked import StackedOutputs, evaluate_stacked, matrix_to_pairs
 from ..critics import Critic
 from ..critics.ensemble import CriticEnsemble
 from ..data.batch import check_mi_batch
 from ..step_logging import log_scalars
 from .base import ConfiguredModule
-from .finite import REPORTED_TERMS, NonFiniteBoundError, NonFiniteGuard, NonFinitePolicy
+from .finite import NonFiniteBoundError, NonFiniteGuard, NonFinitePolicy
 from .level_snapshots import LevelSnapshots, batch_level
 
 __all__ = ["EnsembleMember", "MIEnsembleModule"]
@@ -210,8 +211,9 @@ class MIEnsembleModule(ConfiguredModule):
         return {key: (value[k] if isinstance(value, Tensor) and value.dim() >= 1
                       and value.shape[0] == self.num_members else value) for key, value in batch.items()}
 
-    def member_scores(self, batch: Mapping[str, Any]) -> list[PairScores]:
-        """Each member's joint and marginal scores (explicit pairs or in-batch)."""
+    def stacked_scores(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+        """Every member's scores: ``joint [K, n]`` and ``marginal [K, n, k]`` (explicit pairs, or the
+        off-diagonal of each member's in-batch score matrix)."""
         replicas = self.data_mode == "replicas"
         if not isinstance(batch, Mapping) or "x" not in batch or "y" not in batch:
             raise ValueError("batch: expected a dict with keys 'x', 'y'")
@@ -223,16 +225,25 @@ class MIEnsembleModule(ConfiguredModule):
         if "x_marginal" in batch:
             joint = self.critics.pointwise(x, y, members_dim=replicas)
             marginal = self.critics.pointwise(batch["x_marginal"], batch["y_marginal"], members_dim=replicas)
-            return [PairScores.from_pairs(joint[k], marginal[k]) for k in range(self.num_members)]
-        scores = self.critics(x, y, members_dim=replicas)
-        return [PairScores.from_matrix(scores[k]) for k in range(self.num_members)]
+            return joint, marginal.unsqueeze(-1)
+        return matrix_to_pairs(self.critics(x, y, members_dim=replicas))
 
-    def _evaluate(self, k: int, pairs: PairScores) -> tuple[BoundOutput, BoundOutput]:
-        output = self.bounds[k](pairs)
-        if not self._has_estimator[k]:
-            return output, output
-        with torch.no_grad():
-            return output, self.estimators[k](PairScores(pairs.joint.detach(), pairs.marginal.detach()))
+    def _evaluate_members(self, joint: Tensor, marginal: Tensor) -> tuple[StackedOutputs, list[BoundOutput]]:
+        """Training outputs of every member (with finiteness flags) and reporting outputs (the training
+        output itself where a member has no separate estimator)."""
+        training = evaluate_stacked(list(self.bounds), joint, marginal)
+        reporting = list(training.outputs)
+        with_estimator = [k for k in range(self.num_members) if self._has_estimator[k]]
+        if with_estimator:
+            index = torch.tensor(with_estimator, device=joint.device)
+            with torch.no_grad():
+                estimates = evaluate_stacked([self.estimators[k] for k in with_estimator],
+                                             joint.detach().index_select(0, index),
+                                             marginal.detach().index_select(0, index))
+            for position, k in enumerate(with_estimator):
+                reporting[k] = estimates.outputs[position]
+            training.report_finite[index] = estimates.report_finite
+        return training, reporting
 
     # ------------------------------------------------------------------------------- training
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -241,12 +252,13 @@ class MIEnsembleModule(ConfiguredModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
         """The sum of the members' losses, and one :class:`StepRecord` per member."""
-        results = [self._evaluate(k, pairs) for k, pairs in enumerate(self.member_scores(batch))]
-        loss_ok, report_ok = self._finite_flags(results)
+        joint, marginal = self.stacked_scores(batch)
+        training, reporting = self._evaluate_members(joint, marginal)
+        loss_ok, report_ok = self._finite_flags(training)
         step = self.global_step
-        records, losses = [], []
+        records = []
         self._skipped_members = []
-        for k, (output, estimate) in enumerate(results):
+        for k, (output, estimate) in enumerate(zip(training.outputs, reporting)):
             name, guard, member_batch = self.member_names[k], self.guards[k], self._member_batch(batch, k)
             reported = report_ok[k]
             if not loss_ok[k]:
@@ -259,34 +271,28 @@ class MIEnsembleModule(ConfiguredModule):
                 self._check(guard, estimate, self.reporting_bound(k), f"member '{name}': estimator", step,
                             reported_only=True)
             guard.count_completed_step()
-            losses.append(output.loss)
             records.append(StepRecord(output, estimate if reported else None, member_batch, self.reporting_bound(k),
                                       self.training_bound(k), member=name))
         self._log_step(records, batch)
-        if not losses:
+        good = [k for k in range(self.num_members) if loss_ok[k]]
+        if not good:
             return None  # every member skipped: no optimiser step at all
+        losses = torch.stack([training.outputs[k].loss for k in good])
         # A skipped member's own bound parameters get no gradient this step; under DDP every parameter
         # must take part in backward, so they enter with weight zero (their update is undone anyway).
         unused = [p for k in self._skipped_members for m in (self.bounds[k], self.estimators[k])
                   for p in m.parameters() if p.requires_grad]
-        loss = torch.stack(losses).sum() + sum((p * 0).sum() for p in unused)
+        loss = losses.sum() + sum((p * 0).sum() for p in unused)
         return {"loss": loss, "record": records}
 
-    def _finite_flags(self, results: Sequence[tuple[BoundOutput, BoundOutput]]) -> tuple[list[bool], list[bool]]:
-        """Per member: training output finite, reported values finite (one host sync for all; under
+    def _finite_flags(self, outputs: StackedOutputs) -> tuple[list[bool], list[bool]]:
+        """Per member: training output finite, reported values finite (one host transfer for all; under
         DDP a member is skipped on every process if it is non-finite on any)."""
-        loss_flags, report_flags = [], []
-        for output, estimate in results:
-            terms = [output.loss, output.mi, output.first_term, output.second_term, *output.extras.values()]
-            loss_flags.append(torch.stack([torch.isfinite(t.detach()).all() for t in terms]).all())
-            reported = [getattr(estimate, name) for name in REPORTED_TERMS]
-            report_flags.append(torch.stack([torch.isfinite(t.detach()).all() for t in reported]).all())
-        flags = torch.stack(loss_flags + report_flags).float()
+        flags = torch.cat([outputs.loss_finite, outputs.report_finite]).float()
         if self._trainer is not None and self.trainer.world_size > 1:
             flags = self.trainer.strategy.reduce(flags, reduce_op="min")
         values = [bool(v) for v in flags.tolist()]
-        k = len(results)
-        return values[:k], values[k:]
+        return values[:self.num_members], values[self.num_members:]
 
     @staticmethod
     def _check(guard: NonFiniteGuard, output: BoundOutput, bound: Bound, role: str, step: int,
@@ -401,8 +407,9 @@ class MIEnsembleModule(ConfiguredModule):
         level = batch_level(self._member_batch(batch, 0))
         if self.level_snapshots is not None:
             self.level_snapshots.use_for(self, level)
-        for k, pairs in enumerate(self.member_scores(batch)):
-            _, estimate = self._evaluate(k, pairs)
+        joint, marginal = self.stacked_scores(batch)
+        _, reporting = self._evaluate_members(joint, marginal)
+        for k, estimate in enumerate(reporting):
             if bool(torch.isfinite(estimate.mi)):
                 self._eval_estimates[(k, level)].append(estimate.mi)
             elif self.guards[k].policy == "raise":
