@@ -60,6 +60,8 @@ class EnsembleMember:
         seed: the seed its critic is initialised with: exactly the critic a standalone run
             constructs after ``torch.manual_seed(seed)``.
         critic: its own initial critic instead (same architecture as the other members).
+        replica: with ``data="replicas"``, the data stream it trains on (default: its position), so
+            several estimators can share one seed's stream (estimators x seeds in one fit).
     """
 
     name: str
@@ -67,6 +69,7 @@ class EnsembleMember:
     estimator: Optional[Bound] = None
     seed: int = 0
     critic: Optional[Critic] = None
+    replica: Optional[int] = None
 
 
 def _check_members(members: Sequence[EnsembleMember], critic: Optional[Critic]) -> None:
@@ -151,7 +154,15 @@ class MIEnsembleModule(ConfiguredModule):
         if data not in ("shared", "replicas"):
             raise ValueError(f"data: expected 'shared' or 'replicas', got {data!r}")
         _check_members(members, critic)
+        for index, member in enumerate(members):
+            if member.replica is not None and (data != "replicas" or isinstance(member.replica, bool)
+                                               or not isinstance(member.replica, int) or member.replica < 0):
+                raise ValueError(f"members[{index}].replica ({member.name}): expected a stream index >= 0 with "
+                                 f"data='replicas', got {member.replica!r} with data={data!r}")
         self.member_names = [m.name for m in members]
+        #: the replica stream each member trains on (data="replicas").
+        self.replica_of = [m.replica if m.replica is not None else k for k, m in enumerate(members)]
+        self.num_replicas = max(self.replica_of) + 1
         self.critics = CriticEnsemble(_member_critics(members, critic), chunk_size=chunk_size)
         self.bounds = nn.ModuleList([m.bound for m in members])
         self.estimators = nn.ModuleList([m.estimator if m.estimator is not None else nn.Identity() for m in members])
@@ -191,9 +202,9 @@ class MIEnsembleModule(ConfiguredModule):
                     f"the datamodule {type(datamodule).__name__} yields {expected}; set "
                     f"model.init_args.critic.init_args.{side}_dim: {expected}")
         replicas = getattr(datamodule, "replicas", None)
-        if self.data_mode == "replicas" and replicas is not None and replicas != self.num_members:
-            raise ValueError(f"data: 'replicas' needs one stream per member: the datamodule stacks {replicas} "
-                             f"(data.init_args.replicas), the ensemble has {self.num_members} members")
+        if self.data_mode == "replicas" and replicas is not None and replicas != self.num_replicas:
+            raise ValueError(f"data: 'replicas' needs {self.num_replicas} streams (one per member, or as the members' "
+                             f"`replica` say): the datamodule stacks {replicas} (data.init_args.replicas)")
         if self.data_mode == "shared" and replicas:
             raise ValueError(f"data: the datamodule stacks {replicas} replica streams; set model.init_args.data: "
                              "replicas, or drop data.init_args.replicas for one shared batch")
@@ -208,8 +219,15 @@ class MIEnsembleModule(ConfiguredModule):
     def _member_batch(self, batch: Mapping[str, Any], k: int) -> Mapping[str, Any]:
         if self.data_mode == "shared":
             return batch
-        return {key: (value[k] if isinstance(value, Tensor) and value.dim() >= 1
-                      and value.shape[0] == self.num_members else value) for key, value in batch.items()}
+        replica = self.replica_of[k]
+        return {key: (value[replica] if isinstance(value, Tensor) and value.dim() >= 1
+                      and value.shape[0] == self.num_replicas else value) for key, value in batch.items()}
+
+    def _per_member(self, value: Tensor) -> Tensor:
+        """``[R, ...]`` replica streams -> ``[K, ...]`` member inputs (a gather when members share)."""
+        if self.replica_of == list(range(self.num_members)):
+            return value
+        return value.index_select(0, torch.tensor(self.replica_of, device=value.device))
 
     def stacked_scores(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         """Every member's scores: ``joint [K, n]`` and ``marginal [K, n, k]`` (explicit pairs, or the
@@ -217,16 +235,17 @@ class MIEnsembleModule(ConfiguredModule):
         replicas = self.data_mode == "replicas"
         if not isinstance(batch, Mapping) or "x" not in batch or "y" not in batch:
             raise ValueError("batch: expected a dict with keys 'x', 'y'")
-        if replicas and (batch["x"].dim() < 3 or batch["x"].shape[0] != self.num_members):
-            raise ValueError(f"batch['x']: data='replicas' expects [K={self.num_members}, n, ...] stacked streams, "
-                             f"got {tuple(batch['x'].shape)} (set data.init_args.replicas: {self.num_members})")
+        if replicas and (batch["x"].dim() < 3 or batch["x"].shape[0] != self.num_replicas):
+            raise ValueError(f"batch['x']: data='replicas' expects [{self.num_replicas}, n, ...] stacked streams, "
+                             f"got {tuple(batch['x'].shape)} (set data.init_args.replicas: {self.num_replicas})")
         check_mi_batch(self._member_batch(batch, 0))
-        x, y = batch["x"], batch["y"]
-        if "x_marginal" in batch:
-            joint = self.critics.pointwise(x, y, members_dim=replicas)
-            marginal = self.critics.pointwise(batch["x_marginal"], batch["y_marginal"], members_dim=replicas)
+        inputs = {key: (self._per_member(batch[key]) if replicas else batch[key])
+                  for key in ("x", "y", "x_marginal", "y_marginal") if key in batch}
+        if "x_marginal" in inputs:
+            joint = self.critics.pointwise(inputs["x"], inputs["y"], members_dim=replicas)
+            marginal = self.critics.pointwise(inputs["x_marginal"], inputs["y_marginal"], members_dim=replicas)
             return joint, marginal.unsqueeze(-1)
-        return matrix_to_pairs(self.critics(x, y, members_dim=replicas))
+        return matrix_to_pairs(self.critics(inputs["x"], inputs["y"], members_dim=replicas))
 
     def _evaluate_members(self, joint: Tensor, marginal: Tensor) -> tuple[StackedOutputs, list[BoundOutput]]:
         """Training outputs of every member (with finiteness flags) and reporting outputs (the training

@@ -228,7 +228,7 @@ def test_bad_ensembles_are_named(make, match):
 def test_data_mode_must_match_the_datamodule():
     with pytest.raises(ValueError, match="data: the datamodule stacks 3 replica streams"):
         _fit(_ensemble(), _gaussian(replicas=3), steps=1)
-    with pytest.raises(ValueError, match="data: 'replicas' needs one stream per member: the datamodule stacks 2"):
+    with pytest.raises(ValueError, match="data: 'replicas' needs 3 streams .* the datamodule stacks 2"):
         _fit(_ensemble(data="replicas"), _gaussian(replicas=2), steps=1)
 
 
@@ -347,3 +347,18 @@ def test_callbacks_and_test_report_every_member(tmp_path, caplog):
         for level in (1, 2):
             assert f"test/mi_estimate/{name}@{level}" in results
     assert caplog.text.count("end of level") == 0 and "smile" in caplog.text and "SMILE(τ=5)" in caplog.text
+
+
+def test_members_can_share_a_replica_stream():
+    """Estimators x seeds in one fit: members with `replica` s train on seed s's stream, so NWJ and
+    SMILE on replica 1 equal their standalone runs on the stream of replica_seed(0, 1)."""
+    members = [EnsembleMember(f"{name}_{s}", *MEMBERS[name](), seed=SEEDS[name], replica=s)
+               for s in (0, 1) for name in ("nwj", "smile")]
+    ensemble = MIEnsembleModule(members, critic=_critic(), data="replicas", summary=False, level_snapshots=False)
+    together = _fit(ensemble, _gaussian(seed=0, replicas=2))
+    for name in ("nwj", "smile"):
+        alone = _fit(_standalone(name), _gaussian(seed=replica_seed(0, 1))).estimates[None]
+        assert max(abs(a - b) for a, b in zip(alone, together.estimates[f"{name}_1"])) < TOLERANCE, name
+    with pytest.raises(ValueError, match=r"members\[0\].replica \(a\): expected a stream index >= 0 with "
+                                         r"data='replicas', got 1 with data='shared'"):
+        MIEnsembleModule([EnsembleMember("a", NWJ(), replica=1)], critic=_critic())
