@@ -42,7 +42,11 @@ from ..data.batch import check_mi_batch
 from ..step_logging import log_scalars
 from .base import ConfiguredModule
 from .finite import NonFiniteBoundError, NonFiniteGuard, NonFinitePolicy
+from ..results import EstimateResult, write_results
+from ..uncertainty import mean_interval
+from .held_out import HeldOutEstimates, unit_of
 from .level_snapshots import LevelSnapshots, batch_level
+from .reporting import _level_order, gather_intervals, log_interval, results_table, run_directory
 
 __all__ = ["EnsembleMember", "MIEnsembleModule"]
 
@@ -62,6 +66,8 @@ class EnsembleMember:
         critic: its own initial critic instead (same architecture as the other members).
         replica: with ``data="replicas"``, the data stream it trains on (default: its position), so
             several estimators can share one seed's stream (estimators x seeds in one fit).
+        group: the estimator this member replicates (members of one group differ only in seed and
+            stream): ``test`` then also reports the group's mean with an interval across seeds.
     """
 
     name: str
@@ -70,6 +76,7 @@ class EnsembleMember:
     seed: int = 0
     critic: Optional[Critic] = None
     replica: Optional[int] = None
+    group: Optional[str] = None
 
 
 def _check_members(members: Sequence[EnsembleMember], critic: Optional[Critic]) -> None:
@@ -160,6 +167,7 @@ class MIEnsembleModule(ConfiguredModule):
                 raise ValueError(f"members[{index}].replica ({member.name}): expected a stream index >= 0 with "
                                  f"data='replicas', got {member.replica!r} with data={data!r}")
         self.member_names = [m.name for m in members]
+        self.member_groups = [m.group for m in members]
         #: the replica stream each member trains on (data="replicas").
         self.replica_of = [m.replica if m.replica is not None else k for k, m in enumerate(members)]
         self.num_replicas = max(self.replica_of) + 1
@@ -173,7 +181,7 @@ class MIEnsembleModule(ConfiguredModule):
         self.summary = summary
         self._frozen: dict[int, list[tuple[Tensor, Tensor]]] = {}
         self._skipped_members: list[int] = []
-        self._eval_estimates: dict[tuple[int, Optional[float]], list[Tensor]] = defaultdict(list)
+        self._held_out = HeldOutEstimates()
 
     # ------------------------------------------------------------------------------- members
     @property
@@ -429,8 +437,11 @@ class MIEnsembleModule(ConfiguredModule):
         joint, marginal = self.stacked_scores(batch)
         _, reporting = self._evaluate_members(joint, marginal)
         for k, estimate in enumerate(reporting):
-            if bool(torch.isfinite(estimate.mi)):
-                self._eval_estimates[(k, level)].append(estimate.mi)
+            bound = self.reporting_bound(k)
+            unit = unit_of(bound)
+            values = bound.pmi(estimate.scores).joint if unit == "pair" else estimate.mi
+            if bool(torch.isfinite(values).all()):
+                self._held_out.add(self.member_names[k], level, values, unit)
             elif self.guards[k].policy == "raise":
                 raise NonFiniteBoundError(f"member '{self.member_names[k]}': non-finite {stage} estimate "
                                           f"{float(estimate.mi)} at level {level}")
@@ -444,26 +455,41 @@ class MIEnsembleModule(ConfiguredModule):
     def _eval_epoch_end(self, stage: str) -> None:
         if self.level_snapshots is not None:
             self.level_snapshots.restore(self)
-        lines = [f"\nHeld-out MI per member and level ({stage}):",
-                 f"{'member':>16} {'true MI':>8} {'estimate':>9} {'std.err':>8} {'batches':>8} {'bias':>8}   reported by"]
-        for (k, level) in sorted(self._eval_estimates, key=lambda key: (key[0], -1.0 if key[1] is None else key[1])):
-            values = torch.stack(self._eval_estimates[(k, level)]).float()
-            mean = values.mean()
-            stderr = values.std() / values.numel() ** 0.5 if values.numel() > 1 else torch.tensor(float("nan"))
-            name = self.member_names[k]
-            suffix = f"@{level:g}" if level is not None else ""
-            self.log(f"{stage}/mi_estimate/{name}{suffix}", mean, sync_dist=True)
-            if level is not None:
-                self.log(f"{stage}/mi_bias/{name}{suffix}", mean - level, sync_dist=True)
-            if values.numel() > 1:
-                self.log(f"{stage}/mi_stderr/{name}{suffix}", stderr.to(mean.device), sync_dist=True)
-            true = f"{level:8.2f}" if level is not None else f"{'-':>8}"
-            bias = f"{float(mean) - level:+8.3f}" if level is not None else f"{'-':>8}"
-            lines.append(f"{name:>16} {true} {float(mean):9.3f} {float(stderr):8.3f} {values.numel():8d} {bias}   "
-                         f"{self.reporting_bound(k).label}")
-        self._eval_estimates.clear()
-        if len(lines) > 2 and stage == "test" and self.trainer.is_global_zero:
-            rank_zero_info("\n".join(lines))
+        intervals = gather_intervals(self, self._held_out)
+        self._held_out.clear()
+        if not intervals:
+            return
+        results: list[EstimateResult] = []
+        order = {name: k for k, name in enumerate(self.member_names)}
+        for (member, level), interval in sorted(intervals.items(), key=lambda item: (order[item[0][0]],
+                                                                                   _level_order(item[0][1]))):
+            k = order[member]
+            log_interval(self, stage, interval, level, member)
+            weights = self.level_snapshots.describe(level) if self.level_snapshots is not None else "final weights"
+            results.append(EstimateResult(interval, self.reporting_bound(k).label, member=member,
+                                          group=None, true_mi=level, weights=weights))
+        results += self._group_results(intervals, stage)
+        if stage == "test" and self.trainer.is_global_zero:
+            path = write_results(run_directory(self.trainer), results, stage, self.global_step, dict(self.hparams))
+            rank_zero_info(results_table(results, f"Held-out MI per member and level ({stage})")
+                           + f"\n(written to {path})")
+
+    def _group_results(self, intervals: dict, stage: str) -> list[EstimateResult]:
+        """Across-seed rows: per replicate group and level, the members' estimates as units."""
+        groups: dict[tuple[str, Optional[float]], list[float]] = defaultdict(list)
+        labels: dict[str, str] = {}
+        for (member, level), interval in intervals.items():
+            k = self.member_names.index(member)
+            group = self.member_groups[k]
+            if group is not None:
+                groups[(group, level)].append(interval.estimate)
+                labels[group] = self.reporting_bound(k).label
+        results = []
+        for (group, level), estimates in sorted(groups.items(), key=lambda item: (item[0][0], _level_order(item[0][1]))):
+            interval = mean_interval(estimates, "seed")
+            log_interval(self, stage, interval, level, group, group=True)
+            results.append(EstimateResult(interval, labels[group], group=group, true_mi=level, weights="across seeds"))
+        return results
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
