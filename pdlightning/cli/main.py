@@ -30,6 +30,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 # Imported so that short class names (``class_path: NWJ``) resolve to our classes.
@@ -45,7 +46,7 @@ from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, 
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
 
-__all__ = ["PDLightningCLI", "ResumeCheckpoint", "RunIdentity", "RunMismatchError", "UntrainedModelError",
+__all__ = ["PDLightningCLI", "ResumeCheckpoint", "RunIdentity", "ContinueAfterMaxSteps", "RunMismatchError", "UntrainedModelError",
            "ResumeError", "build_cli", "main", "find_last_checkpoint", "DEFAULT_THREADS", "DEBUG_ENV"]
 
 #: every ``fit`` saves ``<logger dir>/version_N/checkpoints/last.ckpt`` this often (``--checkpoint.*``).
@@ -146,6 +147,30 @@ class RunIdentity(Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.record
+
+
+class ContinueAfterMaxSteps(Callback):
+    """Lets a fit stopped by ``max_steps`` in the middle of its data continue with a larger ``max_steps``.
+
+    Lightning closes the epoch when ``max_steps`` ends it, so the final checkpoint of a 5,000-step run
+    of the 20,000-step protocol (``max_epochs: 1``) says "epoch 1 done" and a resume with
+    ``--trainer.max_steps 10000`` trains 0 steps. When the checkpoint's epoch was closed before its
+    last batch, this reopens it on load (the state a checkpoint written mid-epoch has), so the fit
+    continues with the next batch of the same stream."""
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        fit = (checkpoint.get("loops") or {}).get("fit_loop")
+        if trainer.state.fn != TrainerFn.FITTING or not isinstance(fit, dict):
+            return
+        batches, epochs = fit.get("epoch_loop.batch_progress") or {}, fit.get("epoch_progress") or {}
+        current = epochs.get("current") or {}
+        closed = current.get("completed", 0) > 0 and current.get("completed") == current.get("started")
+        if batches.get("is_last_batch", True) or not closed or not (batches.get("current") or {}).get("completed"):
+            return
+        for scope in ("total", "current"):
+            epochs[scope]["processed"] = epochs[scope]["completed"] = epochs[scope]["started"] - 1
+        checkpoint["epoch"] = current["completed"]
 
 
 class _ApplyOptimizerConfig(Callback):
@@ -511,7 +536,7 @@ class PDLightningCLI(LightningCLI):
                 continue
             extra.append(callback)
         if self.subcommand == "fit":
-            extra.append(RunIdentity(self._record))
+            extra += [RunIdentity(self._record), ContinueAfterMaxSteps()]
             if self._forced:
                 extra.append(_ApplyOptimizerConfig())
         plugins = config.get("plugins") or []
@@ -575,15 +600,17 @@ _OWN_INPUT_ERRORS = (CheckpointError, RunMismatchError, UntrainedModelError, Res
 
 
 def input_error_message(error: BaseException) -> Optional[str]:
-    """The message to print for an input error (the innermost cause: jsonargparse wraps a component's
-    ``ValueError`` in a union-type error), ``None`` if ``error`` is not one."""
+    """The message to print for an input error, ``None`` if ``error`` is not one. Of the chain of
+    causes, the innermost input error speaks (jsonargparse wraps a component's ``ValueError`` in a
+    union-type error; our errors keep torch's as their cause)."""
     chain = [error]
     while chain[-1].__cause__ is not None and len(chain) < 20:
         chain.append(chain[-1].__cause__)
-    root = chain[-1]
-    if isinstance(root, _OWN_INPUT_ERRORS) or (isinstance(root, _INPUT_ERRORS) and not _PHASE["running"]):
-        return str(root).strip() or type(root).__name__
-    return None
+    inputs = [e for e in chain if isinstance(e, _OWN_INPUT_ERRORS)
+              or (isinstance(e, _INPUT_ERRORS) and not _PHASE["running"])]
+    if not inputs:
+        return None
+    return str(inputs[-1]).strip() or type(inputs[-1]).__name__
 
 
 def main(args: ArgsType = None) -> None:
