@@ -142,11 +142,12 @@ def read_checkpoint(path: str) -> CheckpointInfo:
         raise CheckpointError(_unreadable(path, error)) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path: {path!r} is a torch file but not a Lightning checkpoint (no 'state_dict')")
+    state = checkpoint.get("state_dict") or {}
     return CheckpointInfo(
         path=path,
         global_step=int(checkpoint.get("global_step", 0)),
         epoch=int(checkpoint.get("epoch", 0)),
         hyper_parameters=dict(checkpoint.get("hyper_parameters") or {}),
         run=checkpoint.get("pdlightning_run"),
-        state_shapes={k: tuple(v.shape) for k, v in (checkpoint.get("state_dict") or {}).items() if hasattr(v, "shape")},
+        state_shapes={k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")},
     )

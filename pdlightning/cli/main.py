@@ -46,8 +46,9 @@ from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, 
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
 
-__all__ = ["PDLightningCLI", "ResumeCheckpoint", "RunIdentity", "ContinueAfterMaxSteps", "RunMismatchError", "UntrainedModelError",
-           "ResumeError", "build_cli", "main", "find_last_checkpoint", "DEFAULT_THREADS", "DEBUG_ENV"]
+__all__ = ["PDLightningCLI", "ResumeCheckpoint", "RunIdentity", "ContinueAfterMaxSteps", "RunMismatchError",
+           "UntrainedModelError", "ResumeError", "build_cli", "main", "find_last_checkpoint", "DEFAULT_THREADS",
+           "DEBUG_ENV"]
 
 #: every ``fit`` saves ``<logger dir>/version_N/checkpoints/last.ckpt`` this often (``--checkpoint.*``).
 DEFAULT_CHECKPOINT_EVERY = 1000
@@ -239,18 +240,15 @@ def _loadable_checkpoints(directory: str) -> tuple[list[CheckpointInfo], list[tu
     return [info for info, _ in good], bad
 
 
-def resolve_threads(threads: Optional[int]) -> int:
-    """``--threads``, else ``$PDLIGHTNING_THREADS``, else :data:`DEFAULT_THREADS`; ``0`` keeps torch's own
-    default (one thread per core)."""
+def resolve_threads(threads: Optional[int], default: Optional[int] = DEFAULT_THREADS) -> Optional[int]:
+    """``--threads``, else ``$PDLIGHTNING_THREADS``, else ``default``; ``0`` or ``None``: the CLI leaves torch's
+    setting alone (``OMP_NUM_THREADS``, else one thread per core)."""
     if threads is None:
         env = os.environ.get(THREADS_ENV, "").strip()
-        if env:
-            if not env.isdigit():
-                raise ValueError(f"{THREADS_ENV}: expected a whole number of threads >= 0, got {env!r}")
-            threads = int(env)
-        else:
-            threads = DEFAULT_THREADS
-    if threads < 0:
+        if env and not env.isdigit():
+            raise ValueError(f"{THREADS_ENV}: expected a whole number of threads >= 0, got {env!r}")
+        threads = int(env) if env else default
+    if threads is not None and threads < 0:
         raise ValueError(f"threads: expected a whole number of threads >= 0 (0: torch's default), got {threads}")
     return threads
 
@@ -260,7 +258,8 @@ class PDLightningCLI(LightningCLI):
     ``optimizer``/``scheduler`` arguments (YAML ``class_path``). See the module docstring for what it
     adds; the arguments it adds to every subcommand:
 
-    - ``--threads N``: torch intra-op threads (default ``$PDLIGHTNING_THREADS`` or 1; 0: torch's default);
+    - ``--threads N``: torch intra-op threads (default ``$PDLIGHTNING_THREADS``, else 1 in the console
+      script; 0: torch's own default);
     - ``--force_resume true``: ``fit --ckpt_path`` continues a run whose identity differs from this
       config's (its new settings, optimiser ones included, apply from the resumed step on);
     - ``--allow_untrained true``: ``test`` / ``validate`` / ``predict`` without ``--ckpt_path``.
@@ -270,13 +269,19 @@ class PDLightningCLI(LightningCLI):
     is false or the config brings its own ``ModelCheckpoint``.
     """
 
+    def __init__(self, *args: Any, default_threads: Optional[int] = None, **kwargs: Any) -> None:
+        """``default_threads``: torch threads when neither ``--threads`` nor ``$PDLIGHTNING_THREADS`` is
+        given; ``None`` leaves them alone (``build_cli`` from Python, e.g. the report, which sets its own)."""
+        self.default_threads = default_threads
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
                              "checkpoint.every_n_train_steps": DEFAULT_CHECKPOINT_EVERY})
         parser.add_argument("--threads", type=Optional[int], default=None,
-                            help=f"torch intra-op threads (default: ${THREADS_ENV} or {DEFAULT_THREADS}; 0: torch's "
-                                 "default, one per core)")
+                            help=f"torch intra-op threads (default: ${THREADS_ENV}, else {DEFAULT_THREADS} in the "
+                                 "pdlightning command; 0: torch's own, OMP_NUM_THREADS or one per core)")
         parser.add_argument("--force_resume", type=bool, default=False,
                             help="fit --ckpt_path: continue a run whose identity differs from this config's")
         parser.add_argument("--allow_untrained", type=bool, default=False,
@@ -302,8 +307,8 @@ class PDLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         _PHASE["running"] = False
         config = self._subconfig()
-        threads = resolve_threads(config.get("threads"))
-        if threads:
+        threads = resolve_threads(config.get("threads"), self.default_threads)
+        if threads:  # 0 or None: torch's own setting (OMP_NUM_THREADS, else one thread per core)
             torch.set_num_threads(threads)
         self._resumed: Optional[CheckpointInfo] = None
         self._forced = False
@@ -438,8 +443,9 @@ class PDLightningCLI(LightningCLI):
         if chosen is None:
             if corrupt:
                 raise CheckpointError(
-                    f"ckpt_path last: every checkpoint found under {where} is damaged ({', '.join(p for p, _ in corrupt)}); "
-                    "nothing can be resumed: start a new run without --ckpt_path")
+                    f"ckpt_path last: every checkpoint found under {where} is damaged "
+                    f"({', '.join(p for p, _ in corrupt)}); nothing can be resumed: start a new run without "
+                    "--ckpt_path")
             rank_zero_warn(f"ckpt_path last: found no last checkpoint of this run under {where}; starting a new run")
             config.ckpt_path = None
             return None
@@ -532,7 +538,8 @@ class PDLightningCLI(LightningCLI):
         extra: list[Callback] = [_RunStarted()]
         for key in self._parser(self.subcommand).callback_keys:
             callback = self._get(self.config_init, key)
-            if isinstance(callback, ResumeCheckpoint) and (config.get("enable_checkpointing") is False or own_checkpoint):
+            off = config.get("enable_checkpointing") is False or own_checkpoint
+            if isinstance(callback, ResumeCheckpoint) and off:
                 continue
             extra.append(callback)
         if self.subcommand == "fit":
@@ -578,8 +585,12 @@ def _keep_csv_metrics(log_dir: str) -> None:
         os.replace(metrics, os.path.join(log_dir, f"metrics.part{index}.csv"))
 
 
-def build_cli(args: ArgsType = None, run: bool = True) -> PDLightningCLI:
-    """Parse ``args`` (default: ``sys.argv``) and, with ``run``, execute the subcommand."""
+def build_cli(args: ArgsType = None, run: bool = True, default_threads: Optional[int] = None) -> PDLightningCLI:
+    """Parse ``args`` (default: ``sys.argv``) and, with ``run``, execute the subcommand.
+
+    ``default_threads``: torch threads when neither ``--threads`` nor ``$PDLIGHTNING_THREADS`` is given
+    (``None``: the caller's setting stays; the ``pdlightning`` console script passes :data:`DEFAULT_THREADS`).
+    """
     _PHASE["running"] = False
     return PDLightningCLI(
         L.LightningModule,
@@ -590,6 +601,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> PDLightningCLI:
         save_config_kwargs={"overwrite": True},
         args=args,
         run=run,
+        default_threads=default_threads,
     )
 
 
@@ -617,7 +629,7 @@ def main(args: ArgsType = None) -> None:
     """Console entry point ``pdlightning``: an error about the input (config, data, checkpoint) prints
     its message and exits with status 2; ``PDLIGHTNING_DEBUG=1`` shows the traceback instead."""
     try:
-        build_cli(args)
+        build_cli(args, default_threads=DEFAULT_THREADS)
     except Exception as error:  # noqa: BLE001 - re-raised unless it is an input error
         message = input_error_message(error)
         if message is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):

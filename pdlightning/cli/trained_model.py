@@ -16,14 +16,13 @@ the init arguments the user chose explicitly (:func:`explicit_model_keys`):
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
 from .checkpoint_io import CheckpointError
 
-__all__ = ["ALL_KEYS", "explicit_model_keys", "evaluation_model_config", "describe_component", "check_state_matches",
-           "shapes_of"]
+__all__ = ["ALL_KEYS", "explicit_model_keys", "evaluation_model_config", "describe_component", "check_state_matches"]
 
 #: returned by :func:`explicit_model_keys` when the whole model was given explicitly.
 ALL_KEYS = "*"
@@ -129,7 +128,8 @@ def evaluation_model_config(config_model: Mapping[str, Any], hparams: Mapping[st
         elif "bound" in explicit and given.get("bound") != bound:
             wanted = given.get("bound")
         init["bound"], init["estimator"] = bound, estimator
-        trained_text = f"trained with {describe_component(bound)}, reported with {describe_component(trained_reporting)}"
+        trained_text = (f"trained with {describe_component(bound)}, "
+                        f"reported with {describe_component(trained_reporting)}")
         if wanted is None or wanted == trained_reporting:
             info.append(f"{path}: critic, bound and estimator from the checkpoint ({trained_text})")
         else:
@@ -171,8 +171,3 @@ def check_state_matches(model_state: Mapping[str, Any], checkpoint_shapes: Mappi
     raise CheckpointError(
         f"ckpt_path: the model the config builds for {subcommand} does not match the checkpoint {path!r}: "
         + "; ".join(lines) + ". Use the config the checkpoint was trained with (its run directory's config.yaml)")
-
-
-def shapes_of(state_dict: Optional[Mapping[str, Any]]) -> dict[str, tuple]:
-    """``{name: shape}`` of a state dict's tensors (memory-mapped tensors are not read)."""
-    return {k: tuple(v.shape) for k, v in (state_dict or {}).items() if hasattr(v, "shape")}

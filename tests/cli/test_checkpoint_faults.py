@@ -196,7 +196,8 @@ def reference(tmp_path_factory) -> dict[str, dict[int, float]]:
     return read_scalars(str(directory / "logs" / "mi" / "version_0"))
 
 
-def _killed_fit(tmp_path: Path, log_dir: Path, fault: str = "", extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _killed_fit(tmp_path: Path, log_dir: Path, fault: str = "",
+                extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     (tmp_path / "faults.py").write_text(FAULTS)
     (tmp_path / "killer.py").write_text(KILL_AT_STEP)
     config = write_config(tmp_path, log_dir)

@@ -104,16 +104,23 @@ def test_a_fit_test_and_predict_print_nothing_but_the_allowed_lines(tmp_path):
         assert "hp_metric" not in read_scalars(str(tmp_path / "mi" / directory)), directory
 
 
-def test_the_threads_setting_reaches_torch(tmp_path):
+def test_the_threads_setting_reaches_torch_before_anything_runs(tmp_path):
     code = textwrap.dedent(f"""
-        import torch
-        from pdlightning.cli.main import build_cli
-        build_cli({['-c', GAUSSIAN, '--threads=3']!r}, run=False)
+        import os, torch
+        from pdlightning.cli.main import DEFAULT_THREADS, build_cli
+        args = {['-c', GAUSSIAN]!r}
+        torch.set_num_threads(2)
+        build_cli(args, run=False)  # from Python: the caller's setting stays
+        assert torch.get_num_threads() == 2, torch.get_num_threads()
+        build_cli(args, run=False, default_threads=DEFAULT_THREADS)  # what the pdlightning command does
+        assert torch.get_num_threads() == DEFAULT_THREADS == 1, torch.get_num_threads()
+        build_cli([*args, '--threads=3'], run=False, default_threads=DEFAULT_THREADS)
         assert torch.get_num_threads() == 3, torch.get_num_threads()
-        build_cli({['-c', GAUSSIAN]!r}, run=False)
-        assert torch.get_num_threads() == 1, torch.get_num_threads()
+        os.environ["PDLIGHTNING_THREADS"] = "2"
+        build_cli(args, run=False, default_threads=DEFAULT_THREADS)
+        assert torch.get_num_threads() == 2, torch.get_num_threads()
         """)
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PDLIGHTNING_THREADS": ""}
+    env = {**os.environ, "OMP_NUM_THREADS": "4", "PDLIGHTNING_THREADS": ""}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
