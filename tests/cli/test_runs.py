@@ -213,7 +213,7 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
     err = lightning_log.text
     assert isinstance(cli.model.bound, NWJ) and cli.model.estimator is None
     assert cli.model.critic.first.out_features == 16  # the trained critic, not the config's 2 x 256
-    assert "(NWJ)" in out and "SMILE" not in out
+    assert "Held-out MI, reported by NWJ:" in err and "SMILE" not in out + err
     assert "critic, bound and estimator from the checkpoint (trained with NWJ, reported with NWJ)" in err
     assert os.path.isdir(tmp_path / "mi" / "version_0" / "test")  # next to the run, no new version
     assert sorted(os.listdir(tmp_path / "mi")) == ["version_0"]
@@ -222,11 +222,11 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
                      "--trainer.callbacks+=pdlightning.applications.PMIWriter"])
     assert isinstance(cli.model.bound, NWJ) and cli.model.reporting_bound is cli.model.bound
     rows = (tmp_path / "mi" / "version_0" / "predict" / "pmi.csv").read_text().splitlines()
-    assert rows[0] == "row,pmi" and len(rows) == 1 + 2 * 64
+    assert rows[0] == "row,mi,pmi" and len(rows) == 1 + 2 * 64
     assert sorted(os.listdir(tmp_path / "mi")) == ["version_0"]
 
 
-def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd):
+def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd, lightning_log):
     build_cli(["fit", "-c", GAUSSIAN, "-c", NWJ_FRAGMENT, *gaussian_args(tmp_path),
                "--model.init_args.critic.init_args.hidden_dims=[16]"])
     ckpt = str(tmp_path / "mi" / "version_0" / "checkpoints" / "last.ckpt")
@@ -235,7 +235,7 @@ def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd):
         cli = build_cli(["test", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
                          "--model.init_args.estimator=pdlightning.bounds.DV"])
     assert isinstance(cli.model.bound, NWJ) and isinstance(cli.model.estimator, DV)
-    assert "(DV)" in capfd.readouterr().out
+    assert "reported by DV (trained with NWJ)" in lightning_log.text
     smile = str(REPO / "configs" / "mi" / "bounds" / "smile.yaml")  # a bound fragment is explicit too
     with pytest.warns(UserWarning, match=r"reporting with SMILE\(tau=5.0\)"):
         cli = build_cli(["test", "-c", GAUSSIAN, "-c", smile, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}"])
