@@ -21,6 +21,8 @@ import pdlightning.data  # noqa: F401
 import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
 
+from .configs import PackagedConfigs
+
 __all__ = ["PDLightningCLI", "ResumeCheckpoint", "build_cli", "main", "find_last_checkpoint"]
 
 #: every ``fit`` saves ``<logger dir>/version_N/checkpoints/last.ckpt`` this often (``--checkpoint.*``).
@@ -77,7 +79,7 @@ def find_last_checkpoint(log_root: str) -> Optional[tuple[int, str]]:
     return max(found) if found else None
 
 
-class PDLightningCLI(LightningCLI):
+class PDLightningCLI(PackagedConfigs, LightningCLI):
     """LightningCLI with subclass mode for model and data; optimisers come from the module's
     ``optimizer``/``scheduler`` arguments (YAML ``class_path``).
 
