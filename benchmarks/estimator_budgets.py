@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
-import importlib
 import math
 import os
 import shutil
@@ -28,7 +26,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import yaml
 
@@ -38,22 +36,6 @@ ESTIMATORS = ("infonce", "nwj", "smile_tau1", "smile_tau5", "smile_tauinf", "rem
 FIELDS = ("estimator", "steps_per_level", "seed", "true_mi", "steps", "mean", "bias", "variance", "mse", "seconds")
 
 
-def build(spec: Any, partial: Sequence[str] = ("optimizer", "scheduler")) -> Any:
-    """Instantiate a ``{class_path, init_args}`` spec, recursively (plain values pass through); the
-    ``partial`` keys become factories (``optimizer: Adam(lr)`` -> ``params -> Adam(params, lr)``), as
-    the CLI makes them."""
-    if isinstance(spec, dict) and "class_path" in spec:
-        module, name = spec["class_path"].rsplit(".", 1)
-        kwargs = {k: (functools.partial(build(v["class_path"], ()), **v.get("init_args", {}))
-                      if k in partial and isinstance(v, dict) else build(v))
-                  for k, v in (spec.get("init_args") or {}).items()}
-        return getattr(importlib.import_module(module), name)(**kwargs)
-    if isinstance(spec, str) and "." in spec and spec.split(".")[0] == "torch":
-        module, name = spec.rsplit(".", 1)
-        return getattr(importlib.import_module(module), name)
-    return spec
-
-
 def run(estimator: str, steps_per_level: int, seed: int, levels: Sequence[float], accelerator: str,
         configs: str) -> list[dict]:
     """One staircase run; the per-level statistics of its raw training estimates."""
@@ -61,6 +43,7 @@ def run(estimator: str, steps_per_level: int, seed: int, levels: Sequence[float]
     import torch
 
     from pdlightning.callbacks import BiasVarianceMSE
+    from pdlightning.runner.config import instantiate
 
     torch.set_num_threads(1)
     tmp = tempfile.mkdtemp(prefix="budgets-")  # the callback's files of this run; only its statistics are kept
@@ -71,7 +54,8 @@ def run(estimator: str, steps_per_level: int, seed: int, levels: Sequence[float]
     data_spec = yaml.safe_load((root / "mi" / "gaussian.yaml").read_text())["data"]
     data_spec["init_args"].update(mi_schedule=list(levels), steps_per_level=steps_per_level, seed=seed)
     L.seed_everything(seed, verbose=False)
-    model, data = build(model_spec), build(data_spec)
+    model = instantiate(model_spec, L.LightningModule)
+    data = instantiate(data_spec, L.LightningDataModule)
     recorder = BiasVarianceMSE(output_dir=None, verbose=False)
     trainer = L.Trainer(max_steps=steps_per_level * len(levels), max_epochs=1, logger=False, default_root_dir=tmp,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -91,7 +91,8 @@ def test_every_ssl_dataset_is_one_base_and_the_objectives_are_bound_fragments():
 
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
 def test_demo_base_plus_objective_instantiates_in_its_own_run_directory(objective, tmp_path):
-    cli = build_cli(["-c", str(CONFIGS / "ssl" / "demo.yaml"), "-c", str(CONFIGS / "ssl" / "objectives" / f"{objective}.yaml"),
+    objective_file = CONFIGS / "ssl" / "objectives" / f"{objective}.yaml"
+    cli = build_cli(["-c", str(CONFIGS / "ssl" / "demo.yaml"), "-c", str(objective_file),
                      f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
     assert isinstance(cli.model, ContrastiveSSLModule) and type(cli.model.bound).__name__ == OBJECTIVES[objective]
     assert cli.trainer.logger.name == f"ssl/demo/{objective}"  # as before the configs composed

@@ -83,7 +83,7 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
             grid = "staircase_grid.png" if index == 0 else f"staircase_grid_{index + 1}.png"
             staircase_grid(results, estimators, tasks, critics, out / grid)
     write_results_csv(all_results, out / "results.csv", burn_in)
-    markdown = sections[0]
+    markdown = sections[0] if all_results else f"# MI estimator benchmark\n\nNo finished runs under {out} yet.\n"
     if len(sections) > 1:
         budgets = "; ".join(f"({i + 1}) {Budget.from_json(json.loads(key)).describe()}: {len(runs)} runs"
                             for i, (key, runs) in enumerate(ordered))
@@ -127,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except (BudgetMismatch, FileNotFoundError) as exc:  # another budget in --out, no configs
             parser().error(str(exc))
     render(args.out, args.burn_in, log)
-    print(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}", flush=True)
+    log(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}")
     return 0
 
 

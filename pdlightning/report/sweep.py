@@ -103,8 +103,9 @@ def plan(names: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
 def to_run(spec: RunSpec, budget: Budget, configs: Path) -> Run:
     """The `pdlightning fit` command of one report run."""
     files = [configs / TASKS[spec.task], configs / "mi" / "bounds" / f"{spec.estimator}.yaml"]
-    if CRITICS[spec.critic] is not None:
-        files.append(configs / CRITICS[spec.critic])
+    critic = CRITICS[spec.critic]
+    if critic is not None:
+        files.append(configs / critic)
     levels = "[" + ", ".join(f"{v:g}" for v in budget.levels) + "]"
     return Run(spec.run_id, tuple(map(str, files)), (
         f"--seed_everything={budget.seed}",

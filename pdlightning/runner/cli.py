@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from pdlightning.cli.configs import resolve_config, resolve_config_args
 
@@ -18,7 +18,7 @@ def config_path(value: Any) -> str:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
 
-    def error(message: str) -> None:
+    def error(message: str) -> NoReturn:
         raise FileNotFoundError(message)
 
     return resolve_config(str(value), error)[0]

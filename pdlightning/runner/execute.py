@@ -53,7 +53,7 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
         cli = build_cli(run.args(Path(run_dir)), run=False)
     probe = RunProbe()
-    cli.trainer.callbacks += [probe, *callbacks]
+    cli.trainer.callbacks += [probe, *callbacks]  # type: ignore[attr-defined]
     start = time.perf_counter()
     status, error = "ok", None
     try:
@@ -67,8 +67,8 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
     reporting = getattr(cli.model, "reporting_bound", None)
     return RunRecord(spec=run.spec, budget=run.budget, status=status, seconds=round(time.perf_counter() - start, 2),
                      steps=int(cli.trainer.global_step), label=probe.label or getattr(reporting, "label", None),
-                     ceiling=probe.ceiling, candidates=probe.candidates, metrics=metrics, command=run.command_in(run_dir),
-                     versions=package_versions(), error=error)
+                     ceiling=probe.ceiling, candidates=probe.candidates, metrics=metrics,
+                     command=run.command_in(run_dir), versions=package_versions(), error=error)
 
 
 def claim(run_dir: Path) -> None:

@@ -64,9 +64,9 @@ def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_
                              "use another --out for another budget")
     records: dict[str, RunRecord] = {}
     for run in runs:
-        record = read_record(out / "runs" / run.run_id)
-        if record is not None and (record.status == "ok" or not retry_failed):
-            records[run.run_id] = record
+        earlier = read_record(out / "runs" / run.run_id)
+        if earlier is not None and (earlier.status == "ok" or not retry_failed):
+            records[run.run_id] = earlier
     total, started = len(runs), 0
     log(f"sweep: {total} runs, {len(records)} finished earlier -> {out}")
     for index, run in enumerate(runs, 1):

@@ -11,7 +11,7 @@ __all__ = ["write_csv", "markdown_table"]
 
 
 def _as_mapping(row: Any) -> Mapping[str, Any]:
-    return dataclasses.asdict(row) if dataclasses.is_dataclass(row) else row
+    return dataclasses.asdict(row) if dataclasses.is_dataclass(row) and not isinstance(row, type) else row
 
 
 def write_csv(rows: Iterable[Any], path: Path, fields: Optional[Sequence[str]] = None) -> None:

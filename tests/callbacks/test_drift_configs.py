@@ -72,7 +72,8 @@ def test_the_old_drift_config_names_compose_the_same_run_with_a_warning(tmp_path
     with pytest.raises(SystemExit):
         build_cli(["fit", "-c", os.path.join(DRIFT, "onehot.yaml"), "-c", os.path.join(BOUNDS, "renwj.yaml"), *args])
     composed = capsys.readouterr().out
-    with pytest.warns(FutureWarning, match=r"onehot_renwj.yaml moved: use -c .*drift/onehot.yaml -c .*mi/bounds/renwj.yaml"):
+    moved = r"onehot_renwj.yaml moved: use -c .*drift/onehot.yaml -c .*mi/bounds/renwj.yaml"
+    with pytest.warns(FutureWarning, match=moved):
         with pytest.raises(SystemExit):
             build_cli(["fit", "-c", os.path.join(DRIFT, "onehot_renwj.yaml"), *args])
     assert capsys.readouterr().out == composed

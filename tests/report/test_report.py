@@ -179,7 +179,8 @@ def test_a_new_bound_is_one_class_and_one_fragment_for_the_report(tmp_path):
     Bound.label; the run record carries that label and the bound's own value ceiling."""
     from pdlightning.report import estimators
 
-    configs = _configs_with(tmp_path, {"toy_dv": "class_path: tests.report.toy_bound.ToyBound\ninit_args: {scale: 2.0}"})
+    toy = "class_path: tests.report.toy_bound.ToyBound\ninit_args: {scale: 2.0}"
+    configs = _configs_with(tmp_path, {"toy_dv": toy})
     found = estimators(configs)
     assert "toy_dv" in found and found["toy_dv"].label == "Toy(s=2)" and found["toy_dv"].settles_at is None
     assert "toy_dv" not in estimators() and set(estimators()) <= set(found)
