@@ -30,7 +30,10 @@ OBJECTIVES = {"cpc": "InfoNCE", "pcc": "ProbabilisticClassifier", "drfc": "Densi
 COMBINATIONS = (
     [("mi/gaussian.yaml",), ("mi/cubic.yaml",), ("mi/demo.yaml",), ("drift/onehot.yaml",),
      ("retrieval/mfeat.yaml",), ("retrieval/paired_features.yaml",), ("consistency/mnist.yaml",),
-     ("consistency/mnist.yaml", "consistency/cpu.yaml"), ("mi/gaussian.yaml", "report/separable_critic.yaml")]
+     ("consistency/mnist.yaml", "consistency/cpu.yaml"), ("mi/gaussian.yaml", "report/separable_critic.yaml"),
+     ("mi/gaussian.yaml", "mi/ensemble/table2.yaml"), ("mi/cubic.yaml", "mi/ensemble/protocol.yaml"),
+     ("mi/gaussian.yaml", "mi/ensemble/seeds.yaml"),
+     ("mi/cubic.yaml", "mi/ensemble/table2.yaml", "mi/ensemble/separable.yaml")]
     + [("mi/gaussian.yaml", f"mi/bounds/{p.name}") for p in sorted((CONFIGS / "mi" / "bounds").glob("*.yaml"))]
     + [(f"ssl/{d}.yaml",) for d in SSL_DATASETS]
     + [("ssl/demo.yaml", f"ssl/objectives/{o}.yaml") for o in OBJECTIVES]
