@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
+
+from pdlightning.results import package_versions
 
 __all__ = ["RunRecord", "read_record", "read_records", "write_record", "package_versions"]
 
@@ -90,17 +90,6 @@ def write_record(run_dir: Path, record: RunRecord) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, run_dir / "run.json")
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of what a run ran on (recorded in every ``run.json``)."""
-    versions = {"python": platform.python_version()}
-    for name in ("pdlightning", "torch", "lightning"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def as_json(value: Any) -> Any:
