@@ -42,6 +42,7 @@ import pdlightning.data  # noqa: F401
 import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
 
+from .configs import PackagedConfigs, resolve_config_args
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, read_checkpoint
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
@@ -253,7 +254,7 @@ def resolve_threads(threads: Optional[int], default: Optional[int] = DEFAULT_THR
     return threads
 
 
-class PDLightningCLI(LightningCLI):
+class PDLightningCLI(PackagedConfigs, LightningCLI):
     """LightningCLI with subclass mode for model and data; optimisers come from the module's
     ``optimizer``/``scheduler`` arguments (YAML ``class_path``). See the module docstring for what it
     adds; the arguments it adds to every subcommand:
@@ -289,8 +290,11 @@ class PDLightningCLI(LightningCLI):
 
     # ------------------------------------------------------------------------------ parsing
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        self._raw_args = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(
+        raw = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(
             args, dict) and not hasattr(args, "as_dict") else []
+        # with packaged config names resolved to files, so that a packaged bound fragment given to `test`
+        # is seen as the explicit reporting bound it is
+        self._raw_args = resolve_config_args(raw, parser.error)[0] if raw else []
         super().parse_arguments(parser, args)
         config = self._subconfig()
         self._random_seed = config.get("seed_everything") is True  # drawn per invocation by _set_seed

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -10,10 +9,12 @@ from typing import Iterable, Optional
 import numpy as np
 
 from pdlightning.callbacks import EstimateStream, level_statistics
+from pdlightning.runner import RunRecord, read_records, write_csv
 
-from .sweep import ESTIMATORS, RunRecord, RunSpec
+from .estimators import label_of
+from .sweep import Budget, RunSpec, record_spec
 
-__all__ = ["ResultRow", "RunResult", "load_results", "write_results_csv"]
+__all__ = ["ResultRow", "RunResult", "finished_runs", "load_results", "write_results_csv", "lookup"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ResultRow:
     variance: float
     mse: float
     status: str
+    steps_per_level: Optional[int] = None
 
 
 @dataclass
@@ -40,19 +42,34 @@ class RunResult:
 
     @property
     def label(self) -> str:
-        return ESTIMATORS[self.spec.estimator].label
+        return label_of(self.spec.estimator, self.record.label)
+
+    @property
+    def budget(self) -> Budget:
+        return Budget.from_json(self.record.budget)
 
     def rows(self, burn_in: float = 0.0) -> list[ResultRow]:
         stats = level_statistics(self.estimates, self.true_mi, burn_in)
         return [ResultRow(self.spec.task, self.spec.critic, self.spec.estimator, s.true_mi, s.steps, s.mean,
-                          s.bias, s.variance, s.mse, self.record.status) for s in stats]
+                          s.bias, s.variance, s.mse, self.record.status, self.budget.steps_per_level) for s in stats]
 
 
-def load_results(out: Path, records: dict[RunSpec, RunRecord]) -> list[RunResult]:
-    """The stream of every recorded run (runs without a stream are left out)."""
+def finished_runs(out: Path) -> dict[str, tuple[RunSpec, RunRecord]]:
+    """Every finished report run on disk under ``out/runs``, by directory name (records of other
+    sweeps are left out; old estimator keys are read as the current ones)."""
+    found = {}
+    for name, record in read_records(out).items():
+        spec = record_spec(record)
+        if spec is not None:
+            found[name] = (spec, record)
+    return found
+
+
+def load_results(out: Path, runs: dict[str, tuple[RunSpec, RunRecord]]) -> list[RunResult]:
+    """The stream of every finished run (runs without a stream are left out)."""
     results = []
-    for spec, record in records.items():
-        path = out / "runs" / spec.run_id / "estimates.csv"
+    for name, (spec, record) in runs.items():
+        path = Path(out) / "runs" / name / "estimates.csv"
         if not path.exists():
             continue
         steps, true_mi, estimates = EstimateStream.from_csv(str(path)).arrays()
@@ -62,11 +79,7 @@ def load_results(out: Path, records: dict[RunSpec, RunRecord]) -> list[RunResult
 
 def write_results_csv(results: Iterable[RunResult], path: Path, burn_in: float = 0.0) -> list[ResultRow]:
     rows = [row for result in results for row in result.rows(burn_in)]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(list(ResultRow.__dataclass_fields__))
-        for row in rows:
-            writer.writerow([getattr(row, name) for name in ResultRow.__dataclass_fields__])
+    write_csv(rows, path, list(ResultRow.__dataclass_fields__))
     return rows
 
 

@@ -1,19 +1,28 @@
 """The markdown report: bias / variance / MSE per MI level in the layout of Song & Ermon's Table 2
 (one block per metric, estimators as rows, Gaussian then Cubic levels as columns; biases as
-absolute values), one table per critic, and our numbers next to the published ones."""
+absolute values), one table per critic, and our numbers next to the published ones.
+
+Published rows: Song & Ermon, "Understanding the Limitations of Variational Mutual Information
+Estimators" (ICLR 2020), Table 2, and ReMINE (Choi & Lee, AAAI 2022) with lambda = 1 (see
+:mod:`pdlightning.report.targets`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
+from pdlightning.runner import markdown_table
+
+from .estimators import DOCUMENTED, label_of
 from .results import ResultRow, RunResult, lookup
-from .sweep import ESTIMATORS, Budget
-from .targets import TABLE2
+from .sweep import Budget
+from .targets import TABLE2, TABLE2_LEVELS
 
-__all__ = ["table2_markdown", "comparison_markdown", "report_markdown"]
+__all__ = ["table2_markdown", "comparison_markdown", "report_markdown", "SHORT"]
 
 _METRICS = (("bias", "Bias (abs)"), ("variance", "Var"), ("mse", "MSE"))
+#: the mark of a row whose levels were shorter than the estimator's documented budget.
+SHORT = "†"
 
 
 def _cell(value: float | None) -> str:
@@ -35,72 +44,86 @@ def _levels(rows: Sequence[ResultRow]) -> list[float]:
     return sorted({row.true_mi for row in rows})
 
 
-def table2_markdown(rows: Sequence[ResultRow], critic: str, estimators: Sequence[str], tasks: Sequence[str]) -> str:
+def short_estimators(estimators: Sequence[str], steps_per_level: int) -> list[str]:
+    """The estimators whose documented budget is longer than ``steps_per_level``."""
+    return [e for e in estimators if e in DOCUMENTED and (DOCUMENTED[e].settles_at or 0) > steps_per_level]
+
+
+def table2_markdown(rows: Sequence[ResultRow], critic: str, estimators: Sequence[str], tasks: Sequence[str],
+                    labels: Optional[Mapping[str, str]] = None, short: Sequence[str] = ()) -> str:
+    """One critic's table; ``labels`` overrides row labels, estimators in ``short`` are marked."""
     levels = _levels(rows)
     header = ["", "estimator"] + [f"{task.capitalize()} {level:g}" for task in tasks for level in levels]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = []
     for metric, name in _METRICS:
         for i, estimator in enumerate(estimators):
             cells = [_cell(_metric(lookup(rows, task, critic, estimator, level), metric))
                      for task in tasks for level in levels]
             failed = any(r.status == "failed" for r in rows if (r.critic, r.estimator) == (critic, estimator))
-            label = ESTIMATORS[estimator].label + (" (diverged)" if failed else "")
-            lines.append("| " + " | ".join([f"**{name}**" if i == 0 else "", label] + cells) + " |")
-    return "\n".join(lines) + "\n"
+            label = (labels or {}).get(estimator) or label_of(estimator)
+            label += (f" {SHORT}" if estimator in short else "") + (" (diverged)" if failed else "")
+            lines.append([f"**{name}**" if i == 0 else "", label] + cells)
+    return markdown_table(header, lines)
 
 
 def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], tasks: Sequence[str]) -> str:
     """Joint-critic cells as ``ours / paper`` wherever the paper has the row (SMILE Table 2, ReMINE)."""
-    levels = [level for level in _levels(rows)]
+    levels = _levels(rows)
     lines = []
     for task in tasks:
         published = TABLE2.get(task, {})
         names = [e for e in estimators if e in published]
         if not names:
             continue
-        header = ["", "estimator"] + [f"{level:g}" for level in levels]
-        lines += [f"#### {task.capitalize()}, joint critic: ours / paper", "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        body = []
         for metric, name in _METRICS:
             for i, estimator in enumerate(names):
                 cells = []
                 for level in levels:
                     ours = _metric(lookup(rows, task, "joint", estimator, level), metric)
-                    paper = dict(zip((2.0, 4.0, 6.0, 8.0, 10.0), published[estimator][metric])).get(level)
+                    paper = dict(zip(TABLE2_LEVELS, published[estimator][metric])).get(level)
                     cells.append(f"{_cell(ours)} / {_cell(paper)}")
-                lines.append("| " + " | ".join([f"**{name}**" if i == 0 else "", ESTIMATORS[estimator].label]
-                                                + cells) + " |")
-        lines.append("")
+                body.append([f"**{name}**" if i == 0 else "", label_of(estimator)] + cells)
+        header = ["", "estimator"] + [f"{level:g}" for level in levels]
+        lines += [f"#### {task.capitalize()}, joint critic: ours / paper", "", markdown_table(header, body)]
     return "\n".join(lines)
 
 
 def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], budget: Budget,
                     estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
                     burn_in: float = 0.0) -> str:
-    protocol = budget.steps_per_level == 4000 and tuple(budget.levels) == (2.0, 4.0, 6.0, 8.0, 10.0)
+    """The report of runs that share one ``budget`` (the one their ``run.json`` recorded)."""
+    labels = {r.spec.estimator: r.label for r in results}
+    short = short_estimators(estimators, budget.steps_per_level)
     lines = [
         "# MI estimator benchmark: bias / variance / MSE per MI level",
         "",
         f"Correlated Gaussian / Cubic, d = 20, batch {budget.batch_size}, levels "
         f"{', '.join(f'{v:g}' for v in budget.levels)} nats, **{budget.steps_per_level} steps per level**"
-        + (" (the papers' protocol)." if protocol else " (a reduced budget; the papers use 4,000).")
+        + (" (the papers' protocol)." if budget.is_protocol else
+           " (not the papers' protocol of 4,000 steps at 2, 4, 6, 8, 10 nats, batch 64).")
         + f" Seed {budget.seed}. Statistics over the raw per-step training estimates of each level"
         + (" (no burn-in), as Song & Ermon's Table 2" if burn_in == 0 else
            f" after leaving out the first {burn_in:.0%} of each level's steps (the papers use none)")
         + "; biases are absolute values.",
         "",
     ]
+    if short:
+        needs = ", ".join(f"{label_of(e)} {DOCUMENTED[e].settles_at}" for e in short)
+        lines += [f"{SHORT} Levels shorter than the steps per level this estimator needs on the protocol before its "
+                  f"statistics settle (README, \"Budgets\"): {needs}. Read those rows as under-trained.", ""]
     for critic in critics:
         if any(r.critic == critic for r in rows):
-            lines += [f"## {critic.capitalize()} critic", "", table2_markdown(rows, critic, estimators, tasks)]
+            lines += [f"## {critic.capitalize()} critic", "",
+                      table2_markdown(rows, critic, estimators, tasks, labels, short)]
     comparison = comparison_markdown(rows, estimators, tasks)
     if comparison:
-        lines += ["## Against the published rows (SMILE Table 2; ReMINE λ=1 from DESIGN.md)", "", comparison]
+        lines += ["## Against the published rows (SMILE Table 2; ReMINE λ=1)", "", comparison]
     failed = [r for r in results if r.record.status != "ok"]
     if failed:
         lines += ["## Runs that stopped", ""]
         lines += [f"- {r.spec.run_id}: {r.record.error} (after {r.record.steps} steps)" for r in failed]
         lines.append("")
-    lines += ["## Runs", "", "| run | status | steps | seconds |", "|---|---|---|---|"]
-    lines += [f"| {r.spec.run_id} | {r.record.status} | {r.record.steps} | {r.record.seconds:.0f} |" for r in results]
+    lines += ["## Runs", "", markdown_table(["run", "status", "steps", "seconds"], [
+        [r.spec.run_id, r.record.status, r.record.steps, f"{r.record.seconds:.0f}"] for r in results])]
     return "\n".join(lines) + "\n"

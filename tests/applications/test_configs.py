@@ -132,6 +132,7 @@ def test_consistency_sweep_configs(sweep, tmp_path):
 @pytest.mark.parametrize("table", ["configs/slb/table_mnist.yaml", "configs/clb/table_mnist.yaml"])
 def test_benchmark_table_configs(table, tmp_path):
     config = yaml.safe_load(open(table))
+    config["losses"] = yaml.safe_load(open(os.path.join(os.path.dirname(table), config["losses"])))  # the shared file
     assert set(config["losses"]) == {"MINE", "SMILE", "InfoNCE", "NWJ", "TUBA", "JS"}
     for forms in config["losses"].values():
         assert set(forms) == {"original", "regularized"}
