@@ -27,7 +27,7 @@ def quiet(tmp_path, steps: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("fragment", ["smile.yaml", "pd_classifier.yaml"])
+@pytest.mark.parametrize("fragment", ["smile_tau5.yaml", "pd_classifier.yaml"])
 def test_short_fit_at_two_nats_converges_within_0_3(fragment, tmp_path):
     steps = 1500
     cli = build_cli([

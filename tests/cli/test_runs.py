@@ -236,7 +236,7 @@ def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd, lig
                          "--model.init_args.estimator=pdlightning.bounds.DV"])
     assert isinstance(cli.model.bound, NWJ) and isinstance(cli.model.estimator, DV)
     assert "reported by DV (trained with NWJ)" in lightning_log.text
-    smile = str(REPO / "configs" / "mi" / "bounds" / "smile.yaml")  # a bound fragment is explicit too
+    smile = str(REPO / "configs" / "mi" / "bounds" / "smile_tau5.yaml")  # a bound fragment is explicit too
     with pytest.warns(UserWarning, match=r"reporting with SMILE\(tau=5.0\)"):
         cli = build_cli(["test", "-c", GAUSSIAN, "-c", smile, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}"])
     assert isinstance(cli.model.bound, NWJ) and isinstance(cli.model.estimator, SMILE)
