@@ -26,7 +26,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "mean_interval", "Unit"]
+__all__ = ["Interval", "mean_interval", "Unit", "count_of"]
 
 Unit = Literal["pair", "batch", "seed"]
 #: below this many units the interval is Student's t instead of a bootstrap.
@@ -54,11 +54,21 @@ class Interval:
                 data[key] = None  # JSON has no NaN
         return data
 
+    @property
+    def count(self) -> str:
+        """``"512 pairs"``, ``"8 batches"``, ``"1 seed"``."""
+        return count_of(self.n, self.unit)
+
     def describe(self) -> str:
         if self.n < 2:
-            return f"{self.estimate:.3f} (n = 1 {self.unit}: no interval)"
-        return (f"{self.estimate:.3f} ± {self.stderr:.3f} [{self.low:.3f}, {self.high:.3f}] "
-                f"(n = {self.n} {self.unit}s, {self.method})")
+            return f"{self.estimate:.3f} (n = {self.count}: no interval)"
+        return f"{self.estimate:.3f} ± {self.stderr:.3f} [{self.low:.3f}, {self.high:.3f}] (n = {self.count}, {self.method})"
+
+
+def count_of(n: int, unit: str) -> str:
+    """``n`` units in words: ``"8 batches"``, ``"1 pair"``."""
+    plural = {"batch": "batches"}.get(unit, unit + "s")
+    return f"{n} {unit if n == 1 else plural}"
 
 
 def mean_interval(values: Sequence[float] | np.ndarray, unit: Unit, confidence: float = 0.95,

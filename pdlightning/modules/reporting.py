@@ -69,7 +69,7 @@ def results_table(results: Sequence[EstimateResult], title: str) -> str:
             spread = f"{iv.stderr:8.3f} {f'[{iv.low:.3f}, {iv.high:.3f}]':>19}"
         else:
             spread = f"{'-':>8} {'n = 1: none':>19}"
-        lines.append(f"{who}{true} {iv.estimate:9.3f} {spread} {f'{iv.n} {iv.unit}s':>10} {bias}   "
+        lines.append(f"{who}{true} {iv.estimate:9.3f} {spread} {iv.count:>10} {bias}   "
                      f"{r.weights if r.group is None else 'across seeds'}" + (f"; {r.label}" if members else ""))
     lines.append("intervals: percentile bootstrap of the mean over held-out pairs (plug-in estimators) or "
                  "batches (bounds with in-batch negatives), Student t over seeds; see pdlightning.uncertainty")

@@ -37,7 +37,12 @@ def parser() -> argparse.ArgumentParser:
                    help="training steps per MI level (budget; default 4000, the papers' protocol)")
     p.add_argument("--levels", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0], help="MI levels in nats")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="base seed (replicate s trains from seed + s)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="replicate seeds per estimator (each its own critic seed and data stream); the tables give "
+                        "the mean ± standard error across seeds")
+    p.add_argument("--single-fits", action="store_true",
+                   help="one fit per estimator instead of one vectorised ensemble per task and critic")
     p.add_argument("--estimators", nargs="+", default=list(DEFAULT_ESTIMATORS),
                    help="report rows: fragment names of <configs>/mi/bounds/, or 'all' "
                         f"(default: {' '.join(DEFAULT_ESTIMATORS)})")
@@ -60,7 +65,7 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
     ``out``; return the markdown. Runs are grouped by their recorded budget: one report section (and
     one grid) per budget, with a warning when there is more than one."""
     from .grid import staircase_grid
-    from .results import finished_runs, load_results, write_results_csv
+    from .results import finished_runs, held_out_results, load_results, write_results_csv
     from .tables import report_markdown
 
     out = Path(out)
@@ -78,7 +83,8 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
         estimators = order([r.spec.estimator for r in results])
         tasks = [t for t in TASKS if any(r.spec.task == t for r in results)]
         critics = [c for c in CRITICS if any(r.spec.critic == c for r in results)]
-        sections.append(report_markdown(results, rows, budget, estimators, tasks, critics, burn_in))
+        sections.append(report_markdown(results, rows, budget, estimators, tasks, critics, burn_in,
+                                        held_out_results(out, runs)))
         if results:
             grid = "staircase_grid.png" if index == 0 else f"staircase_grid_{index + 1}.png"
             staircase_grid(results, estimators, tasks, critics, out / grid)
@@ -123,8 +129,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if not args.render_only:
         try:
-            run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log)
-        except (BudgetMismatch, FileNotFoundError) as exc:  # another budget in --out, no configs
+            run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log,
+                      ensemble=not args.single_fits, seeds=args.seeds)
+        except (BudgetMismatch, FileNotFoundError, ValueError) as exc:  # another budget in --out, no configs
             parser().error(str(exc))
     render(args.out, args.burn_in, log)
     log(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}")

@@ -151,8 +151,13 @@ def run_sweep(
     max_runs: Optional[int] = None,
     retry_failed: bool = False,
     log: Callable[[str], None] = print,
-) -> dict[RunSpec, RunRecord]:
+    ensemble: bool = False,
+    seeds: int = 1,
+) -> dict:
     """Run every spec not finished under ``budget`` in ``out/runs``; at most ``max_runs`` new runs.
+
+    With ``ensemble`` the specs of each (task, critic) run as one vectorised ensemble fit holding every
+    estimator and ``seeds`` replicate seeds (:mod:`.ensemble`); otherwise one fit per spec (one seed).
 
     Raises if ``out`` holds runs of another budget (mixing them would corrupt the tables). Runs
     that another live sweep process has claimed (``owner.pid``) or finished are skipped, so sweeps
@@ -162,12 +167,35 @@ def run_sweep(
     configs = Path(configs) if configs is not None else default_configs_dir()
     if not (configs / TASKS["gaussian"]).is_file():
         raise FileNotFoundError(f"configs: {configs} has no mi/gaussian.yaml; pass --configs <folder of the configs>")
+    if ensemble:
+        return _run_ensembles(specs, budget, Path(out), configs, seeds, max_runs, retry_failed, log)
+    if seeds != 1:
+        raise ValueError("seeds: replicate seeds run as ensembles; drop --single-fits or run one seed per --seed")
     runs = [to_run(spec, budget, configs) for spec in specs]
     by_id = {run.run_id: spec for run, spec in zip(runs, specs)}
     log(f"budget: {budget.describe()} ({budget.total_steps} steps per run)")
     records = run_all(runs, Path(out), lambda run, run_dir: run_one(by_id[run.run_id], budget, configs, run_dir),
                       max_runs=max_runs, retry_failed=retry_failed, log=log)
     return {by_id[run_id]: record for run_id, record in records.items()}
+
+
+def _run_ensembles(specs: Sequence[RunSpec], budget: Budget, out: Path, configs: Path, seeds: int,
+                   max_runs: Optional[int], retry_failed: bool, log: Callable[[str], None]) -> dict:
+    """One ensemble fit per (task, critic) holding every estimator x seed (:mod:`.ensemble`)."""
+    from .ensemble import EnsembleSpec, run_ensemble, to_ensemble_run
+
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f"seeds: expected an integer >= 1, got {seeds!r}")
+    cells: dict[tuple[str, str], list[RunSpec]] = {}
+    for spec in specs:
+        cells.setdefault((spec.task, spec.critic), []).append(spec)
+    runs = []
+    for (task, critic), members in cells.items():
+        ensemble = EnsembleSpec(task, critic, tuple(m.estimator for m in members), seeds)
+        runs.append(to_ensemble_run(ensemble, budget, configs, to_run(members[0], budget, configs)))
+    log(f"budget: {budget.describe()} ({budget.total_steps} steps per run); {len(runs)} ensemble fits of "
+        f"{len(specs) // max(len(runs), 1)} estimators x {seeds} seeds")
+    return run_all(runs, out, run_ensemble, max_runs=max_runs, retry_failed=retry_failed, log=log)
 
 
 def _write_record(run_dir: Path, record: RunRecord) -> None:

@@ -12,9 +12,10 @@ import math
 from typing import Mapping, Optional, Sequence
 
 from pdlightning.runner import markdown_table
+from pdlightning.uncertainty import count_of
 
 from .estimators import DOCUMENTED, label_of
-from .results import ResultRow, RunResult, lookup
+from .results import ResultRow, RunResult, cell_rows
 from .sweep import Budget
 from .targets import TABLE2, TABLE2_LEVELS
 
@@ -25,19 +26,32 @@ _METRICS = (("bias", "Bias (abs)"), ("variance", "Var"), ("mse", "MSE"))
 SHORT = "†"
 
 
-def _cell(value: float | None) -> str:
+def _cell(value: float | None, stderr: float | None = None) -> str:
     if value is None:
         return "–"
     if not math.isfinite(value):
         return "∞" if value > 0 else "nan"
-    return f"{value:.2f}" if abs(value) < 100 else f"{value:.3g}"
+    text = f"{value:.2f}" if abs(value) < 100 else f"{value:.3g}"
+    if stderr is not None and math.isfinite(stderr):
+        text += f" ± {stderr:.2f}" if abs(stderr) < 100 else f" ± {stderr:.3g}"
+    return text
 
 
-def _metric(row: ResultRow | None, metric: str) -> float | None:
-    if row is None:
-        return None
-    value = getattr(row, metric)
-    return abs(value) if metric == "bias" else value
+def cell_value(rows: Sequence[ResultRow], metric: str) -> tuple[Optional[float], Optional[float]]:
+    """A cell over its seeds: the mean of the metric (the absolute value of the mean bias) and its
+    standard error across seeds (``None`` with one seed: nothing to estimate it from)."""
+    if not rows:
+        return None, None
+    values = [getattr(row, metric) for row in rows]
+    mean = sum(values) / len(values)
+    stderr = None
+    if len(values) > 1 and all(math.isfinite(v) for v in values):
+        stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    return (abs(mean) if metric == "bias" else mean), stderr
+
+
+def _formatted(rows: Sequence[ResultRow], metric: str) -> str:
+    return _cell(*cell_value(rows, metric))
 
 
 def _levels(rows: Sequence[ResultRow]) -> list[float]:
@@ -57,7 +71,7 @@ def table2_markdown(rows: Sequence[ResultRow], critic: str, estimators: Sequence
     lines = []
     for metric, name in _METRICS:
         for i, estimator in enumerate(estimators):
-            cells = [_cell(_metric(lookup(rows, task, critic, estimator, level), metric))
+            cells = [_formatted(cell_rows(rows, task, critic, estimator, level), metric)
                      for task in tasks for level in levels]
             failed = any(r.status == "failed" for r in rows if (r.critic, r.estimator) == (critic, estimator))
             label = (labels or {}).get(estimator) or label_of(estimator)
@@ -80,18 +94,32 @@ def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], ta
             for i, estimator in enumerate(names):
                 cells = []
                 for level in levels:
-                    ours = _metric(lookup(rows, task, "joint", estimator, level), metric)
+                    ours = _formatted(cell_rows(rows, task, "joint", estimator, level), metric)
                     paper = dict(zip(TABLE2_LEVELS, published[estimator][metric])).get(level)
-                    cells.append(f"{_cell(ours)} / {_cell(paper)}")
+                    cells.append(f"{ours} / {_cell(paper)}")
                 body.append([f"**{name}**" if i == 0 else "", label_of(estimator)] + cells)
         header = ["", "estimator"] + [f"{level:g}" for level in levels]
         lines += [f"#### {task.capitalize()}, joint critic: ours / paper", "", markdown_table(header, body)]
     return "\n".join(lines)
 
 
+def _ensemble_id(result: RunResult) -> str:
+    spec = result.record.spec
+    return (f"{spec['task']}-{spec['critic']}: one ensemble fit of {len(spec['estimators'])} estimators x "
+            f"{spec.get('seeds', 1)} seeds")
+
+
+def _seeds_note(results: Sequence[RunResult], budget: Budget) -> str:
+    seeds = sorted({r.seed for r in results})
+    if len(seeds) <= 1:
+        return f" Seed {seeds[0] if seeds else budget.seed} (one seed: n = 1, no standard errors)."
+    return (f" Seeds {', '.join(map(str, seeds))}: each cell is the mean over the {len(seeds)} seeds ± its standard "
+            "error across seeds.")
+
+
 def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], budget: Budget,
                     estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
-                    burn_in: float = 0.0) -> str:
+                    burn_in: float = 0.0, held_out: Optional[Mapping] = None) -> str:
     """The report of runs that share one ``budget`` (the one their ``run.json`` recorded)."""
     labels = {r.spec.estimator: r.label for r in results}
     short = short_estimators(estimators, budget.steps_per_level)
@@ -102,7 +130,7 @@ def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], bud
         f"{', '.join(f'{v:g}' for v in budget.levels)} nats, **{budget.steps_per_level} steps per level**"
         + (" (the papers' protocol)." if budget.is_protocol else
            " (not the papers' protocol of 4,000 steps at 2, 4, 6, 8, 10 nats, batch 64).")
-        + f" Seed {budget.seed}. Statistics over the raw per-step training estimates of each level"
+        + _seeds_note(results, budget) + " Statistics over the raw per-step training estimates of each level"
         + (" (no burn-in), as Song & Ermon's Table 2" if burn_in == 0 else
            f" after leaving out the first {burn_in:.0%} of each level's steps (the papers use none)")
         + "; biases are absolute values.",
@@ -119,11 +147,49 @@ def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], bud
     comparison = comparison_markdown(rows, estimators, tasks)
     if comparison:
         lines += ["## Against the published rows (SMILE Table 2; ReMINE λ=1)", "", comparison]
+    if held_out:
+        lines += ["## Held-out estimates (`pdlightning test`, each level by its own critic)", "",
+                  "Mean ± standard error and the count of independent units from each run's `results.json`: held-out "
+                  "pairs for plug-in estimators, held-out batches for bounds with in-batch negatives, seeds where the "
+                  "run had replicates (see `pdlightning.uncertainty`).", "",
+                  held_out_markdown(held_out, estimators, tasks, critics), ""]
     failed = [r for r in results if r.record.status != "ok"]
     if failed:
         lines += ["## Runs that stopped", ""]
         lines += [f"- {r.spec.run_id}: {r.record.error} (after {r.record.steps} steps)" for r in failed]
         lines.append("")
+    runs = {}
+    for r in results:  # an ensemble run holds several results: list each run once
+        run_id = (r.record.spec or {}).get("run_id") or r.spec.run_id if r.member is None else _ensemble_id(r)
+        runs.setdefault(run_id, r.record)
     lines += ["## Runs", "", markdown_table(["run", "status", "steps", "seconds"], [
-        [r.spec.run_id, r.record.status, r.record.steps, f"{r.record.seconds:.0f}"] for r in results])]
+        [run_id, record.status, record.steps, f"{record.seconds:.0f}"] for run_id, record in runs.items()])]
     return "\n".join(lines) + "\n"
+
+
+def held_out_markdown(held_out: Mapping[tuple[str, str, str, float], Mapping], estimators: Sequence[str],
+                      tasks: Sequence[str], critics: Sequence[str]) -> str:
+    """The runs' ``results.json`` (``pdlightning test`` on held-out batches at every level, each level with
+    its own critic): estimate ± standard error per estimator and level, with the unit count; across
+    seeds where the run had several."""
+    lines = []
+    for critic in critics:
+        for task in tasks:
+            cells = {k: v for k, v in held_out.items() if k[0] == task and k[1] == critic}
+            if not cells:
+                continue
+            levels = sorted({k[3] for k in cells})
+            body = []
+            for estimator in estimators:
+                row = []
+                for level in levels:
+                    result = cells.get((task, critic, estimator, level))
+                    if result is None:
+                        row.append("–")
+                        continue
+                    spread = (f" ± {result['stderr']:.2f}" if result.get("stderr") is not None else "")
+                    row.append(f"{result['estimate']:.2f}{spread} (n = {count_of(result['n'], result['unit'])})")
+                body.append([label_of(estimator)] + row)
+            header = ["estimator"] + [f"{level:g}" for level in levels]
+            lines += [f"#### {task.capitalize()}, {critic} critic", "", markdown_table(header, body)]
+    return "\n".join(lines)

@@ -171,7 +171,7 @@ def _configs_with(tmp_path, fragments: dict[str, str]):
 
 
 TINY_ARGS = ["--steps-per-level", "3", "--levels", "2", "4", "--batch-size", "16", "--tasks", "gaussian",
-             "--critics", "joint"]
+             "--critics", "joint", "--single-fits"]  # the one-fit-per-estimator path (ensembles: test_ensemble.py)
 
 
 def test_a_new_bound_is_one_class_and_one_fragment_for_the_report(tmp_path):
