@@ -244,7 +244,7 @@ def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd, lig
 
 def test_a_critic_that_does_not_match_the_checkpoint_is_a_clear_error(tmp_path):
     build_cli(["fit", "-c", GAUSSIAN, *gaussian_args(tmp_path), "--model.init_args.critic.init_args.hidden_dims=[16]"])
-    ckpt = str(tmp_path / "mi" / "nwj" / "version_0" / "checkpoints" / "last.ckpt")
+    (ckpt,) = (str(path) for path in tmp_path.glob("mi/**/version_0/checkpoints/last.ckpt"))
     with pytest.raises(CheckpointError, match=r"model.init_args.critic: the checkpoint .* was trained with the critic "
                                               r"JointCritic\(.*hidden_dims=\[16\]"):
         build_cli(["test", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
