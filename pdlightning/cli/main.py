@@ -21,6 +21,8 @@ import pdlightning.data  # noqa: F401
 import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
 
+from .links import link_critic_dims
+
 __all__ = ["PDLightningCLI", "ResumeCheckpoint", "build_cli", "main", "find_last_checkpoint"]
 
 #: every ``fit`` saves ``<logger dir>/version_N/checkpoints/last.ckpt`` this often (``--checkpoint.*``).
@@ -92,6 +94,7 @@ class PDLightningCLI(LightningCLI):
         parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
                              "checkpoint.every_n_train_steps": DEFAULT_CHECKPOINT_EVERY})
+        link_critic_dims(parser, self)  # critic x_dim / y_dim from the datamodule when the config leaves them out
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
