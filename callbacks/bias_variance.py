@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from pdlightning.bounds import step_records
 
 from .output import run_directory
-from .stream import EstimateStream
+from .stream import EstimateStream, MemberStreams
 
 __all__ = ["LevelStatistics", "level_statistics", "markdown_table", "write_csv", "BiasVarianceMSE"]
 
@@ -84,13 +84,16 @@ def write_csv(rows: Iterable[LevelStatistics], path: str) -> None:
 
 class BiasVarianceMSE(L.Callback):
     """Collects every training step's reported estimate and the batch's true ``mi``; at fit end logs
-    ``bias_variance/{mean,bias,variance,mse}@<level>`` to every logger and writes
-    ``bias_variance.csv`` and ``bias_variance.md`` (and, with ``save_stream``, the raw
-    ``estimates.csv``: step, true_mi, estimate) to ``output_dir``, and prints the table.
+    ``bias_variance/{mean,bias,variance,mse}@<level>`` (``bias_variance/<member>/...`` for each
+    member of an ensemble) to every logger and writes ``bias_variance.csv`` and ``bias_variance.md``
+    (and, with ``save_stream``, the raw ``estimates.csv``: step, true_mi, estimate) to
+    ``output_dir``, and prints the table(s). Ensembles get one table per member and a ``member``
+    column in the CSV files.
 
     Works with any datamodule whose batches carry ``mi`` (steps without it are ignored). Recording
-    keeps the values on the device (no per-step sync); the stream is checkpointed with the callback
-    state, so a resumed fit reports over all its steps.
+    keeps the values on the device (no per-step sync); the streams are checkpointed with the callback
+    state, so a resumed fit reports over all its steps. Steps skipped for non-finite values are
+    counted and reported under the table.
 
     Args:
         burn_in: fraction of each level's first steps to skip (0, as the papers).
@@ -107,59 +110,92 @@ class BiasVarianceMSE(L.Callback):
         self.output_dir = output_dir
         self.save_stream = save_stream
         self.verbose = verbose
-        self.stream = EstimateStream()
-        self._label = "estimate"
-        #: training steps that produced no estimate (skipped under ``non_finite="skip"``).
+        self.streams = MemberStreams()
+        #: training steps without any record (all members skipped, non-finite loss).
         self.skipped_steps = 0
+
+    def _single(self) -> EstimateStream:
+        members = self.streams.recorded_members() or [None]
+        return self.streams[members[0]]
+
+    @property
+    def stream(self) -> EstimateStream:
+        """The stream of a single module (or of the first member)."""
+        return self._single()
 
     @property
     def estimates(self) -> list[float]:
-        return self.stream.arrays()[2].tolist()
+        return self._single().arrays()[2].tolist()
 
     @property
     def true_mis(self) -> list[float]:
-        return self.stream.arrays()[1].tolist()
+        return self._single().arrays()[1].tolist()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         records = step_records(outputs)
-        if not records or all(r.skipped for r in records):
+        if not records:
             self.skipped_steps += 1
         for record in records:
-            self.stream.record_step(trainer, record)
-            self._label = record.reporting_bound.label if record.reporting_bound is not None else self._label
+            self.streams.record_step(trainer, record)
 
-    def statistics(self) -> list[LevelStatistics]:
-        _, true_mi, estimates = self.stream.arrays()
+    def statistics(self, member: Optional[str] = None) -> list[LevelStatistics]:
+        stream = self._single() if member is None and None not in self.streams.streams else self.streams[member]
+        _, true_mi, estimates = stream.arrays()
         return level_statistics(estimates, true_mi, self.burn_in)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not len(self.stream) or not trainer.is_global_zero:
+        members = self.streams.recorded_members()
+        if not members or not trainer.is_global_zero:
             return
-        rows = self.statistics()
-        metrics = {f"bias_variance/{name}@{r.true_mi:g}": getattr(r, name)
-                   for r in rows for name in ("mean", "bias", "variance", "mse")}
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+        ensemble = self.streams.is_ensemble
         directory = run_directory(trainer, self.output_dir)
         os.makedirs(directory, exist_ok=True)
-        write_csv(rows, os.path.join(directory, "bias_variance.csv"))
+        metrics, tables, csv_rows, stream_rows = {}, [], [], []
+        for member in members:
+            rows = self.statistics(member)
+            prefix = f"bias_variance/{member}/" if ensemble else "bias_variance/"
+            metrics.update({f"{prefix}{name}@{r.true_mi:g}": getattr(r, name)
+                            for r in rows for name in ("mean", "bias", "variance", "mse")})
+            tables.append(markdown_table(rows, self.streams.title(member)) + self._skip_note(member, len(rows)))
+            csv_rows += [((member,) if ensemble else ()) + (r.true_mi, r.steps, r.mean, r.bias, r.variance, r.mse)
+                         for r in rows]
+            if self.save_stream:
+                steps, true_mi, estimates = self.streams[member].arrays()
+                stream_rows += [((member,) if ensemble else ()) + row
+                                for row in zip(steps.tolist(), true_mi.tolist(), estimates.tolist())]
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        member_column = ["member"] if ensemble else []
+        _write_rows(os.path.join(directory, "bias_variance.csv"),
+                    member_column + ["true_mi", "steps", "mean", "bias", "variance", "mse"], csv_rows)
         if self.save_stream:
-            self.stream.to_csv(os.path.join(directory, "estimates.csv"))
-        table = markdown_table(rows, self._label)
+            _write_rows(os.path.join(directory, "estimates.csv"), member_column + ["step", "true_mi", "estimate"],
+                        stream_rows)
+        text = "\n".join(tables)
         with open(os.path.join(directory, "bias_variance.md"), "w") as f:
-            f.write(table)
-        if self.skipped_steps:
-            total = self.skipped_steps + len(set(self.stream.steps))
-            table += (f"\n{self.skipped_steps} of {total} training steps ({self.skipped_steps / total:.1%}) were skipped "
-                      "for non-finite values (non_finite='skip') and are not in these statistics.\n")
+            f.write(text)
         if self.verbose:
-            rank_zero_info("\n" + table + f"(written to {directory})")
+            rank_zero_info("\n" + text + f"(written to {directory})")
+
+    def _skip_note(self, member: Optional[str], levels: int) -> str:
+        skipped = self.streams.skipped.get(member, 0) + self.skipped_steps
+        if not skipped:
+            return ""
+        total = skipped + len(self.streams[member])
+        return (f"\n{skipped} of {total} training steps ({skipped / total:.1%}) gave no finite estimate (skipped or "
+                "dropped under non_finite='skip') and are not in these statistics.\n")
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.stream.state_dict(), "label": self._label, "skipped_steps": self.skipped_steps}
+        return {**self.streams.state_dict(), "skipped_steps": self.skipped_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.stream.load_state_dict(state_dict)
-        self._label = state_dict.get("label", self._label)
+        self.streams.load_state_dict(state_dict)
         self.skipped_steps = int(state_dict.get("skipped_steps", 0))
+
+
+def _write_rows(path: str, header: list[str], rows: Iterable[tuple]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -11,18 +11,18 @@ shows these failures, which the estimate alone hides.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from pdlightning.bounds import StepRecord, step_records
 
-from .figures import drift_figure
-from .output import logging_step, publish_figure, run_directory, tensorboard_writers
+from .figures import auto_span, drift_figure, drift_grid_figure
+from .output import log_scalars, logging_step, publish_figure, run_directory, tensorboard_writers
 
 __all__ = ["DriftMonitor", "pair_groups"]
 
@@ -62,7 +62,8 @@ class DriftMonitor(L.Callback):
     Args:
         quantiles: quantiles of ``T`` per group, each in ``(0, 1)``.
         histogram_every_n_steps: histogram period; 0 disables histograms.
-        ewm_span: span of the EWM curves in the figure (200 as the papers).
+        ewm_span: span of the EWM curves in the figure; ``None`` (default) scales the papers' 200 to
+            the level length of the true MI (200 without a true MI).
         figure: draw the figure at fit end.
         output_dir: directory of ``drift.png``; None = the logger's run directory.
     """
@@ -71,7 +72,7 @@ class DriftMonitor(L.Callback):
         self,
         quantiles: Sequence[float] = (0.1, 0.5, 0.9),
         histogram_every_n_steps: int = 100,
-        ewm_span: float = 200.0,
+        ewm_span: Optional[float] = None,
         figure: bool = True,
         output_dir: Optional[str] = None,
     ) -> None:
@@ -82,18 +83,36 @@ class DriftMonitor(L.Callback):
             raise ValueError(f"quantiles: must differ in whole percent (tags use q<percent>), got {quantiles}")
         if not (isinstance(histogram_every_n_steps, int) and histogram_every_n_steps >= 0):
             raise ValueError(f"histogram_every_n_steps: expected an integer >= 0, got {histogram_every_n_steps!r}")
-        if not ewm_span >= 1:
-            raise ValueError(f"ewm_span: expected a value >= 1, got {ewm_span}")
+        if ewm_span is not None and not ewm_span >= 1:
+            raise ValueError(f"ewm_span: expected None (scaled to the level length) or a value >= 1, got {ewm_span}")
         self.quantiles = quantiles
         self.histogram_every_n_steps = histogram_every_n_steps
         self.ewm_span = ewm_span
         self.figure = figure
         self.output_dir = output_dir
-        self.steps: list[int] = []
-        self.history: dict[str, list[float]] = {}
-        #: the training bound's second-term target (Re-X's C*) and the figure title, from the records.
-        self._c_star: Optional[float] = None
-        self._title: Optional[str] = None
+        #: per member (``None``: a single module): the recorded steps and scalars, the training bound's
+        #: second-term target (Re-X's C*) and the reporting bound's label, from the records.
+        self.tracks: dict[Optional[str], _Track] = {}
+
+    def _track(self, member: Optional[str] = None) -> "_Track":
+        return self.tracks.setdefault(member, _Track())
+
+    @property
+    def steps(self) -> list[int]:
+        return self._track().steps
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return self._track().history
+
+    @property
+    def _c_star(self) -> Optional[float]:
+        return self._track().c_star
+
+    @property
+    def _title(self) -> Optional[str]:
+        label = self._track().label
+        return None if label is None else f"{label}: drift"
 
     # ------------------------------------------------------------------------------- per step
     def _quantile_names(self) -> list[str]:
@@ -124,15 +143,16 @@ class DriftMonitor(L.Callback):
         flat = torch.stack([v.detach().float().reshape(()) for v in values]).tolist()
         return dict(zip(names, flat))
 
-    def _record(self, step: int, metrics: dict[str, float]) -> None:
+    def _record(self, step: int, metrics: dict[str, float], member: Optional[str] = None) -> None:
         """Append one step; tags absent at this step (or before they first appeared) read NaN."""
-        index = len(self.steps)
+        track = self._track(member)
+        index = len(track.steps)
         for name, value in metrics.items():
-            self.history.setdefault(name, [float("nan")] * index).append(value)
-        for column in self.history.values():
+            track.history.setdefault(name, [float("nan")] * index).append(value)
+        for column in track.history.values():
             if len(column) == index:
                 column.append(float("nan"))
-        self.steps.append(step)
+        track.steps.append(step)
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
@@ -140,45 +160,33 @@ class DriftMonitor(L.Callback):
         records = [r for r in step_records(outputs) if r.estimate is not None and r.bound is not None]
         if not records:
             return
-        record = records[0]
-        if self._c_star is None and record.training_bound is not None:
-            self._c_star = record.training_bound.second_term_target
-        if self._title is None and record.reporting_bound is not None:
-            self._title = f"{record.reporting_bound.label}: drift"
-        metrics = self.step_metrics(record)
         step = logging_step(trainer)
-        self._record(step, metrics)
-        # Straight to the loggers at Lightning's cadence and step: ``LightningModule.log`` costs
-        # about a millisecond per scalar, more than the training step of a small critic.
-        every = trainer.log_every_n_steps
-        if every and (step + 1) % every == 0:
-            scalars = {f"drift/{k}": v for k, v in metrics.items() if k != "true_mi"}
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):  # its log_metrics costs 3x add_scalar
-                    if trainer.is_global_zero:
-                        for tag, value in scalars.items():
-                            logger.experiment.add_scalar(tag, value, step)
-                else:
-                    logger.log_metrics(scalars, step=step)
-        if self.histogram_every_n_steps and step % self.histogram_every_n_steps == 0:
-            writers = tensorboard_writers(trainer)
-            if writers:
-                groups = pair_groups(record.estimate.scores, record.batch)
-                for group, scores in groups.items():
-                    if scores.numel():
-                        values = scores.detach().float().cpu()
-                        for writer in writers:
-                            writer.add_histogram(f"drift/T_{group}", values, step)
+        scalars: dict[str, float] = {}
+        histogram = self.histogram_every_n_steps and step % self.histogram_every_n_steps == 0
+        writers = tensorboard_writers(trainer) if histogram else []
+        for record in records:
+            track, suffix = self._track(record.member), "" if record.member is None else f"/{record.member}"
+            if track.label is None and record.reporting_bound is not None:
+                track.label = record.reporting_bound.label
+                track.c_star = record.training_bound.second_term_target if record.training_bound is not None else None
+            metrics = self.step_metrics(record)
+            self._record(step, metrics, record.member)
+            scalars.update({f"drift/{k}{suffix}": v for k, v in metrics.items() if k != "true_mi"})
+            for group, scores in (pair_groups(record.estimate.scores, record.batch).items() if writers else ()):
+                if scores.numel():
+                    values = scores.detach().float().cpu()
+                    for writer in writers:
+                        writer.add_histogram(f"drift/T_{group}{suffix}", values, step)
+        log_scalars(trainer, scalars, step)
 
     # ------------------------------------------------------------------------------ fit end
-    def series(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def series(self, member: Optional[str] = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Recorded steps and every recorded scalar as arrays (NaN where absent)."""
-        return np.asarray(self.steps), {k: np.asarray(v, dtype=np.float64) for k, v in self.history.items()}
+        track = self._track(member)
+        return np.asarray(track.steps), {k: np.asarray(v, dtype=np.float64) for k, v in track.history.items()}
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.figure or not self.steps or not trainer.is_global_zero:
-            return
-        steps, series = self.series()
+    def _figure_row(self, member: Optional[str]) -> dict[str, Any]:
+        steps, series = self.series(member)
         names = self._quantile_names()
         outputs = {}
         for group in ("joint", "marginal", "marginal_in_support", "marginal_off_support"):
@@ -186,19 +194,47 @@ class DriftMonitor(L.Callback):
                 outputs[group] = {"mean": series[f"T_{group}_mean"]}
                 if len(names) >= 2:  # band between the lowest and the highest quantile
                     outputs[group].update(low=series[f"T_{group}_{names[0]}"], high=series[f"T_{group}_{names[-1]}"])
-        figure = drift_figure(steps, series, outputs, self.ewm_span, true_mi=series.get("true_mi"), c_star=self._c_star,
-                              title=self._title or "drift")
+        track = self._track(member)
+        label = track.label or "estimate"
+        return {"steps": steps, "series": series, "outputs": outputs, "true_mi": series.get("true_mi"),
+                "c_star": track.c_star, "label": label if member is None else f"{member}: {label}"}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        members = [m for m, track in self.tracks.items() if track.steps]
+        if not self.figure or not members or not trainer.is_global_zero:
+            return
+        rows = [self._figure_row(m) for m in members]
+        true_mi = rows[0]["true_mi"]
+        span = auto_span(true_mi if true_mi is not None else np.array([]), self.ewm_span)
+        if len(rows) == 1:
+            row = rows[0]
+            figure = drift_figure(row["steps"], row["series"], row["outputs"], span, true_mi=row["true_mi"],
+                                  c_star=row["c_star"], title=f"{row['label']}: drift")
+        else:
+            figure = drift_grid_figure(rows, span, title="drift per member")
         path = f"{run_directory(trainer, self.output_dir)}/drift.png"
         publish_figure(trainer, figure, "drift/figure", path, trainer.global_step)
 
     # --------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
         """The recorded curves, so a resumed fit draws the whole run."""
-        return {"steps": list(self.steps), "history": {k: list(v) for k, v in self.history.items()},
-                "c_star": self._c_star, "title": self._title}
+        return {"tracks": [{"member": m, "steps": list(t.steps), "history": {k: list(v) for k, v in t.history.items()},
+                            "c_star": t.c_star, "label": t.label} for m, t in self.tracks.items()]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.steps = list(state_dict.get("steps", []))
-        self.history = {k: list(v) for k, v in state_dict.get("history", {}).items()}
-        self._c_star = state_dict.get("c_star")
-        self._title = state_dict.get("title")
+        self.tracks = {}
+        for entry in state_dict.get("tracks", []):
+            track = self._track(entry["member"])
+            track.steps = list(entry.get("steps", []))
+            track.history = {k: list(v) for k, v in entry.get("history", {}).items()}
+            track.c_star, track.label = entry.get("c_star"), entry.get("label")
+
+
+@dataclass
+class _Track:
+    """One member's drift record."""
+
+    steps: list[int] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    c_star: Optional[float] = None
+    label: Optional[str] = None

@@ -15,18 +15,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["logging_step", "run_directory", "figure_to_array", "tensorboard_writers", "publish_figure"]
+from pdlightning.step_logging import is_logging_step, log_scalars, logging_step
 
-
-def logging_step(trainer: L.Trainer) -> int:
-    """The step index Lightning logs the current training batch at (from ``on_train_batch_end``).
-
-    That is the fit loop's count of batches that stepped so far, which, unlike ``global_step - 1``,
-    stays right when an optimiser step is skipped (a ``None`` loss) or with several optimisers.
-    """
-    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-    count = getattr(epoch_loop, "_batches_that_stepped", None)
-    return int(count) if count is not None else int(trainer.global_step) - 1
+__all__ = ["logging_step", "is_logging_step", "log_scalars", "run_directory", "figure_to_array",
+           "tensorboard_writers", "publish_figure"]
 
 
 def run_directory(trainer: L.Trainer, output_dir: Optional[str] = None) -> str:

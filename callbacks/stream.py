@@ -15,7 +15,7 @@ from pdlightning.bounds import StepRecord
 
 from .output import logging_step
 
-__all__ = ["EstimateStream"]
+__all__ = ["EstimateStream", "MemberStreams"]
 
 
 class EstimateStream:
@@ -91,3 +91,62 @@ class EstimateStream:
             for row in csv.DictReader(f):
                 stream.record(int(row["step"]), float(row["estimate"]), float(row["true_mi"]))
         return stream
+
+
+class MemberStreams:
+    """One :class:`EstimateStream` per ensemble member (``None``: a single module), with what the
+    records said about each member's reporting bound (label, value ceiling)."""
+
+    def __init__(self) -> None:
+        self.streams: dict[Optional[str], EstimateStream] = {}
+        self.labels: dict[Optional[str], str] = {}
+        self.ceilings: dict[Optional[str], Optional[float]] = {}
+        #: training steps that produced no estimate for a member (skipped, non-finite).
+        self.skipped: dict[Optional[str], int] = {}
+
+    def __getitem__(self, member: Optional[str]) -> EstimateStream:
+        return self.streams.setdefault(member, EstimateStream())
+
+    def record_step(self, trainer: L.Trainer, record: StepRecord) -> bool:
+        """Record one member's step (see :meth:`EstimateStream.record_step`)."""
+        member = record.member
+        if member not in self.labels and record.reporting_bound is not None:
+            self.labels[member] = record.reporting_bound.label
+        if record.skipped or record.estimate is None:
+            self.skipped[member] = self.skipped.get(member, 0) + 1
+        recorded = self[member].record_step(trainer, record)
+        if recorded and member not in self.ceilings:
+            self.ceilings[member] = record.ceiling
+        return recorded
+
+    def recorded_members(self) -> list[Optional[str]]:
+        """Members with at least one recorded step, in first-seen order."""
+        return [m for m, stream in self.streams.items() if len(stream)]
+
+    @property
+    def is_ensemble(self) -> bool:
+        return any(m is not None for m in self.streams)
+
+    def title(self, member: Optional[str]) -> str:
+        label = self.labels.get(member, "estimate")
+        return label if member is None else f"{member}: {label}"
+
+    def ceiling(self, member: Optional[str]) -> Optional[float]:
+        return self.ceilings.get(member)
+
+    # ------------------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {"members": [{"member": m, "stream": s.state_dict(), "label": self.labels.get(m),
+                             "ceiling": self.ceilings.get(m), "skipped": self.skipped.get(m, 0)}
+                            for m, s in self.streams.items()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        for entry in state.get("members", []):
+            member = entry["member"]
+            self[member].load_state_dict(entry["stream"])
+            if entry.get("label") is not None:
+                self.labels[member] = entry["label"]
+            if len(self[member]):
+                self.ceilings[member] = entry.get("ceiling")
+            self.skipped[member] = int(entry.get("skipped", 0))

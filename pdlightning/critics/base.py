@@ -65,3 +65,18 @@ class Critic(nn.Module):
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
         """``[n]`` scores ``T(x_i, y_i)`` of the given pairs."""
         raise NotImplementedError
+
+    def reset_parameters(self) -> "Critic":
+        """Draw the parameters again from the global RNG, exactly as the constructor drew them
+        (each submodule's own ``reset_parameters``, in construction order): with
+        ``torch.manual_seed(s)`` before, a copy of a critic is initialised as a critic constructed
+        under that seed. A critic whose constructor initialises otherwise overrides this."""
+        def visit(module: nn.Module) -> None:
+            for child in module.children():
+                if callable(getattr(child, "reset_parameters", None)):
+                    child.reset_parameters()  # a layer, or a nested critic (which resets its own)
+                else:
+                    visit(child)  # a container
+
+        visit(self)
+        return self

@@ -18,7 +18,11 @@ class BilinearCritic(Critic):
     def __init__(self, x_dim: int, y_dim: int) -> None:
         super().__init__(x_dim, y_dim)
         self.weight = nn.Parameter(torch.empty(x_dim, y_dim))
-        nn.init.uniform_(self.weight, -1.0 / math.sqrt(x_dim), 1.0 / math.sqrt(x_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> "BilinearCritic":
+        nn.init.uniform_(self.weight, -1.0 / math.sqrt(self.x_dim), 1.0 / math.sqrt(self.x_dim))
+        return self
 
     def cross(self, x: Tensor, y: Tensor) -> Tensor:
         x, y = self._inputs(x, y)

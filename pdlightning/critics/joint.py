@@ -44,8 +44,10 @@ class JointCritic(Critic):
 
     def cross(self, x: Tensor, y: Tensor) -> Tensor:
         hx, hy = self._halves(x, y)
+        n, m = hx.shape[0], hy.shape[0]
         hidden = self.first_activation(hx.unsqueeze(1) + hy.unsqueeze(0))  # [n, m, h]
-        return self.rest(hidden).squeeze(-1)
+        # One [n m, h] GEMM per layer (also under vmap over ensemble members: one batched GEMM).
+        return self.rest(hidden.reshape(n * m, -1)).reshape(n, m)
 
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
         self.check_paired(x, y)

@@ -72,6 +72,8 @@ class CorrelatedGaussianDataModule(SyntheticDataModule):
         seed: seed of the stream; each batch is seeded from ``(seed, step)``.
         eval_batches_per_level: held-out batches per level for validate/test.
         eval_batch_size: held-out batch size (default ``batch_size``).
+        replicas: stack this many independent seeded streams per batch (``[K, n, d]``) for a
+            vectorised ensemble of seed replicates (``MIEnsembleModule(data="replicas")``).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class CorrelatedGaussianDataModule(SyntheticDataModule):
         seed: int = 0,
         eval_batches_per_level: int = 8,
         eval_batch_size: Optional[int] = None,
+        replicas: Optional[int] = None,
     ) -> None:
         self.dim = self.x_dim = self.y_dim = check_count(dim, "dim")
         self.schedule = MISchedule(mi_schedule, steps_per_level)
@@ -96,7 +99,7 @@ class CorrelatedGaussianDataModule(SyntheticDataModule):
         self.cubic = cubic
         self.eval_batches_per_level = check_count(eval_batches_per_level, "eval_batches_per_level")
         super().__init__(batch_size, self.schedule.total_steps, seed,
-                         eval_batches_per_level * len(self.schedule.levels), eval_batch_size)
+                         eval_batches_per_level * len(self.schedule.levels), eval_batch_size, replicas=replicas)
 
     def identity(self) -> dict[str, Any]:
         return {"dim": self.dim, "cubic": self.cubic, "mi_schedule": list(self.schedule.levels),

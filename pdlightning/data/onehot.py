@@ -11,7 +11,7 @@ support exactly when ``x'_i = x''_i`` (probability ``1/N``). The batch flags tho
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -51,17 +51,19 @@ class OneHotDataModule(SyntheticDataModule):
         steps: training batches (one epoch).
         seed: seed of the stream; batch ``t`` is seeded from ``(seed, t)``.
         eval_batches: held-out batches for validate/test.
+        replicas: stack this many independent seeded streams per batch (seed replicates of an ensemble).
     """
 
     in_batch_negatives = False  # every row carries its own marginal pair
 
     def __init__(
-        self, num_classes: int = 16, batch_size: int = 100, steps: int = 3000, seed: int = 0, eval_batches: int = 8
+        self, num_classes: int = 16, batch_size: int = 100, steps: int = 3000, seed: int = 0, eval_batches: int = 8,
+        replicas: Optional[int] = None,
     ) -> None:
         if isinstance(num_classes, bool) or not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError(f"num_classes: expected an integer >= 2 (I = log num_classes), got {num_classes!r}")
         self.num_classes = self.x_dim = self.y_dim = num_classes
-        super().__init__(batch_size, steps, seed, eval_batches)
+        super().__init__(batch_size, steps, seed, eval_batches, replicas=replicas)
 
     @property
     def true_mi(self) -> float:

@@ -13,6 +13,7 @@ class) by its dotted name, so every checkpoint holds plain data and loads with
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, Iterable, Optional
 
@@ -36,17 +37,26 @@ def _dotted_name(value: Any) -> str:
     return f"{module}.{name}{arguments}"
 
 
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, nn.Module):
+        return f"{PYTHON_INSTANCE}{type(value).__module__}.{type(value).__qualname__}"
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    return _dotted_name(value)
+
+
 def plain_hyperparameters(hparams: Any) -> None:
-    """Apply the policy in place: module instances -> ``"built in Python: <class path>"``, other non-data values
-    (classes, callables, partials) -> their dotted name. Config dicts and plain values stay."""
+    """Apply the policy in place, recursively (lists, dicts, dataclasses): module instances ->
+    ``"built in Python: <class path>"``, other non-data values (classes, callables, partials) ->
+    their dotted name. Config dicts and plain values stay."""
     for key in list(hparams.keys()):
-        value = hparams[key]
-        if value is None or isinstance(value, (str, int, float, bool, dict, list, tuple)):
-            continue
-        if isinstance(value, nn.Module):
-            hparams[key] = f"{PYTHON_INSTANCE}{type(value).__module__}.{type(value).__qualname__}"
-        else:
-            hparams[key] = _dotted_name(value)
+        hparams[key] = _plain(hparams[key])
 
 
 class ConfiguredModule(L.LightningModule):
@@ -73,6 +83,7 @@ class ConfiguredModule(L.LightningModule):
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
         plain_hyperparameters(self.hparams)
+        plain_hyperparameters(self._hparams_initial)  # what the loggers write (hparams.yaml)
 
     def optimized_parameters(self) -> Iterable[nn.Parameter]:
         """The parameters the optimiser updates (default: all)."""

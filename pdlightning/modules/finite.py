@@ -129,7 +129,8 @@ class NonFiniteGuard:
         self._first_skipped_step: Optional[int] = None
         self._warned = 0
 
-    def _act(self, message: str) -> None:
+    def report(self, message: str) -> None:
+        """Raise under ``"raise"``; under ``"skip"`` warn (the first ``max_warnings`` times)."""
         if self.policy == "raise":
             raise NonFiniteBoundError(message)
         self._warned += 1
@@ -157,7 +158,7 @@ class NonFiniteGuard:
             action = ("skipping the optimiser step" if count and "loss" in bad
                       else "not logging the non-finite values")
             message += f"; non_finite='skip': {action}"
-        self._act(message)
+        self.report(message)
         if not count:
             return bad
         if "loss" in bad:
@@ -194,7 +195,7 @@ class NonFiniteGuard:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         message = (f"non-finite gradients at step {step} in {shown} (the loss was finite: look for an "
                    f"overflowing exp / log(0) in the bound or the critic)")
-        self._act(message + ("; non_finite='skip': skipping the optimiser step" if self.policy == "skip" else ""))
+        self.report(message + ("; non_finite='skip': skipping the optimiser step" if self.policy == "skip" else ""))
         for p in module.parameters():
             p.grad = None
         self.count_skipped_step(step)

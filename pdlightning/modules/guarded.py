@@ -3,20 +3,21 @@ training-step sequence (guard -> maybe skip -> log -> hand a :class:`StepRecord`
 
 It owns the :class:`~pdlightning.modules.finite.NonFiniteGuard` (checkpointed), decides whether a
 step is skipped (all DDP processes together), drops the gradients of skipped or non-finite steps
-before the optimiser sees them, and logs each step's values exactly once (a skipped step or a dropped
-non-finite report leaves no point in the logs, never a NaN or a stale value).
+before the optimiser sees them, and logs each step's values exactly once, straight to the loggers
+(a skipped step or a dropped non-finite report leaves no point in the logs, never a NaN or a stale
+value).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from ..bounds import Bound, BoundOutput, PairScores, StepRecord
+from ..step_logging import log_scalars
 from .base import ConfiguredModule
 from .finite import NonFiniteGuard, NonFinitePolicy
 
@@ -82,38 +83,35 @@ class GuardedModule(ConfiguredModule):
     ) -> Optional[dict[str, Any]]:
         """Guard, maybe skip, log, and return ``{"loss", "record"}`` (``None`` for a skipped step).
 
-        Logged once per step: ``train/loss``, ``bound/first_term``, ``bound/second_term``, the
-        training bound's extras under ``bound/``, the reported value under ``estimate_tag``, the
-        batch's true MI as ``mi/true`` and ``extra_metrics``; under ``non_finite="skip"`` also
-        ``guard/skipped_steps`` and ``guard/skipped_reports``. A non-finite value is never logged.
+        Logged once per step, straight to the loggers in one host transfer
+        (:func:`~pdlightning.step_logging.log_scalars`): ``train/loss``, ``bound/first_term``,
+        ``bound/second_term``, the training bound's extras under ``bound/``, the reported value under
+        ``estimate_tag``, the batch's true MI as ``mi/true`` and ``extra_metrics``; under
+        ``non_finite="skip"`` also ``guard/skipped_steps`` and ``guard/skipped_reports``. A
+        non-finite value is never logged, and a skipped step logs only the guard's counts.
         """
-        _forget_unlogged_step_metrics(self)
         step = self.global_step
         bad = set(self.guard.check(output, self.bound, "bound", step))
         bad_estimate = bad if estimate is output else set(
             self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
-        log: dict[str, Any] = dict(on_step=True, on_epoch=False, batch_size=batch_size)
         skip = self.skip_this_step("loss" in bad)
-        if self.guard.policy == "skip":
-            for name, value in self.guard.metrics().items():
-                self.log(name, value, **log)
+        scalars: dict[str, Tensor | float] = dict(self.guard.metrics()) if self.guard.policy == "skip" else {}
         if skip:
+            log_scalars(self._trainer, scalars)
             return self.skipped_step_result(batch)
         self.guard.count_completed_step()
         values = {"loss": ("train/loss", output.loss.detach()),
                   "first_term": ("bound/first_term", output.first_term),
                   "second_term": ("bound/second_term", output.second_term)}
         values.update({f"extras.{k}": (f"bound/{k}", v.float()) for k, v in output.extras.items()})
-        for term, (name, value) in values.items():
-            if term not in bad:
-                self.log(name, value, **log)
+        scalars.update({name: value for term, (name, value) in values.items() if term not in bad})
         estimate_ok = "mi" not in bad_estimate
         if estimate_ok:
-            self.log(estimate_tag, estimate.mi, prog_bar=True, **log)
+            scalars[estimate_tag] = estimate.mi
         if isinstance(batch, Mapping) and "mi" in batch:
-            self.log("mi/true", torch.as_tensor(batch["mi"], dtype=torch.float32).mean(), prog_bar=True, **log)
-        for name, value in (extra_metrics or {}).items():
-            self.log(name, value, **log)
+            scalars["mi/true"] = torch.as_tensor(batch["mi"], dtype=torch.float32).mean()
+        scalars.update(extra_metrics or {})
+        log_scalars(self._trainer, scalars, progress_bar=(estimate_tag, "mi/true"))
         record = StepRecord(bound=output, estimate=estimate if estimate_ok else None, batch=batch,
                             reporting_bound=self.reporting_bound, training_bound=self.bound)
         return {"loss": output.loss, "record": record}
@@ -156,23 +154,3 @@ class GuardedModule(ConfiguredModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.guard.load_state_dict(checkpoint.get("non_finite_guard"))
-
-
-def _forget_unlogged_step_metrics(module: L.LightningModule) -> None:
-    """Make Lightning log, for this step, only what this step logs.
-
-    Lightning keeps a step-only metric (``on_step=True, on_epoch=False``) until the epoch ends and
-    hands its *last* value to the logger at every later step, so a skipped step or a dropped
-    non-finite report would show the previous step's value again in TensorBoard. Resetting those
-    metrics first leaves the step without a point instead (Lightning 2.x result collection; a no-op
-    if that private structure changes).
-    """
-    trainer = module._trainer
-    results = getattr(trainer, "_results", None) if trainer is not None else None
-    if not isinstance(results, dict):
-        return
-    for key, metric in results.items():
-        meta = getattr(metric, "meta", None)
-        if (isinstance(key, str) and key.startswith("training_step.") and getattr(meta, "on_step", False)
-                and not getattr(meta, "on_epoch", True) and hasattr(metric, "reset")):
-            metric.reset()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Optional
 
 import lightning as L
@@ -16,7 +15,10 @@ from ..critics import Critic
 from ..data.batch import check_mi_batch
 from .finite import NonFinitePolicy
 from .guarded import GuardedModule
+from ..results import EstimateResult, write_results
+from .held_out import HeldOutEstimates, unit_of
 from .level_snapshots import LevelSnapshots, batch_level
+from .reporting import _level_order, gather_intervals, log_interval, results_table, run_directory
 from .pmi_reference import ReferenceSample, describe_normalizer, reference_from_loaders, reference_pmi
 from .pointwise_eval import pointwise_record
 
@@ -84,8 +86,7 @@ class MIEstimationModule(GuardedModule):
         self.pmi_reference_size = pmi_reference_size
         self.summary = summary
         self._pmi_reference: Optional[ReferenceSample] = None
-        self._eval_estimates: dict[Optional[float], list[Tensor]] = defaultdict(list)
-        self._eval_skipped = 0
+        self._held_out = HeldOutEstimates()
 
     # ---------------------------------------------------------------------------- validation
     def setup(self, stage: str) -> None:
@@ -162,13 +163,12 @@ class MIEstimationModule(GuardedModule):
             bad = bad + self.guard.check(estimate, self.reporting_bound, f"{stage} estimator",
                                          self.global_step, count=False, reported_only=True)
         if bad:  # only reached under non_finite="skip": the batch is left out of the aggregates
-            self._eval_skipped += 1
+            self._held_out.skipped += 1
             return None
         self.log(f"{stage}/loss", output.loss, batch_size=pairs.batch_size)
-        if level is not None:
-            self._eval_estimates[level].append(estimate.mi)
-        else:
-            self.log(f"{stage}/mi_estimate", estimate.mi, batch_size=pairs.batch_size)
+        unit = unit_of(self.reporting_bound)
+        values = self.reporting_bound.pmi(pairs).joint if unit == "pair" else estimate.mi
+        self._held_out.add(None, level, values, unit)
         return self._pointwise_outputs(batch, level, stage)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
@@ -181,32 +181,22 @@ class MIEstimationModule(GuardedModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         self._restore_weights()
-        rows = []
-        for level in sorted(self._eval_estimates):
-            values = torch.stack(self._eval_estimates[level]).float()
-            mean = values.mean()
-            stderr = values.std() / values.numel() ** 0.5 if values.numel() > 1 else torch.tensor(float("nan"))
-            self.log(f"{stage}/mi_estimate@{level:g}", mean, sync_dist=True)
-            self.log(f"{stage}/mi_bias@{level:g}", mean - level, sync_dist=True)
-            if values.numel() > 1:
-                self.log(f"{stage}/mi_stderr@{level:g}", stderr.to(mean.device), sync_dist=True)
-            critic = self.level_snapshots.describe(level) if self.level_snapshots is not None else "final weights"
-            rows.append((level, float(mean), float(stderr), values.numel(), critic))
-        self._eval_estimates.clear()
-        if self._eval_skipped:
-            self.log(f"{stage}/skipped_batches", float(self._eval_skipped), sync_dist=True)
-            self._eval_skipped = 0
-        if rows and stage == "test" and self.trainer.is_global_zero:
-            rank_zero_info(self.level_table(rows))
-
-    def level_table(self, rows: list[tuple[float, float, float, int, str]]) -> str:
-        """The printed per-level test summary: which bound reported, with which weights."""
-        lines = [f"\nHeld-out MI per level, reported by {self.reporting_bound.label}"
-                 + (f" (trained with {self.bound.label})" if self.estimator is not None else "") + ":",
-                 f"{'true MI':>8} {'estimate':>9} {'std.err':>8} {'batches':>8} {'bias':>8}   weights"]
-        for level, mean, stderr, batches, critic in rows:
-            lines.append(f"{level:8.2f} {mean:9.3f} {stderr:8.3f} {batches:8d} {mean - level:+8.3f}   {critic}")
-        return "\n".join(lines)
+        intervals = gather_intervals(self, self._held_out)
+        if self._held_out.skipped:
+            self.log(f"{stage}/skipped_batches", float(self._held_out.skipped), sync_dist=True)
+        self._held_out.clear()
+        if not intervals:
+            return
+        results = []
+        for (_, level), interval in sorted(intervals.items(), key=lambda item: _level_order(item[0][1])):
+            log_interval(self, stage, interval, level)
+            weights = self.level_snapshots.describe(level) if self.level_snapshots is not None else "final weights"
+            results.append(EstimateResult(interval, self.reporting_bound.label, true_mi=level, weights=weights))
+        if stage == "test" and self._trainer is not None and self.trainer.is_global_zero:
+            title = (f"Held-out MI, reported by {self.reporting_bound.label}"
+                     + (f" (trained with {self.bound.label})" if self.estimator is not None else ""))
+            path = write_results(run_directory(self.trainer), results, stage, self.global_step, dict(self.hparams))
+            rank_zero_info(results_table(results, title) + f"\n(written to {path})")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

@@ -1,21 +1,30 @@
 """``pdlightning-report``: run (or resume) the sweep, then write ``report.md``, ``results.csv`` and
-``staircase_grid.png`` under ``--out``.
+``staircase_grid.png`` under ``--out`` from every finished run there.
 
     pdlightning-report --out reports/full                                  # papers' protocol, 4,000 steps/level
-    pdlightning-report --out reports/cpu --steps-per-level 300 --estimators cpc nwj smile_tau1 smile_tauinf remine pc drf
-    pdlightning-report --out reports/cpu --steps-per-level 300 --render-only   # tables and grid of what has finished
+    pdlightning-report --out reports/cpu --steps-per-level 300 --estimators infonce nwj smile_tau1 smile_tauinf \\
+        remine pd_classifier pd_ratio_fitting
+    pdlightning-report --out reports/cpu --render-only                     # tables and grid of what has finished
+
+Estimators are the fragments of <configs>/mi/bounds/ by file name (``all`` for every one); the
+configs are the packaged ones unless --configs names another folder. The report is rendered from
+each finished run's own recorded budget; runs of different budgets are never mixed in one table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .sweep import CRITICS, DEFAULT_ESTIMATORS, ESTIMATORS, TASKS, Budget, plan, read_record, run_sweep
+from pdlightning.runner import BudgetMismatch
+
+from .estimators import DEFAULT_ESTIMATORS, order
+from .sweep import CRITICS, TASKS, Budget, plan, run_sweep
 
 __all__ = ["main", "parser", "render"]
 
@@ -28,50 +37,80 @@ def parser() -> argparse.ArgumentParser:
                    help="training steps per MI level (budget; default 4000, the papers' protocol)")
     p.add_argument("--levels", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0], help="MI levels in nats")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="base seed (replicate s trains from seed + s)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="replicate seeds per estimator (each its own critic seed and data stream); the tables give "
+                        "the mean ± standard error across seeds")
+    p.add_argument("--single-fits", action="store_true",
+                   help="one fit per estimator instead of one vectorised ensemble per task and critic")
     p.add_argument("--estimators", nargs="+", default=list(DEFAULT_ESTIMATORS),
-                   help=f"report rows, or 'all' (known: {', '.join(ESTIMATORS)})")
+                   help="report rows: fragment names of <configs>/mi/bounds/, or 'all' "
+                        f"(default: {' '.join(DEFAULT_ESTIMATORS)})")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--critics", nargs="+", default=list(CRITICS), choices=list(CRITICS))
-    p.add_argument("--configs", type=Path, default=None, help="the repository's configs/ (default: found from the package)")
+    p.add_argument("--configs", type=Path, default=None,
+                   help="folder of the configs (default: the packaged ones, `pdlightning --print-configs-dir`)")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs (resume later)")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs that diverged")
-    p.add_argument("--render-only", action="store_true", help="only write the report of the finished runs")
+    p.add_argument("--render-only", action="store_true",
+                   help="only write the report of the finished runs (each under its own recorded budget)")
     p.add_argument("--burn-in", type=float, default=0.0,
                    help="fraction of each level's first steps left out of the statistics (default 0, as the papers)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     return p
 
 
-def render(out: Path, budget: Budget, estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
-           records: Optional[dict] = None, burn_in: float = 0.0) -> str:
-    """Write ``results.csv``, ``report.md`` and ``staircase_grid.png``; return the markdown."""
+def render(out: Path, burn_in: float = 0.0, log=print) -> str:
+    """Write ``results.csv``, ``report.md`` and the staircase grid(s) of every finished run under
+    ``out``; return the markdown. Runs are grouped by their recorded budget: one report section (and
+    one grid) per budget, with a warning when there is more than one."""
     from .grid import staircase_grid
-    from .results import load_results, write_results_csv
+    from .results import finished_runs, held_out_results, load_results, write_results_csv
     from .tables import report_markdown
 
-    specs = plan(estimators, tasks, critics)
-    if records is None:
-        records = {s: r for s in specs if (r := read_record(out / "runs" / s.run_id)) is not None}
-    results = load_results(out, {s: records[s] for s in specs if s in records})
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = write_results_csv(results, out / "results.csv", burn_in)
-    markdown = report_markdown(results, rows, budget, estimators, tasks, critics, burn_in)
+    groups: dict[str, dict] = {}
+    for name, (spec, record) in finished_runs(out).items():
+        groups.setdefault(json.dumps(record.budget, sort_keys=True), {})[name] = (spec, record)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    sections, all_results = [], []
+    for index, (_, runs) in enumerate(ordered or [("", {})]):
+        results = load_results(out, runs)
+        all_results += results
+        budget = results[0].budget if results else Budget()
+        rows = [row for result in results for row in result.rows(burn_in)]
+        estimators = order([r.spec.estimator for r in results])
+        tasks = [t for t in TASKS if any(r.spec.task == t for r in results)]
+        critics = [c for c in CRITICS if any(r.spec.critic == c for r in results)]
+        sections.append(report_markdown(results, rows, budget, estimators, tasks, critics, burn_in,
+                                        held_out_results(out, runs)))
+        if results:
+            grid = "staircase_grid.png" if index == 0 else f"staircase_grid_{index + 1}.png"
+            staircase_grid(results, estimators, tasks, critics, out / grid)
+    write_results_csv(all_results, out / "results.csv", burn_in)
+    markdown = sections[0] if all_results else f"# MI estimator benchmark\n\nNo finished runs under {out} yet.\n"
+    if len(sections) > 1:
+        budgets = "; ".join(f"({i + 1}) {Budget.from_json(json.loads(key)).describe()}: {len(runs)} runs"
+                            for i, (key, runs) in enumerate(ordered))
+        warning = (f"**{out} holds runs of {len(sections)} budgets** — {budgets}. Each section below is one budget "
+                   "(grids: staircase_grid.png, staircase_grid_2.png, ...); numbers of different budgets are "
+                   "never in one table.")
+        log(f"warning: {warning.replace('**', '')}")
+        markdown = warning + "\n\n" + "\n---\n\n".join(sections)
     (out / "report.md").write_text(markdown)
-    if results:
-        staircase_grid(results, estimators, tasks, critics, out / "staircase_grid.png")
     return markdown
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
-    estimators = list(ESTIMATORS) if args.estimators == ["all"] else args.estimators
     try:
         if not 0.0 <= args.burn_in < 1.0:
             raise ValueError(f"burn_in: expected a fraction in [0, 1), got {args.burn_in}")
-        budget = Budget(args.steps_per_level, tuple(args.levels), args.batch_size, args.seed)
-        specs = plan(estimators, args.tasks, args.critics)
-    except ValueError as exc:
+        if not args.render_only:
+            budget = Budget(args.steps_per_level, tuple(args.levels), args.batch_size, args.seed)
+            specs = plan(args.estimators, args.tasks, args.critics, args.configs)
+    except (ValueError, FileNotFoundError) as exc:
         parser().error(str(exc))
     # One line per run is the progress; Lightning's per-fit banners would drown it. (Lightning sets
     # its loggers' levels when imported, so import it first.)
@@ -84,14 +123,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    records = None
-    if not args.render_only:
-        def log(line: str) -> None:
-            print(line, flush=True)
 
-        records = run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log)
-    render(args.out, budget, estimators, args.tasks, args.critics, records, args.burn_in)
-    print(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}", flush=True)
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    if not args.render_only:
+        try:
+            run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log,
+                      ensemble=not args.single_fits, seeds=args.seeds)
+        except (BudgetMismatch, FileNotFoundError, ValueError) as exc:  # another budget in --out, no configs
+            parser().error(str(exc))
+    render(args.out, args.burn_in, log)
+    log(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}")
     return 0
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import numpy as np
 
 from pdlightning.callbacks import EstimateStream, level_statistics
+from pdlightning.runner import RunRecord, read_records, write_csv
 
-from .sweep import ESTIMATORS, RunRecord, RunSpec
+from .ensemble import EnsembleSpec, parse_member, read_member_streams
+from .estimators import label_of
+from .sweep import Budget, RunSpec, record_spec
 
-__all__ = ["ResultRow", "RunResult", "load_results", "write_results_csv"]
+__all__ = ["ResultRow", "RunResult", "finished_runs", "load_results", "write_results_csv", "lookup", "cell_rows"]
 
 
 @dataclass(frozen=True)
@@ -28,50 +30,124 @@ class ResultRow:
     variance: float
     mse: float
     status: str
+    steps_per_level: Optional[int] = None
+    seed: int = 0
 
 
 @dataclass
 class RunResult:
+    """One estimator's per-step stream of one run (a single fit, or one member of an ensemble fit)."""
+
     spec: RunSpec
     record: RunRecord
     steps: np.ndarray
     true_mi: np.ndarray
     estimates: np.ndarray
+    seed: int = 0
+    member: Optional[str] = None
 
     @property
     def label(self) -> str:
-        return ESTIMATORS[self.spec.estimator].label
+        recorded = self.record.label if self.member is None else (self.record.extra or {}).get("labels", {}).get(
+            self.member)
+        return label_of(self.spec.estimator, recorded)
+
+    @property
+    def ceiling(self) -> Optional[float]:
+        if self.member is None:
+            return self.record.ceiling
+        return (self.record.extra or {}).get("ceilings", {}).get(self.member)
+
+    @property
+    def budget(self) -> Budget:
+        return Budget.from_json(self.record.budget)
 
     def rows(self, burn_in: float = 0.0) -> list[ResultRow]:
         stats = level_statistics(self.estimates, self.true_mi, burn_in)
         return [ResultRow(self.spec.task, self.spec.critic, self.spec.estimator, s.true_mi, s.steps, s.mean,
-                          s.bias, s.variance, s.mse, self.record.status) for s in stats]
+                          s.bias, s.variance, s.mse, self.record.status, self.budget.steps_per_level, self.seed)
+                for s in stats]
 
 
-def load_results(out: Path, records: dict[RunSpec, RunRecord]) -> list[RunResult]:
-    """The stream of every recorded run (runs without a stream are left out)."""
+def finished_runs(out: Path) -> dict[str, tuple[Any, RunRecord]]:
+    """Every finished report run on disk under ``out/runs``, by directory name: single fits with their
+    :class:`RunSpec`, ensemble fits with their :class:`~.ensemble.EnsembleSpec` (records of other
+    sweeps are left out; old estimator keys are read as the current ones)."""
+    found: dict[str, tuple[Any, RunRecord]] = {}
+    for name, record in read_records(out).items():
+        spec = record_spec(record) or ensemble_spec(record)
+        if spec is not None:
+            found[name] = (spec, record)
+    return found
+
+
+def ensemble_spec(record: RunRecord) -> Optional[EnsembleSpec]:
+    spec = record.spec
+    if not (isinstance(spec, dict) and spec.get("mode") == "ensemble"):
+        return None
+    return EnsembleSpec(spec["task"], spec["critic"], tuple(spec["estimators"]), int(spec.get("seeds", 1)))
+
+
+def load_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> list[RunResult]:
+    """The stream of every finished run, one :class:`RunResult` per estimator (and seed) (runs
+    without a stream are left out)."""
     results = []
-    for spec, record in records.items():
-        path = out / "runs" / spec.run_id / "estimates.csv"
+    for name, (spec, record) in runs.items():
+        path = Path(out) / "runs" / name / "estimates.csv"
         if not path.exists():
             continue
+        if isinstance(spec, EnsembleSpec):
+            base = int(record.budget.get("seed", 0))
+            for member, (steps, true_mi, estimates) in read_member_streams(path).items():
+                estimator, seed = parse_member(member)
+                results.append(RunResult(RunSpec(spec.task, spec.critic, estimator), record, steps, true_mi,
+                                         estimates, seed=base + seed, member=member))
+            continue
         steps, true_mi, estimates = EstimateStream.from_csv(str(path)).arrays()
-        results.append(RunResult(spec, record, steps, true_mi, estimates))
+        results.append(RunResult(spec, record, steps, true_mi, estimates, seed=int(record.budget.get("seed", 0))))
     return results
 
 
 def write_results_csv(results: Iterable[RunResult], path: Path, burn_in: float = 0.0) -> list[ResultRow]:
     rows = [row for result in results for row in result.rows(burn_in)]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(list(ResultRow.__dataclass_fields__))
-        for row in rows:
-            writer.writerow([getattr(row, name) for name in ResultRow.__dataclass_fields__])
+    write_csv(rows, path, list(ResultRow.__dataclass_fields__))
     return rows
 
 
 def lookup(rows: Iterable[ResultRow], task: str, critic: str, estimator: str, level: float) -> Optional[ResultRow]:
-    for row in rows:
-        if (row.task, row.critic, row.estimator) == (task, critic, estimator) and abs(row.true_mi - level) < 1e-6:
-            return row
-    return None
+    """The first row of a cell (a single seed's)."""
+    cell = cell_rows(rows, task, critic, estimator, level)
+    return cell[0] if cell else None
+
+
+def cell_rows(rows: Iterable[ResultRow], task: str, critic: str, estimator: str, level: float) -> list[ResultRow]:
+    """Every seed's row of a table cell."""
+    return [row for row in rows if (row.task, row.critic, row.estimator) == (task, critic, estimator)
+            and abs(row.true_mi - level) < 1e-6]
+
+
+def held_out_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> dict[tuple[str, str, str, float], dict]:
+    """``(task, critic, estimator, level) -> result`` from every run's ``results.json``: a single fit's
+    rows, an ensemble's per-member rows with one seed, its across-seed (group) rows with several."""
+    from pdlightning.results import read_results
+
+    found: dict[tuple[str, str, str, float], dict] = {}
+    for name, (spec, record) in runs.items():
+        files = sorted((Path(out) / "runs" / name).rglob("results.json"))
+        if not files:
+            continue
+        document = read_results(files[0])
+        for row in document["results"]:
+            if row.get("true_mi") is None:
+                continue
+            if isinstance(spec, EnsembleSpec):
+                if spec.seeds > 1 and row.get("group"):
+                    estimator = row["group"]
+                elif spec.seeds == 1 and row.get("member"):
+                    estimator = parse_member(row["member"])[0]
+                else:
+                    continue
+            else:
+                estimator = spec.estimator
+            found[(spec.task, spec.critic, estimator, float(row["true_mi"]))] = row
+    return found

@@ -1,106 +1,195 @@
 """The markdown report: bias / variance / MSE per MI level in the layout of Song & Ermon's Table 2
 (one block per metric, estimators as rows, Gaussian then Cubic levels as columns; biases as
-absolute values), one table per critic, and our numbers next to the published ones."""
+absolute values), one table per critic, and our numbers next to the published ones.
+
+Published rows: Song & Ermon, "Understanding the Limitations of Variational Mutual Information
+Estimators" (ICLR 2020), Table 2, and ReMINE (Choi & Lee, AAAI 2022) with lambda = 1 (see
+:mod:`pdlightning.report.targets`)."""
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Optional, Sequence
 
-from .results import ResultRow, RunResult, lookup
-from .sweep import ESTIMATORS, Budget
-from .targets import TABLE2
+from pdlightning.runner import markdown_table
+from pdlightning.uncertainty import count_of
 
-__all__ = ["table2_markdown", "comparison_markdown", "report_markdown"]
+from .estimators import DOCUMENTED, label_of
+from .results import ResultRow, RunResult, cell_rows
+from .sweep import Budget
+from .targets import TABLE2, TABLE2_LEVELS
+
+__all__ = ["table2_markdown", "comparison_markdown", "report_markdown", "SHORT"]
 
 _METRICS = (("bias", "Bias (abs)"), ("variance", "Var"), ("mse", "MSE"))
+#: the mark of a row whose levels were shorter than the estimator's documented budget.
+SHORT = "†"
 
 
-def _cell(value: float | None) -> str:
+def _cell(value: float | None, stderr: float | None = None) -> str:
     if value is None:
         return "–"
     if not math.isfinite(value):
         return "∞" if value > 0 else "nan"
-    return f"{value:.2f}" if abs(value) < 100 else f"{value:.3g}"
+    text = f"{value:.2f}" if abs(value) < 100 else f"{value:.3g}"
+    if stderr is not None and math.isfinite(stderr):
+        text += f" ± {stderr:.2f}" if abs(stderr) < 100 else f" ± {stderr:.3g}"
+    return text
 
 
-def _metric(row: ResultRow | None, metric: str) -> float | None:
-    if row is None:
-        return None
-    value = getattr(row, metric)
-    return abs(value) if metric == "bias" else value
+def cell_value(rows: Sequence[ResultRow], metric: str) -> tuple[Optional[float], Optional[float]]:
+    """A cell over its seeds: the mean of the metric (the absolute value of the mean bias) and its
+    standard error across seeds (``None`` with one seed: nothing to estimate it from)."""
+    if not rows:
+        return None, None
+    values = [getattr(row, metric) for row in rows]
+    mean = sum(values) / len(values)
+    stderr = None
+    if len(values) > 1 and all(math.isfinite(v) for v in values):
+        stderr = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
+    return (abs(mean) if metric == "bias" else mean), stderr
+
+
+def _formatted(rows: Sequence[ResultRow], metric: str) -> str:
+    return _cell(*cell_value(rows, metric))
 
 
 def _levels(rows: Sequence[ResultRow]) -> list[float]:
     return sorted({row.true_mi for row in rows})
 
 
-def table2_markdown(rows: Sequence[ResultRow], critic: str, estimators: Sequence[str], tasks: Sequence[str]) -> str:
+def short_estimators(estimators: Sequence[str], steps_per_level: int) -> list[str]:
+    """The estimators whose documented budget is longer than ``steps_per_level``."""
+    return [e for e in estimators if e in DOCUMENTED and (DOCUMENTED[e].settles_at or 0) > steps_per_level]
+
+
+def table2_markdown(rows: Sequence[ResultRow], critic: str, estimators: Sequence[str], tasks: Sequence[str],
+                    labels: Optional[Mapping[str, str]] = None, short: Sequence[str] = ()) -> str:
+    """One critic's table; ``labels`` overrides row labels, estimators in ``short`` are marked."""
     levels = _levels(rows)
     header = ["", "estimator"] + [f"{task.capitalize()} {level:g}" for task in tasks for level in levels]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = []
     for metric, name in _METRICS:
         for i, estimator in enumerate(estimators):
-            cells = [_cell(_metric(lookup(rows, task, critic, estimator, level), metric))
+            cells = [_formatted(cell_rows(rows, task, critic, estimator, level), metric)
                      for task in tasks for level in levels]
             failed = any(r.status == "failed" for r in rows if (r.critic, r.estimator) == (critic, estimator))
-            label = ESTIMATORS[estimator].label + (" (diverged)" if failed else "")
-            lines.append("| " + " | ".join([f"**{name}**" if i == 0 else "", label] + cells) + " |")
-    return "\n".join(lines) + "\n"
+            label = (labels or {}).get(estimator) or label_of(estimator)
+            label += (f" {SHORT}" if estimator in short else "") + (" (diverged)" if failed else "")
+            lines.append([f"**{name}**" if i == 0 else "", label] + cells)
+    return markdown_table(header, lines)
 
 
 def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], tasks: Sequence[str]) -> str:
     """Joint-critic cells as ``ours / paper`` wherever the paper has the row (SMILE Table 2, ReMINE)."""
-    levels = [level for level in _levels(rows)]
+    levels = _levels(rows)
     lines = []
     for task in tasks:
         published = TABLE2.get(task, {})
         names = [e for e in estimators if e in published]
         if not names:
             continue
-        header = ["", "estimator"] + [f"{level:g}" for level in levels]
-        lines += [f"#### {task.capitalize()}, joint critic: ours / paper", "",
-                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        body = []
         for metric, name in _METRICS:
             for i, estimator in enumerate(names):
                 cells = []
                 for level in levels:
-                    ours = _metric(lookup(rows, task, "joint", estimator, level), metric)
-                    paper = dict(zip((2.0, 4.0, 6.0, 8.0, 10.0), published[estimator][metric])).get(level)
-                    cells.append(f"{_cell(ours)} / {_cell(paper)}")
-                lines.append("| " + " | ".join([f"**{name}**" if i == 0 else "", ESTIMATORS[estimator].label]
-                                                + cells) + " |")
-        lines.append("")
+                    ours = _formatted(cell_rows(rows, task, "joint", estimator, level), metric)
+                    paper = dict(zip(TABLE2_LEVELS, published[estimator][metric])).get(level)
+                    cells.append(f"{ours} / {_cell(paper)}")
+                body.append([f"**{name}**" if i == 0 else "", label_of(estimator)] + cells)
+        header = ["", "estimator"] + [f"{level:g}" for level in levels]
+        lines += [f"#### {task.capitalize()}, joint critic: ours / paper", "", markdown_table(header, body)]
     return "\n".join(lines)
+
+
+def _ensemble_id(result: RunResult) -> str:
+    spec = result.record.spec
+    return (f"{spec['task']}-{spec['critic']}: one ensemble fit of {len(spec['estimators'])} estimators x "
+            f"{spec.get('seeds', 1)} seeds")
+
+
+def _seeds_note(results: Sequence[RunResult], budget: Budget) -> str:
+    seeds = sorted({r.seed for r in results})
+    if len(seeds) <= 1:
+        return f" Seed {seeds[0] if seeds else budget.seed} (one seed: n = 1, no standard errors)."
+    return (f" Seeds {', '.join(map(str, seeds))}: each cell is the mean over the {len(seeds)} seeds ± its standard "
+            "error across seeds.")
 
 
 def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], budget: Budget,
                     estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
-                    burn_in: float = 0.0) -> str:
-    protocol = budget.steps_per_level == 4000 and tuple(budget.levels) == (2.0, 4.0, 6.0, 8.0, 10.0)
+                    burn_in: float = 0.0, held_out: Optional[Mapping] = None) -> str:
+    """The report of runs that share one ``budget`` (the one their ``run.json`` recorded)."""
+    labels = {r.spec.estimator: r.label for r in results}
+    short = short_estimators(estimators, budget.steps_per_level)
     lines = [
         "# MI estimator benchmark: bias / variance / MSE per MI level",
         "",
         f"Correlated Gaussian / Cubic, d = 20, batch {budget.batch_size}, levels "
         f"{', '.join(f'{v:g}' for v in budget.levels)} nats, **{budget.steps_per_level} steps per level**"
-        + (" (the papers' protocol)." if protocol else " (a reduced budget; the papers use 4,000).")
-        + f" Seed {budget.seed}. Statistics over the raw per-step training estimates of each level"
+        + (" (the papers' protocol)." if budget.is_protocol else
+           " (not the papers' protocol of 4,000 steps at 2, 4, 6, 8, 10 nats, batch 64).")
+        + _seeds_note(results, budget) + " Statistics over the raw per-step training estimates of each level"
         + (" (no burn-in), as Song & Ermon's Table 2" if burn_in == 0 else
            f" after leaving out the first {burn_in:.0%} of each level's steps (the papers use none)")
         + "; biases are absolute values.",
         "",
     ]
+    if short:
+        needs = ", ".join(f"{label_of(e)} {DOCUMENTED[e].settles_at}" for e in short)
+        lines += [f"{SHORT} Levels shorter than the steps per level this estimator needs on the protocol before its "
+                  f"statistics settle (README, \"Budgets\"): {needs}. Read those rows as under-trained.", ""]
     for critic in critics:
         if any(r.critic == critic for r in rows):
-            lines += [f"## {critic.capitalize()} critic", "", table2_markdown(rows, critic, estimators, tasks)]
+            lines += [f"## {critic.capitalize()} critic", "",
+                      table2_markdown(rows, critic, estimators, tasks, labels, short)]
     comparison = comparison_markdown(rows, estimators, tasks)
     if comparison:
-        lines += ["## Against the published rows (SMILE Table 2; ReMINE λ=1 from DESIGN.md)", "", comparison]
+        lines += ["## Against the published rows (SMILE Table 2; ReMINE λ=1)", "", comparison]
+    if held_out:
+        lines += ["## Held-out estimates (`pdlightning test`, each level by its own critic)", "",
+                  "Mean ± standard error and the count of independent units from each run's `results.json`: held-out "
+                  "pairs for plug-in estimators, held-out batches for bounds with in-batch negatives, seeds where the "
+                  "run had replicates (see `pdlightning.uncertainty`).", "",
+                  held_out_markdown(held_out, estimators, tasks, critics), ""]
     failed = [r for r in results if r.record.status != "ok"]
     if failed:
         lines += ["## Runs that stopped", ""]
         lines += [f"- {r.spec.run_id}: {r.record.error} (after {r.record.steps} steps)" for r in failed]
         lines.append("")
-    lines += ["## Runs", "", "| run | status | steps | seconds |", "|---|---|---|---|"]
-    lines += [f"| {r.spec.run_id} | {r.record.status} | {r.record.steps} | {r.record.seconds:.0f} |" for r in results]
+    runs = {}
+    for r in results:  # an ensemble run holds several results: list each run once
+        run_id = (r.record.spec or {}).get("run_id") or r.spec.run_id if r.member is None else _ensemble_id(r)
+        runs.setdefault(run_id, r.record)
+    lines += ["## Runs", "", markdown_table(["run", "status", "steps", "seconds"], [
+        [run_id, record.status, record.steps, f"{record.seconds:.0f}"] for run_id, record in runs.items()])]
     return "\n".join(lines) + "\n"
+
+
+def held_out_markdown(held_out: Mapping[tuple[str, str, str, float], Mapping], estimators: Sequence[str],
+                      tasks: Sequence[str], critics: Sequence[str]) -> str:
+    """The runs' ``results.json`` (``pdlightning test`` on held-out batches at every level, each level with
+    its own critic): estimate ± standard error per estimator and level, with the unit count; across
+    seeds where the run had several."""
+    lines = []
+    for critic in critics:
+        for task in tasks:
+            cells = {k: v for k, v in held_out.items() if k[0] == task and k[1] == critic}
+            if not cells:
+                continue
+            levels = sorted({k[3] for k in cells})
+            body = []
+            for estimator in estimators:
+                row = []
+                for level in levels:
+                    result = cells.get((task, critic, estimator, level))
+                    if result is None:
+                        row.append("–")
+                        continue
+                    spread = (f" ± {result['stderr']:.2f}" if result.get("stderr") is not None else "")
+                    row.append(f"{result['estimate']:.2f}{spread} (n = {count_of(result['n'], result['unit'])})")
+                body.append([label_of(estimator)] + row)
+            header = ["estimator"] + [f"{level:g}" for level in levels]
+            lines += [f"#### {task.capitalize()}, {critic} critic", "", markdown_table(header, body)]
+    return "\n".join(lines)

@@ -1,8 +1,10 @@
 """Published bias / variance / MSE per MI level (batch 64, joint critic, MI 2-4-6-8-10 nats).
 
 Song & Ermon, "Understanding the Limitations of Variational Mutual Information Estimators"
-(ICLR 2020), Table 2 (Gaussian and Cubic; biases are absolute values), and the ReMINE lambda = 1
-row of DESIGN.md (Gaussian only). Keys are the report's estimator names.
+(ICLR 2020), Table 2 (Gaussian and Cubic; biases are absolute values), and ReMINE with lambda = 1 on the
+Gaussian task (Choi & Lee, "Combating the Instability of Mutual Information-based Losses via
+Regularization", UAI 2022: the lambda = 1 run of their public benchmark code, which the paper shows
+as a figure, not a table). Keys are the report's estimator keys (the fragment names).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ TABLE2_LEVELS = (2.0, 4.0, 6.0, 8.0, 10.0)
 #: TABLE2[task][estimator][metric] = values at TABLE2_LEVELS; metric in {"bias", "variance", "mse"}.
 TABLE2: dict[str, dict[str, dict[str, tuple[float, ...]]]] = {
     "gaussian": {
-        "cpc": {"bias": (0.25, 0.99, 2.31, 4.00, 5.89), "variance": (0.04, 0.04, 0.02, 0.01, 0.00),
+        "infonce": {"bias": (0.25, 0.99, 2.31, 4.00, 5.89), "variance": (0.04, 0.04, 0.02, 0.01, 0.00),
                 "mse": (0.10, 1.02, 5.33, 16.00, 34.66)},
         "nwj": {"bias": (0.12, 0.30, 0.75, 2.30, 2.97), "variance": (0.06, 0.22, 1.36, 16.50, 99.0),
                 "mse": (0.07, 0.32, 2.19, 33.37, 28.43)},
@@ -28,7 +30,7 @@ TABLE2: dict[str, dict[str, dict[str, tuple[float, ...]]]] = {
                    "mse": (0.14, 0.22, 0.60, 1.13, 1.67)},
     },
     "cubic": {
-        "cpc": {"bias": (0.72, 1.48, 2.63, 4.20, 5.99), "variance": (0.03, 0.04, 0.03, 0.01, 0.01),
+        "infonce": {"bias": (0.72, 1.48, 2.63, 4.20, 5.99), "variance": (0.03, 0.04, 0.03, 0.01, 0.01),
                 "mse": (0.55, 2.22, 6.95, 17.62, 35.91)},
         "nwj": {"bias": (0.66, 1.21, 2.04, 3.21, 4.70), "variance": (0.04, 0.10, 0.41, 0.93, 3.23),
                 "mse": (0.47, 1.55, 4.56, 11.13, 27.00)},

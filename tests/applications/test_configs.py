@@ -34,14 +34,15 @@ def fit_and_test(configs, args):
 
 
 def test_retrieval_mfeat_config_fits_retrieves_and_predicts(tmp_path):
-    cli = build_cli(["fit", "--config=configs/retrieval/mfeat.yaml", *tiny(tmp_path, 3)])
+    cli = build_cli(["fit", "--config=configs/retrieval/mfeat.yaml", *tiny(tmp_path, 3),
+                     "--trainer.enable_checkpointing=true"])  # predict evaluates the trained checkpoint
     directory = os.path.join(cli.trainer.log_dir, "retrieval")
     results = json.load(open(os.path.join(directory, "retrieval.json")))
     assert 0.0 <= results["retrieval/top1"] <= 1.0 and results["retrieval/chance"] == 0.2
     assert results["retrieval/baseline_top1"] > 0.3  # least squares pixels -> Fourier beats chance
     assert "Correct retrievals" in open(os.path.join(directory, "listing.md")).read()
     predict = build_cli(["predict", "--config=configs/retrieval/mfeat.yaml", *QUIET,
-                         f"--trainer.logger.init_args.save_dir={tmp_path}"])
+                         f"--trainer.logger.init_args.save_dir={tmp_path}", "--ckpt_path=last"])
     rows = list(csv.DictReader(open(os.path.join(predict.trainer.log_dir, "pmi.csv"))))
     assert len(rows) == 400 and {"index", "label", "pmi"} <= set(rows[0])
 
@@ -131,6 +132,7 @@ def test_consistency_sweep_configs(sweep, tmp_path):
 @pytest.mark.parametrize("table", ["configs/slb/table_mnist.yaml", "configs/clb/table_mnist.yaml"])
 def test_benchmark_table_configs(table, tmp_path):
     config = yaml.safe_load(open(table))
+    config["losses"] = yaml.safe_load(open(os.path.join(os.path.dirname(table), config["losses"])))  # the shared file
     assert set(config["losses"]) == {"MINE", "SMILE", "InfoNCE", "NWJ", "TUBA", "JS"}
     for forms in config["losses"].values():
         assert set(forms) == {"original", "regularized"}

@@ -88,8 +88,26 @@ def test_callbacks_read_a_new_bounds_metadata_without_being_edited(tmp_path):
     module = MIEstimationModule(JointCritic(2, 2, [8]), ToyCeilingBound())
     trainer.fit(module, CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=6, batch_size=8))
     staircase, drift, bias_variance = callbacks
-    assert staircase._label == "ToyCeilingBound" and staircase._ceiling == 3.0
+    assert staircase.streams.title(None) == "ToyCeilingBound" and staircase.streams.ceiling(None) == 3.0
     assert drift._c_star == 0.25 and drift._title == "ToyCeilingBound: drift"
     assert (tmp_path / "bias_variance.md").read_text().startswith("### ToyCeilingBound")
     assert (tmp_path / "staircase.png").exists() and (tmp_path / "drift.png").exists()
     assert all(v <= 3.0 for v in bias_variance.estimates) and not math.isnan(bias_variance.estimates[0])
+
+
+def test_every_bound_fragment_is_a_zoo_key():
+    """One key per estimator: the file name of its fragment in configs/mi/bounds/ is its zoo key
+    (and its report key and run directory), so the fragment's bound is the zoo's."""
+    import os
+
+    import yaml
+
+    from pdlightning.cli.configs import packaged_configs_dir
+    from pdlightning.runner.config import instantiate
+
+    folder = packaged_configs_dir() / "mi" / "bounds"
+    keys = sorted(p[:-5] for p in os.listdir(folder) if p.endswith(".yaml"))
+    assert len(keys) >= 20 and [k for k in keys if k not in BOUNDS] == []
+    for key in keys:
+        spec = yaml.safe_load((folder / f"{key}.yaml").read_text())["model"]["init_args"]["bound"]
+        assert type(instantiate(spec, Bound)) is type(BOUNDS[key]()), key

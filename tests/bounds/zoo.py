@@ -1,5 +1,7 @@
 """Every bound of the package in the configurations the configs use (fresh instances: MINE and the
-probabilistic classifier keep state). Shared by the stress and fuzz tests."""
+probabilistic classifier keep state). Shared by the stress and fuzz tests. A key that names a
+fragment of ``configs/mi/bounds/`` is that estimator's one key (fragment, report row, run directory);
+the other keys are extra configurations of the same classes."""
 
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
     "mine": MINE,
     "js": JS,
     "infonce": InfoNCE,
-    "smile": SMILE,
+    "smile_tau5": SMILE,
     "smile_tau1": lambda: SMILE(tau=1.0),
-    "smile_dv": lambda: SMILE(tau=None),
+    "smile_tauinf": lambda: SMILE(tau=None),
     "eta_dv": EtaDV,
     "pd_variational": VariationalPlugIn,
     "pd_classifier": ProbabilisticClassifier,
@@ -42,7 +44,7 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
 #: bounds whose every term is a log-domain quantity (logsumexp / softplus / plug-in log r): finite
 #: for any finite scores, even at |f| = 1e4.
 LOG_DOMAIN = {
-    "dv", "mine", "infonce", "smile", "smile_tau1", "smile_dv", "pd_variational", "pd_classifier",
+    "dv", "mine", "infonce", "smile_tau5", "smile_tau1", "smile_tauinf", "pd_variational", "pd_classifier",
     "pd_classifier_balanced", "pd_ratio_fitting", "pd_ratio_fitting_relative", "pd_matching_2",
     "remine", "resmile", "reinfonce",
 }

@@ -27,7 +27,7 @@ def quiet(tmp_path, steps: int) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("fragment", ["smile.yaml", "pd_classifier.yaml"])
+@pytest.mark.parametrize("fragment", ["smile_tau5.yaml", "pd_classifier.yaml"])
 def test_short_fit_at_two_nats_converges_within_0_3(fragment, tmp_path):
     steps = 1500
     cli = build_cli([
@@ -123,7 +123,8 @@ def test_console_script_runs_fit_and_test(tmp_path):
               "--data.init_args.mi_schedule=[1.0]", "--model.init_args.critic.init_args.hidden_dims=[16]"]
     fit = subprocess.run([script, "fit", *common], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert fit.returncode == 0, fit.stderr[-2000:]
-    test = subprocess.run([script, "test", *common], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    test = subprocess.run([script, "test", *common, "--ckpt_path=last"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=300)
     assert test.returncode == 0, test.stderr[-2000:]
     assert "true MI" in test.stdout + test.stderr and "estimate" in test.stdout + test.stderr
 

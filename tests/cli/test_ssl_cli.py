@@ -1,18 +1,13 @@
-"""SSL and linear evaluation through the `pdlightning` CLI (digits, a few steps), and the shipped configs."""
+"""SSL and linear evaluation through the `pdlightning` CLI (digits, a few steps). The shipped SSL
+configs are tested in tests/test_configs.py."""
 
 from __future__ import annotations
 
-import glob
-import os
-
-import pytest
 import torch
 import yaml
 
 from pdlightning.cli.main import build_cli
 from pdlightning.modules import ContrastiveSSLModule, LinearEvalModule
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ENCODER = {"class_path": "pdlightning.encoders.ResNetEncoder",
            "init_args": {"arch": "cifar", "in_channels": 1, "widths": [4, 8]}}
@@ -65,34 +60,3 @@ def test_cli_ssl_fit_then_linear_eval_fit_and_test(tmp_path) -> None:
     linear_ckpt = tmp_path / "linear_eval" / "version_0" / "checkpoints" / "last.ckpt"
     cli = build_cli(["test", "-c", str(eval_path), "--model.ssl_checkpoint", str(ckpt), "--ckpt_path", str(linear_ckpt)])
     assert 0.0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1.0
-
-
-SSL_DIRS = sorted(d for d in glob.glob(os.path.join(REPO, "configs", "ssl", "*")) if os.path.isdir(d))
-
-
-def test_every_dataset_has_the_three_objectives() -> None:
-    names = {os.path.basename(d) for d in SSL_DIRS}
-    assert {"mnist", "fashion_mnist", "cifar10", "demo"} <= names
-    for directory in SSL_DIRS:
-        assert {"cpc.yaml", "pcc.yaml", "drfc.yaml"} <= set(os.listdir(directory)), directory
-
-
-@pytest.mark.parametrize("directory", SSL_DIRS, ids=os.path.basename)
-def test_objectives_differ_only_in_the_bound(directory: str) -> None:
-    """The PD paper's protocol: network, learning rate, optimiser and batch size fixed; only the objective changes."""
-    configs = {}
-    for objective in ("cpc", "pcc", "drfc"):
-        with open(os.path.join(directory, f"{objective}.yaml")) as f:
-            config = yaml.safe_load(f)
-        bound = config["model"]["init_args"].pop("bound")
-        assert config["trainer"]["logger"]["init_args"].pop("name").endswith(f"/{objective}")
-        configs[objective] = config
-        assert bound["class_path"].rsplit(".", 1)[1] == {
-            "cpc": "InfoNCE", "pcc": "ProbabilisticClassifier", "drfc": "DensityRatioFitting"}[objective]
-    assert configs["cpc"] == configs["pcc"] == configs["drfc"]
-
-
-@pytest.mark.parametrize("objective", ["cpc", "pcc", "drfc"])
-def test_demo_configs_instantiate(objective: str) -> None:
-    cli = build_cli(["-c", os.path.join(REPO, "configs", "ssl", "demo", f"{objective}.yaml")], run=False)
-    assert isinstance(cli.model, ContrastiveSSLModule)

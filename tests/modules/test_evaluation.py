@@ -19,6 +19,13 @@ from pdlightning.modules import MIEstimationModule
 STEPS = 30
 
 
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path, monkeypatch):
+    """Fits without a logger write their summary and results to the working directory: keep it temporary."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _trainer(steps: int, **kwargs) -> L.Trainer:
     return L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                      enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, **kwargs)

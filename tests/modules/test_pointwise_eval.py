@@ -101,21 +101,21 @@ class _Test(L.Callback):
         self.outputs.append(outputs)
 
 
-def _test(module: MIEstimationModule, data: TaskDataModule) -> tuple[dict[str, float], list]:
+def _test(module: MIEstimationModule, data: TaskDataModule, root) -> tuple[dict[str, float], list]:
     seen = _Test()
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = L.Trainer(logger=False, default_root_dir=str(root), enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[seen], accelerator="cpu", devices=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return trainer.test(module, data, verbose=False)[0], seen.outputs
 
 
-def test_the_module_returns_records_and_its_mi_estimate_ignores_the_product_pairs():
+def test_the_module_returns_records_and_its_mi_estimate_ignores_the_product_pairs(tmp_path):
     critic = ExactPMICritic(get_task(TASK), offset=1.0)
     module = MIEstimationModule(critic, DV(), summary=False)
     settings = dict(task=TASK, n_samples=2000, batch_size=64, eval_batch_size=250, standardize=False)
-    with_products, outputs = _test(module, TaskDataModule(**settings))
-    without_products, plain_outputs = _test(module, TaskDataModule(product_pairs=False, **settings))
+    with_products, outputs = _test(module, TaskDataModule(**settings), tmp_path / "a")
+    without_products, plain_outputs = _test(module, TaskDataModule(product_pairs=False, **settings), tmp_path / "b")
     level = [k for k in with_products if k.startswith("test/mi_estimate@")]
     assert level and with_products[level[0]] == pytest.approx(without_products[level[0]], abs=1e-6)
     records = [r for o in outputs for r in pointwise_records(o)]

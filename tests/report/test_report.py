@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 
@@ -16,7 +17,7 @@ TINY = Budget(steps_per_level=3, levels=(2.0, 4.0), batch_size=16, seed=0)
 
 
 def test_resume_skips_finished_runs_and_redoes_a_half_finished_one(tmp_path):
-    specs = plan(["cpc", "nwj"], ["gaussian"], ["joint"])
+    specs = plan(["infonce", "nwj"], ["gaussian"], ["joint"])
     lines: list[str] = []
     first = run_sweep(specs, TINY, tmp_path, max_runs=1, log=lines.append)
     assert list(first) == specs[:1] and first[specs[0]].status == "ok" and first[specs[0]].steps == 6
@@ -41,12 +42,12 @@ def test_resume_skips_finished_runs_and_redoes_a_half_finished_one(tmp_path):
 
     # A third call has nothing to do; the CLI renders the report of what is there.
     assert main(["--out", str(tmp_path), "--steps-per-level", "3", "--levels", "2", "4", "--batch-size", "16",
-                 "--estimators", "cpc", "nwj", "--tasks", "gaussian", "--critics", "joint"]) == 0
+                 "--estimators", "infonce", "nwj", "--tasks", "gaussian", "--critics", "joint"]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "CPC (InfoNCE)" in report and "NWJ" in report and "**3 steps per level**" in report
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {(r["estimator"], float(r["true_mi"])) for r in rows} == {("cpc", 2.0), ("cpc", 4.0), ("nwj", 2.0), ("nwj", 4.0)}
+    assert {(r["estimator"], float(r["true_mi"])) for r in rows} == {("infonce", 2.0), ("infonce", 4.0), ("nwj", 2.0), ("nwj", 4.0)}
     assert all(int(r["steps"]) == 3 for r in rows)
     assert (tmp_path / "staircase_grid.png").stat().st_size > 0
 
@@ -59,7 +60,7 @@ def test_names_and_budget_are_checked():
     with pytest.raises(ValueError, match="estimators"):
         plan(["nope"], ["gaussian"], ["joint"])
     with pytest.raises(ValueError, match="critics"):
-        plan(["cpc"], ["gaussian"], ["bilinear"])
+        plan(["infonce"], ["gaussian"], ["bilinear"])
     with pytest.raises(ValueError, match="steps_per_level"):
         Budget(steps_per_level=0)
     with pytest.raises(ValueError, match="levels"):
@@ -72,8 +73,8 @@ def _row(estimator, task, level, bias, variance, critic="joint"):
 
 def test_table2_layout_blocks_and_absolute_bias():
     rows = [_row("nwj", "gaussian", 2.0, -0.5, 0.1), _row("nwj", "gaussian", 4.0, 0.25, 2.0),
-            _row("nwj", "cubic", 2.0, -1.0, 0.05), _row("cpc", "gaussian", 2.0, -0.2, 0.01)]
-    lines = table2_markdown(rows, "joint", ["cpc", "nwj"], ["gaussian", "cubic"]).splitlines()
+            _row("nwj", "cubic", 2.0, -1.0, 0.05), _row("infonce", "gaussian", 2.0, -0.2, 0.01)]
+    lines = table2_markdown(rows, "joint", ["infonce", "nwj"], ["gaussian", "cubic"]).splitlines()
     assert lines[0] == "|  | estimator | Gaussian 2 | Gaussian 4 | Cubic 2 | Cubic 4 |"
     assert lines[2] == "| **Bias (abs)** | CPC (InfoNCE) | 0.20 | – | – | – |"
     assert lines[3] == "|  | NWJ | 0.50 | 0.25 | 1.00 | – |"
@@ -82,7 +83,7 @@ def test_table2_layout_blocks_and_absolute_bias():
 
 
 def test_comparison_puts_ours_next_to_the_paper():
-    markdown = comparison_markdown([_row("nwj", "gaussian", 2.0, -0.5, 0.1)], ["nwj", "pc"], ["gaussian"])
+    markdown = comparison_markdown([_row("nwj", "gaussian", 2.0, -0.5, 0.1)], ["nwj", "pd_classifier"], ["gaussian"])
     assert "| **Bias (abs)** | NWJ | 0.50 / 0.12 |" in markdown
     assert "| **Var** | NWJ | 0.10 / 0.06 |" in markdown
     assert "Probabilistic" not in markdown  # no published row
@@ -102,7 +103,7 @@ def test_run_record_is_plain_json(tmp_path):
 def test_a_run_finished_by_a_parallel_sweep_is_not_redone(tmp_path, monkeypatch):
     from pdlightning.report import sweep
 
-    specs = plan(["cpc", "nwj"], ["gaussian"], ["joint"])
+    specs = plan(["infonce", "nwj"], ["gaussian"], ["joint"])
     ran = []
 
     def fake_run_one(spec, budget, configs, run_dir):
@@ -129,7 +130,7 @@ def test_a_run_claimed_by_a_live_process_is_left_alone(tmp_path, monkeypatch):
 
     from pdlightning.report import sweep
 
-    specs = plan(["cpc", "nwj"], ["gaussian"], ["joint"])
+    specs = plan(["infonce", "nwj"], ["gaussian"], ["joint"])
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         claimed = tmp_path / "runs" / specs[0].run_id
@@ -153,3 +154,98 @@ def test_bad_burn_in_is_refused_with_its_name(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--burn-in", "1.5", "--render-only"])
     assert "burn_in" in capsys.readouterr().err
+
+
+def _configs_with(tmp_path, fragments: dict[str, str]):
+    """A copy of the packaged configs with extra bound fragments (``{key: class_path + init_args YAML}``)."""
+    import shutil
+
+    from pdlightning.cli.configs import packaged_configs_dir
+
+    configs = tmp_path / "configs"
+    shutil.copytree(packaged_configs_dir(), configs, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    for key, bound in fragments.items():
+        (configs / "mi" / "bounds" / f"{key}.yaml").write_text(
+            "model:\n  init_args:\n    bound:\n" + "".join(f"      {line}\n" for line in bound.splitlines()))
+    return configs
+
+
+TINY_ARGS = ["--steps-per-level", "3", "--levels", "2", "4", "--batch-size", "16", "--tasks", "gaussian",
+             "--critics", "joint", "--single-fits"]  # the one-fit-per-estimator path (ensembles: test_ensemble.py)
+
+
+def test_a_new_bound_is_one_class_and_one_fragment_for_the_report(tmp_path):
+    """The report lists every fragment of <configs>/mi/bounds/ and labels an undocumented one with its
+    Bound.label; the run record carries that label and the bound's own value ceiling."""
+    from pdlightning.report import estimators
+
+    toy = "class_path: tests.report.toy_bound.ToyBound\ninit_args: {scale: 2.0}"
+    configs = _configs_with(tmp_path, {"toy_dv": toy})
+    found = estimators(configs)
+    assert "toy_dv" in found and found["toy_dv"].label == "Toy(s=2)" and found["toy_dv"].settles_at is None
+    assert "toy_dv" not in estimators() and set(estimators()) <= set(found)
+    assert list(found)[:3] == ["infonce", "nwj", "js"]  # documented rows first, in the papers' order
+
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--configs", str(configs), "--estimators", "toy_dv", *TINY_ARGS]) == 0
+    record = json.loads((out / "runs" / "gaussian-joint-toy_dv" / "run.json").read_text())
+    assert record["label"] == "Toy(s=2)" and record["ceiling"] == pytest.approx(math.log(16) + 1.0)
+    assert record["status"] == "ok" and record["steps"] == 6 and record["candidates"] == 16
+    assert record["versions"]["torch"] and record["command"].startswith("pdlightning fit -c ")
+    assert "toy_dv.yaml" in record["command"]
+    assert "| **Bias (abs)** | Toy(s=2) |" in (out / "report.md").read_text()
+    with open(out / "results.csv") as f:
+        assert {r["estimator"] for r in csv.DictReader(f)} == {"toy_dv"}
+
+
+def test_old_report_keys_still_work_with_a_deprecation_message():
+    with pytest.warns(FutureWarning, match="'cpc' is now 'infonce'"):
+        specs = plan(["cpc", "pc", "drf", "dm1", "dm2"], ["gaussian"], ["joint"])
+    assert [s.estimator for s in specs] == ["infonce", "pd_classifier", "pd_ratio_fitting", "pd_matching_1",
+                                            "pd_matching_2"]
+    assert [s.estimator for s in plan(["all"], ["gaussian"], ["joint"])][:2] == ["infonce", "nwj"]
+
+
+def test_render_only_reads_each_runs_own_budget_and_flags_short_levels(tmp_path):
+    """--render-only with no budget arguments (default 4,000 steps) must not call a 3-step run the
+    papers' protocol; estimators whose documented budget is longer are flagged."""
+    assert main(["--out", str(tmp_path), "--estimators", "infonce", *TINY_ARGS]) == 0
+    assert main(["--out", str(tmp_path), "--render-only"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "**3 steps per level**" in report and "papers' protocol)." not in report
+    assert "not the papers' protocol" in report
+    assert "| **Bias (abs)** | CPC (InfoNCE) † |" in report and "CPC (InfoNCE) 1000" in report
+
+
+def test_two_sweeps_sharing_out_end_with_a_report_of_every_finished_run(tmp_path):
+    assert main(["--out", str(tmp_path), "--estimators", "nwj", *TINY_ARGS]) == 0
+    assert main(["--out", str(tmp_path), "--estimators", "infonce", *TINY_ARGS]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| **Bias (abs)** | CPC (InfoNCE) † |" in report and "|  | NWJ † |" in report
+    with open(tmp_path / "results.csv") as f:
+        assert {r["estimator"] for r in csv.DictReader(f)} == {"infonce", "nwj"}
+
+
+def test_runs_of_different_budgets_are_never_mixed_in_one_table(tmp_path, capsys):
+    import shutil
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["--out", str(first), "--estimators", "nwj", *TINY_ARGS]) == 0
+    other = [a if a != "3" else "4" for a in TINY_ARGS]  # 4 steps per level
+    assert main(["--out", str(second), "--estimators", "infonce", *other]) == 0
+    # A sweep of another budget into the same directory is refused with the parameter's name ...
+    with pytest.raises(SystemExit):
+        main(["--out", str(first), "--estimators", "infonce", *other])
+    assert "out:" in capsys.readouterr().err
+    # ... and runs copied there by hand are rendered in their own section, each with its budget.
+    shutil.copytree(second / "runs" / "gaussian-joint-infonce", first / "runs" / "gaussian-joint-infonce")
+    assert main(["--out", str(first), "--render-only"]) == 0
+    report = (first / "report.md").read_text()
+    assert report.startswith(f"**{first} holds runs of 2 budgets**")
+    assert report.count("# MI estimator benchmark") == 2
+    assert "**3 steps per level**" in report and "**4 steps per level**" in report
+    three, four = sorted(report.split("\n---\n")[-2:], key=lambda section: "**4 steps per level**" in section)
+    assert "| NWJ †" in three and "CPC" not in three and "CPC (InfoNCE)" in four and "NWJ" not in four
+    assert (first / "staircase_grid.png").exists() and (first / "staircase_grid_2.png").exists()
+    with open(first / "results.csv") as f:
+        assert {(r["estimator"], r["steps_per_level"]) for r in csv.DictReader(f)} == {("nwj", "3"), ("infonce", "4")}

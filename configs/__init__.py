@@ -1,0 +1,1 @@
+"""The shipped YAML configs; installed as ``pdlightning.configs`` (see ``pdlightning.cli.configs``)."""

@@ -1,0 +1,92 @@
+"""The in-process executor: one :class:`~pdlightning.runner.Run` -> one :class:`RunRecord`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import lightning as L
+
+from pdlightning.bounds import step_records
+
+from .plan import Run
+from .record import RunRecord, package_versions, write_record
+
+__all__ = ["execute_in_process", "in_process", "claim", "RunProbe"]
+
+
+class RunProbe(L.Callback):
+    """Keeps what the run record needs from the training steps' records: the reporting bound's
+    label, its value ceiling and the candidates per row of the last step that reported."""
+
+    def __init__(self) -> None:
+        self.label: Optional[str] = None
+        self.ceiling: Optional[float] = None
+        self.candidates: Optional[int] = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        for record in step_records(outputs):
+            if record.estimate is None:
+                continue
+            if record.reporting_bound is not None:
+                self.label = record.reporting_bound.label
+            self.ceiling = record.ceiling
+            self.candidates = int(record.estimate.scores.negatives_per_row) + 1
+
+
+def _scalars(metrics: Any) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] = ()) -> RunRecord:
+    """``pdlightning fit`` (then ``test`` with ``run.test``) of ``run`` in this process, with
+    ``callbacks`` added to the trainer's. A run whose bound goes non-finite (``FloatingPointError``:
+    the estimator diverged) is a ``failed`` record, not an exception; anything else propagates."""
+    from pdlightning.cli.main import build_cli
+
+    with warnings.catch_warnings():  # the sweep's own argv is not the run's: LightningCLI need not say so
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+        cli = build_cli(run.args(Path(run_dir)), run=False)
+    probe = RunProbe()
+    cli.trainer.callbacks += [probe, *callbacks]  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    status, error = "ok", None
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    except FloatingPointError as exc:  # NonFiniteBoundError
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    metrics = _scalars(cli.trainer.callback_metrics)
+    if run.test and status == "ok":
+        for result in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False):
+            metrics.update(_scalars(result))
+    reporting = getattr(cli.model, "reporting_bound", None)
+    return RunRecord(spec=run.spec, budget=run.budget, status=status, seconds=round(time.perf_counter() - start, 2),
+                     steps=int(cli.trainer.global_step), label=probe.label or getattr(reporting, "label", None),
+                     ceiling=probe.ceiling, candidates=probe.candidates, metrics=metrics,
+                     command=run.command_in(run_dir), versions=package_versions(), error=error)
+
+
+def claim(run_dir: Path) -> None:
+    """Start ``run_dir`` afresh (a half-finished run restarts clean) and mark it as this process's
+    (``owner.pid``), so that parallel sweeps over the same directory leave it alone."""
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / "owner.pid").write_text(str(os.getpid()))
+
+
+def in_process(run: Run, run_dir: Path,
+               execute: Callable[[Run, Path], RunRecord] = execute_in_process) -> RunRecord:
+    """The default executor of :func:`~pdlightning.runner.run_all`: claim the directory, execute,
+    write ``run.json``, release the claim."""
+    claim(run_dir)
+    record = execute(run, Path(run_dir))
+    write_record(Path(run_dir), record)
+    (Path(run_dir) / "owner.pid").unlink(missing_ok=True)
+    return record

@@ -1,0 +1,97 @@
+"""``run.json``: the record every run of every sweep leaves in its directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from pdlightning.results import package_versions
+
+__all__ = ["RunRecord", "read_record", "read_records", "write_record", "package_versions"]
+
+
+@dataclass
+class RunRecord:
+    """What ran, under which budget, how it ended, and with what.
+
+    Attributes:
+        spec: what identifies the run within its sweep (e.g. task, critic, estimator).
+        budget: what makes runs of one sweep comparable (steps, levels, batch size, seed, base configs);
+            a finished run is reused only under the same budget.
+        status: ``"ok"`` or ``"failed"`` (the estimator diverged; ``error`` says how).
+        seconds: wall-clock seconds of the fit (and test).
+        steps: training steps made.
+        label: the reporting bound's label with its parameters, e.g. ``SMILE(τ=5)``.
+        ceiling: the largest value the reporting bound can give on the run's batches (``log K`` for
+            InfoNCE), ``None`` when it has none.
+        candidates: pairs per row the estimates saw (joint + marginal: ``K``).
+        metrics: the final scalar metrics of the fit (and of the test, ``test/...``).
+        command: the equivalent ``pdlightning fit`` command.
+        versions: versions of Python, pdlightning, torch and lightning that ran it.
+        error: the first line(s) of the error of a failed run.
+        extra: anything else a sweep wants to keep.
+    """
+
+    spec: dict
+    budget: dict
+    status: str
+    seconds: float
+    steps: int
+    label: Optional[str] = None
+    ceiling: Optional[float] = None
+    candidates: Optional[int] = None
+    metrics: dict = field(default_factory=dict)
+    command: Optional[str] = None
+    versions: dict = field(default_factory=dict)
+    error: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunRecord":
+        """Read a record, keeping fields this version does not know in ``extra`` (older and newer
+        ``run.json`` files both load)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        extra = {**data.get("extra", {}), **{k: v for k, v in data.items() if k not in known}}
+        return cls(**{k: v for k, v in data.items() if k in known and k != "extra"}, extra=extra)
+
+
+def read_record(run_dir: Path) -> Optional[RunRecord]:
+    """The run's ``run.json``; ``None`` when the run has not finished (or never started)."""
+    path = Path(run_dir) / "run.json"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return RunRecord.from_dict(json.load(f))
+
+
+def read_records(out: Path) -> dict[str, RunRecord]:
+    """Every finished run under ``out/runs``, by run id (directory name), in sorted order."""
+    runs = Path(out) / "runs"
+    if not runs.is_dir():
+        return {}
+    records = {}
+    for run_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
+        record = read_record(run_dir)
+        if record is not None:
+            records[run_dir.name] = record
+    return records
+
+
+def write_record(run_dir: Path, record: RunRecord) -> None:
+    """Write ``run.json`` atomically: a killed sweep never leaves a half record."""
+    run_dir = Path(run_dir)
+    tmp = run_dir / "run.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(asdict(record), f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, run_dir / "run.json")
+
+
+def as_json(value: Any) -> Any:
+    """``value`` through a JSON round trip (tuples become lists), as ``run.json`` stores it."""
+    return json.loads(json.dumps(value))

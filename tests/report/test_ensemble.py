@@ -1,0 +1,66 @@
+"""The report on vectorised ensembles: one fit per task and critic holds every estimator and seed, gives
+the single-fit path's numbers, and renders the mean ± standard error over seeds."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from pdlightning.report.main import main
+from pdlightning.report.ensemble import member_name, parse_member
+
+ARGS = ["--steps-per-level", "4", "--levels", "2", "4", "--batch-size", "16", "--tasks", "gaussian",
+        "--critics", "joint", "--estimators", "nwj", "smile_tau5"]
+
+
+def _rows(path) -> dict[tuple, dict]:
+    with open(path) as f:
+        return {(r["estimator"], float(r["true_mi"]), int(r["seed"])): r for r in csv.DictReader(f)}
+
+
+def test_one_seed_ensemble_gives_the_single_fit_numbers(tmp_path):
+    """The same sweep as one ensemble fit and as one fit per estimator: every bias / variance / MSE of
+    the table agrees to float32 rounding (the members are the single runs, see the module tests)."""
+    assert main(["--out", str(tmp_path / "single"), *ARGS, "--single-fits"]) == 0
+    assert main(["--out", str(tmp_path / "ensemble"), *ARGS]) == 0
+    assert sorted(p.name for p in (tmp_path / "ensemble" / "runs").iterdir()) == ["gaussian-joint-nwj+smile_tau5"]
+    single, ensemble = _rows(tmp_path / "single" / "results.csv"), _rows(tmp_path / "ensemble" / "results.csv")
+    assert set(single) == set(ensemble) and len(single) == 4
+    for key, row in single.items():
+        for metric in ("mean", "bias", "variance", "mse"):
+            assert float(ensemble[key][metric]) == pytest.approx(float(row[metric]), abs=1e-4), (key, metric)
+    report = (tmp_path / "ensemble" / "report.md").read_text()
+    assert "Seed 0 (one seed: n = 1, no standard errors)" in report and " ± " not in report.split("## Held-out")[0]
+    assert "## Held-out estimates" in report and "(n = 8 batchs)" not in report and "(n = 8 batches)" in report
+
+
+def test_seeds_give_mean_and_standard_error_across_seeds_and_resume(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), *ARGS, "--seeds", "3"]) == 0
+    run = tmp_path / "runs" / "gaussian-joint-nwj+smile_tau5-3seeds"
+    record = json.loads((run / "run.json").read_text())
+    assert record["spec"]["mode"] == "ensemble" and record["spec"]["seeds"] == 3 and record["status"] == "ok"
+    assert "--data.init_args.replicas=3" in record["command"]
+    rows = _rows(tmp_path / "results.csv")
+    assert {seed for (_, _, seed) in rows} == {0, 1, 2} and len(rows) == 2 * 2 * 3
+    report = (tmp_path / "report.md").read_text()
+    assert "Seeds 0, 1, 2: each cell is the mean over the 3 seeds ± its standard error across seeds." in report
+    table = report.split("## Joint critic")[1].split("##")[0]
+    assert table.count(" ± ") == 2 * 2 * 3  # every cell: 2 estimators x 2 levels x 3 metrics
+    assert "(n = 3 seeds)" in report.split("## Held-out")[1]
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path), *ARGS, "--seeds", "3"]) == 0  # finished: not redone
+    assert "finished earlier" in capsys.readouterr().out
+
+
+def test_member_names_round_trip_and_bad_seeds_are_named(tmp_path, capsys):
+    assert parse_member(member_name("pd_matching_1", 12)) == ("pd_matching_1", 12)
+    with pytest.raises(ValueError, match="not an ensemble member"):
+        parse_member("nwj")
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), *ARGS, "--seeds", "0"])
+    assert "seeds: expected an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), *ARGS, "--seeds", "2", "--single-fits"])
+    assert "seeds: replicate seeds run as ensembles" in capsys.readouterr().err
