@@ -9,7 +9,9 @@ N pairs, half held out) and reports, per run, the held-out MI estimate, the esti
         --estimators smile infonce nwj pc pc_balanced --steps 2000 --batch-size 128 --hidden 64 64 --out pc.csv
 
 Estimators: ``smile`` (SMILE τ=5), ``infonce``, ``nwj``, ``pc`` (ProbabilisticClassifier, pooled BCE: prior ratio
-``k = batch - 1``), ``pc_balanced`` (ProbabilisticClassifier(balanced=True): per-class means, prior ratio 1).
+``k = batch - 1``, the critic's score is the logit), ``pc_balanced`` (ProbabilisticClassifier(balanced=True):
+per-class means, prior ratio 1), ``pc_log_ratio`` (pooled BCE, the critic's score is ``log r_hat``: an untrained
+critic starts at independence instead of at ``r_hat = k``).
 
 The README's table ("Why the probabilistic classifier under-reads") came from these runs (about 1 to 10 minutes
 each on one thread):
@@ -48,6 +50,7 @@ ESTIMATORS = {
     "nwj": NWJ,
     "pc": lambda: ProbabilisticClassifier(balanced=False),
     "pc_balanced": lambda: ProbabilisticClassifier(balanced=True),
+    "pc_log_ratio": lambda: ProbabilisticClassifier(parametrization="log_ratio"),
 }
 #: held-out (and in-sample) estimates are averaged over batches of this many pairs
 EVAL_BATCH = 500
