@@ -32,9 +32,9 @@ class ProbabilisticClassifier(PlugInBound):
             about 0: under ``"logit"`` that is ``r_hat = k`` on every pair (``log k`` = 4.8 nats of
             over-estimate at batch 128), which the pooled classifier spends its first thousands of
             steps removing; under ``"log_ratio"`` it is ``r_hat = 1``, independence. At 2,000 steps,
-            batch 128, the suite's ``1v1-additive-0.1`` (MI 1.71) reads 1.55 with ``"logit"``, 1.68
+            batch 128, the suite's ``1v1-additive-0.1`` (MI 1.71) reads 1.55 with ``"logit"``, 1.69
             with ``"log_ratio"`` (SMILE 1.66); ``multinormal-sparse-25-25-2-2.0`` (MI 1.02) 0.73 and
-            0.88 (SMILE 0.92); README, task suite. Identical when ``balanced`` (``k = 1``).
+            0.89 (SMILE 0.92); README, task suite. Identical when ``balanced`` (``k = 1``).
 
     With ``"logit"`` the prior ratio of the *training* batches is remembered (a buffer), so ``pmi``
     stays calibrated when evaluated on batches of another size; with ``"log_ratio"`` the PMI is the
