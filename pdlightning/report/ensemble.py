@@ -11,7 +11,6 @@ with a ``member`` column), one staircase figure, and ``results.json`` of the hel
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -89,7 +88,9 @@ def to_ensemble_run(spec: EnsembleSpec, budget: Any, configs: Path, single_run: 
                            "summary": False}}
     bound_fragment = str(Path(configs) / "mi" / "bounds")
     files = tuple(c for c in single_run.configs if not c.startswith(bound_fragment))
-    overrides = list(single_run.overrides) + [f"--model={json.dumps(model)}"]
+    # YAML flow style, not JSON: a fragment's `.inf` (SMILE's tau) has no JSON spelling the parser accepts
+    flow = yaml.safe_dump(model, default_flow_style=True, width=float("inf"), sort_keys=False).strip()
+    overrides = list(single_run.overrides) + [f"--model={flow}"]
     if spec.seeds > 1:
         overrides.append(f"--data.init_args.replicas={spec.seeds}")
     return Run(spec.run_id, files, tuple(overrides), spec=spec.as_json(), budget=single_run.budget, test=True)

@@ -76,6 +76,15 @@ ALLOWED_STDERR = {
     r"^Loaded model weights from the checkpoint at ": "Lightning: which checkpoint is loaded",
     r"^(test|predict): .*: critic, bound and estimator from the checkpoint \(trained with .*\)$":
         "pdlightning: which bound reports (issue 13 item 1)",
+    # pdlightning's own results, through rank_zero_info: the end-of-fit summary (issue 13 item 3) and the
+    # held-out table of `test` (issue 11), with where they were written
+    r"^### .*$|^\| .* \|$|^\|---": "pdlightning: the per-level bias / variance / MSE summary table",
+    r"^\(written to .*\)$": "pdlightning: where a table was written",
+    r"'s PMI normaliser \((global|row)\) is estimated on a fixed reference of ":
+        "pdlightning: where predict's PMI normaliser comes from (issue 14 item 6)",
+    r"^PMIWriter: \d+ pairs -> ": "pdlightning: where the PMIs were written",
+    r"^Held-out MI.*:$|^\s*true MI\s+estimate|^\s*[-\d.]+\s+[-\d.]+\s+|^intervals: ":
+        "pdlightning: the held-out test table with standard errors and intervals",
     # --- not ours to fix here (the lead must drop each entry once its owner's fix is merged) ---
     r"data\.py:\d+: Your `IterableDataset` has `__len__` defined": "data layer (the data helper rewrites the streams)",
     r"prediction_loop\.py:\d+: Couldn't infer the batch indices": "PMIWriter is a BasePredictionWriter (applications)",
@@ -89,7 +98,7 @@ def test_a_fit_test_and_predict_print_nothing_but_the_allowed_lines(tmp_path):
     ckpt = tmp_path / "mi" / "version_0" / "checkpoints" / "last.ckpt"
     outputs.append(run(["test", *small(tmp_path), f"--ckpt_path={ckpt}"], tmp_path))
     outputs.append(run(["predict", *small(tmp_path), f"--ckpt_path={ckpt}",
-                        "--trainer.callbacks+=pdlightning.applications.PMIWriter"], tmp_path))
+                        "--trainer.callbacks+=pdlightning.callbacks.PMIWriter"], tmp_path))
     for result in outputs:
         assert result.returncode == 0, result.stderr[-3000:]
         for line in filter(str.strip, result.stderr.splitlines()):

@@ -201,7 +201,7 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
     config's 2 x 256)."""
     build_cli(["fit", "-c", GAUSSIAN, "-c", NWJ_FRAGMENT, *gaussian_args(tmp_path),
                "--model.init_args.critic.init_args.hidden_dims=[16]"])
-    ckpt = tmp_path / "mi" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = tmp_path / "mi" / "nwj" / "version_0" / "checkpoints" / "last.ckpt"
     hparams = torch.load(ckpt, weights_only=True)["hyper_parameters"]
     assert hparams["bound"]["class_path"] == "pdlightning.bounds.NWJ"
     assert hparams["critic"]["init_args"]["hidden_dims"] == [16]
@@ -215,21 +215,21 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
     assert cli.model.critic.first.out_features == 16  # the trained critic, not the config's 2 x 256
     assert "Held-out MI, reported by NWJ:" in err and "SMILE" not in out + err
     assert "critic, bound and estimator from the checkpoint (trained with NWJ, reported with NWJ)" in err
-    assert os.path.isdir(tmp_path / "mi" / "version_0" / "test")  # next to the run, no new version
-    assert sorted(os.listdir(tmp_path / "mi")) == ["version_0"]
+    assert os.path.isdir(tmp_path / "mi" / "nwj" / "version_0" / "test")  # next to the run, no new version
+    assert sorted(os.listdir(tmp_path / "mi" / "nwj")) == ["version_0"]
 
     cli = build_cli(["predict", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
-                     "--trainer.callbacks+=pdlightning.applications.PMIWriter"])
+                     "--trainer.callbacks+=pdlightning.callbacks.PMIWriter"])
     assert isinstance(cli.model.bound, NWJ) and cli.model.reporting_bound is cli.model.bound
-    rows = (tmp_path / "mi" / "version_0" / "predict" / "pmi.csv").read_text().splitlines()
+    rows = (tmp_path / "mi" / "nwj" / "version_0" / "predict" / "pmi.csv").read_text().splitlines()
     assert rows[0] == "row,mi,pmi" and len(rows) == 1 + 2 * 64
-    assert sorted(os.listdir(tmp_path / "mi")) == ["version_0"]
+    assert sorted(os.listdir(tmp_path / "mi" / "nwj")) == ["version_0"]
 
 
 def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd, lightning_log):
     build_cli(["fit", "-c", GAUSSIAN, "-c", NWJ_FRAGMENT, *gaussian_args(tmp_path),
                "--model.init_args.critic.init_args.hidden_dims=[16]"])
-    ckpt = str(tmp_path / "mi" / "version_0" / "checkpoints" / "last.ckpt")
+    ckpt = str(tmp_path / "mi" / "nwj" / "version_0" / "checkpoints" / "last.ckpt")
     capfd.readouterr()
     with pytest.warns(UserWarning, match=r"reporting with DV \(from the command line\).*trained with NWJ"):
         cli = build_cli(["test", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
@@ -244,7 +244,7 @@ def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd, lig
 
 def test_a_critic_that_does_not_match_the_checkpoint_is_a_clear_error(tmp_path):
     build_cli(["fit", "-c", GAUSSIAN, *gaussian_args(tmp_path), "--model.init_args.critic.init_args.hidden_dims=[16]"])
-    ckpt = str(tmp_path / "mi" / "version_0" / "checkpoints" / "last.ckpt")
+    ckpt = str(tmp_path / "mi" / "nwj" / "version_0" / "checkpoints" / "last.ckpt")
     with pytest.raises(CheckpointError, match=r"model.init_args.critic: the checkpoint .* was trained with the critic "
                                               r"JointCritic\(.*hidden_dims=\[16\]"):
         build_cli(["test", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",

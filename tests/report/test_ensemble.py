@@ -12,7 +12,7 @@ from pdlightning.report.main import main
 from pdlightning.report.ensemble import member_name, parse_member
 
 ARGS = ["--steps-per-level", "4", "--levels", "2", "4", "--batch-size", "16", "--tasks", "gaussian",
-        "--critics", "joint", "--estimators", "nwj", "smile_tau5"]
+        "--critics", "joint", "--estimators", "nwj", "smile_tauinf"]  # SMILE's tau = .inf must reach the CLI
 
 
 def _rows(path) -> dict[tuple, dict]:
@@ -25,7 +25,7 @@ def test_one_seed_ensemble_gives_the_single_fit_numbers(tmp_path):
     the table agrees to float32 rounding (the members are the single runs, see the module tests)."""
     assert main(["--out", str(tmp_path / "single"), *ARGS, "--single-fits"]) == 0
     assert main(["--out", str(tmp_path / "ensemble"), *ARGS]) == 0
-    assert sorted(p.name for p in (tmp_path / "ensemble" / "runs").iterdir()) == ["gaussian-joint-nwj+smile_tau5"]
+    assert sorted(p.name for p in (tmp_path / "ensemble" / "runs").iterdir()) == ["gaussian-joint-nwj+smile_tauinf"]
     single, ensemble = _rows(tmp_path / "single" / "results.csv"), _rows(tmp_path / "ensemble" / "results.csv")
     assert set(single) == set(ensemble) and len(single) == 4
     for key, row in single.items():
@@ -38,7 +38,7 @@ def test_one_seed_ensemble_gives_the_single_fit_numbers(tmp_path):
 
 def test_seeds_give_mean_and_standard_error_across_seeds_and_resume(tmp_path, capsys):
     assert main(["--out", str(tmp_path), *ARGS, "--seeds", "3"]) == 0
-    run = tmp_path / "runs" / "gaussian-joint-nwj+smile_tau5-3seeds"
+    run = tmp_path / "runs" / "gaussian-joint-nwj+smile_tauinf-3seeds"
     record = json.loads((run / "run.json").read_text())
     assert record["spec"]["mode"] == "ensemble" and record["spec"]["seeds"] == 3 and record["status"] == "ok"
     assert "--data.init_args.replicas=3" in record["command"]
