@@ -12,12 +12,15 @@ Evaluation of a trained critic:
 - :class:`ClassifierAccuracy`, :class:`NearestNeighbourAccuracy`: SLB / CLB test accuracy (ReMINE Sec. 5.1).
 - :class:`CrossModalRetrieval`: 1:5 matching by PMI (PD paper, Sec. 6).
 - :class:`PMIWriter`: the PMI of every predicted pair as CSV (``pdlightning predict``).
+- :class:`PointwiseAccuracy`: estimated vs exact PMI of held-out pairs (RMSE, MAE, Spearman, plug-in
+  bias, calibration on product pairs, the PMI profile) at validation / test (the task suite).
 """
 
 from .accuracy import ClassifierAccuracy, NearestNeighbourAccuracy, cross_scores
 from .bias_variance import BiasVarianceMSE, LevelStatistics, level_statistics, markdown_table
 from .drift import DriftMonitor
 from .pmi_writer import PMIWriter
+from .pointwise import PointwiseAccuracy
 from .retrieval import (
     CrossModalRetrieval, least_squares_scores, matching_trials, ranked_listing, retrieval_accuracy,
 )
@@ -34,6 +37,7 @@ __all__ = [
     "LevelStatistics",
     "NearestNeighbourAccuracy",
     "PMIWriter",
+    "PointwiseAccuracy",
     "StaircaseFigure",
     "cross_scores",
     "ewm",

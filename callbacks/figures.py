@@ -5,6 +5,8 @@
   levels), the true MI, and the bound's ceiling (``log K`` for InfoNCE).
 - :func:`drift_figure`: ReMINE Figs. 1-5: first term, second term (with ``C*`` for Re-X) and the
   MI estimate per step, and the critic's outputs ``T`` on joint vs marginal pairs.
+- :func:`pmi_profile_figure`: estimated vs exact PMI of held-out pairs, and the two PMI profiles
+  (histograms over the joint pairs), for the task suite's pointwise evaluation.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from matplotlib.figure import Figure
 from .smoothing import ewm
 
 __all__ = ["staircase_panel", "staircase_figure", "staircase_grid_figure", "drift_row", "drift_figure",
-           "drift_grid_figure", "auto_span", "level_lengths"]
+           "drift_grid_figure", "auto_span", "level_lengths", "pmi_profile_figure"]
 
 _ESTIMATE_COLOR = "tab:blue"
 
@@ -207,6 +209,57 @@ def drift_grid_figure(rows: Sequence[Mapping], span: float = 200.0, title: Optio
     for row, ax_row in zip(rows, axes):
         drift_row(ax_row, row["steps"], row["series"], row["outputs"], span, row.get("true_mi"), row.get("c_star"),
                   row.get("label"))
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def pmi_profile_figure(
+    exact: np.ndarray,
+    estimated: np.ndarray,
+    product_exact: Optional[np.ndarray] = None,
+    product_estimated: Optional[np.ndarray] = None,
+    true_mi: Optional[float] = None,
+    title: Optional[str] = None,
+) -> Figure:
+    """Two panels: estimated vs exact PMI per pair (joint pairs, and product-of-marginals pairs where their exact
+    PMI is finite; the diagonal is a perfect estimate), and the PMI profile: histograms of the exact and the
+    estimated PMI over the joint pairs, with their means (the plug-in MI) and the true MI.
+    """
+    exact, estimated = np.asarray(exact, dtype=np.float64), np.asarray(estimated, dtype=np.float64)
+    figure = Figure(figsize=(11, 4.2), dpi=100, layout="constrained")
+    scatter_ax, profile_ax = figure.subplots(1, 2)
+    shown = [exact, estimated]
+    if product_exact is not None and product_estimated is not None:
+        product_exact = np.asarray(product_exact, dtype=np.float64)
+        product_estimated = np.asarray(product_estimated, dtype=np.float64)
+        finite = np.isfinite(product_exact) & np.isfinite(product_estimated)
+        off_support = int((~np.isfinite(product_exact)).sum())
+        note = f", {off_support} off the joint support not drawn" if off_support else ""
+        scatter_ax.scatter(product_exact[finite], product_estimated[finite], s=4, alpha=0.35, color="tab:red",
+                           linewidths=0, label=f"product pairs ({int(finite.sum())}{note})")
+        shown += [product_exact[finite], product_estimated[finite]]
+    scatter_ax.scatter(exact, estimated, s=4, alpha=0.5, color="tab:green", linewidths=0,
+                       label=f"joint pairs ({exact.size})")
+    values = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.zeros(1)
+    low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 1.0)
+    scatter_ax.plot([low, high], [low, high], color="black", linewidth=1.0, label="estimate = exact")
+    scatter_ax.set_xlabel("exact PMI")
+    scatter_ax.set_ylabel("estimated PMI")
+    scatter_ax.set_title("estimated vs exact PMI (held-out pairs)", fontsize=9)
+    scatter_ax.legend(fontsize=7, loc="upper left")
+    joint = np.concatenate([exact[np.isfinite(exact)], estimated[np.isfinite(estimated)]])
+    bins = np.linspace(float(joint.min()), float(joint.max()), 50) if joint.size and joint.min() < joint.max() else 20
+    for series, color, name in ((exact, "black", "exact"), (estimated, _ESTIMATE_COLOR, "estimated")):
+        series = series[np.isfinite(series)]
+        profile_ax.hist(series, bins=bins, histtype="step", color=color, linewidth=1.3,
+                        label=f"{name} (mean {series.mean():.3f})" if series.size else name)
+    if true_mi is not None:
+        profile_ax.axvline(true_mi, color="tab:orange", linestyle=":", linewidth=1.2, label=f"true MI {true_mi:.3f}")
+    profile_ax.set_xlabel("PMI of the joint pairs")
+    profile_ax.set_ylabel("pairs")
+    profile_ax.set_title("PMI profile", fontsize=9)
+    profile_ax.legend(fontsize=7)
     if title:
         figure.suptitle(title, fontsize=10)
     return figure

@@ -33,7 +33,8 @@ COMBINATIONS = (
      ("consistency/mnist.yaml", "consistency/cpu.yaml"), ("mi/gaussian.yaml", "report/separable_critic.yaml"),
      ("mi/gaussian.yaml", "mi/ensemble/table2.yaml"), ("mi/cubic.yaml", "mi/ensemble/protocol.yaml"),
      ("mi/gaussian.yaml", "mi/ensemble/seeds.yaml"),
-     ("mi/cubic.yaml", "mi/ensemble/table2.yaml", "mi/ensemble/separable.yaml")]
+     ("mi/cubic.yaml", "mi/ensemble/table2.yaml", "mi/ensemble/separable.yaml"),
+     ("suite/cpu.yaml",), ("suite/gpu.yaml",), ("suite/cpu.yaml", "mi/bounds/pd_classifier.yaml")]
     + [("mi/gaussian.yaml", f"mi/bounds/{p.name}") for p in sorted((CONFIGS / "mi" / "bounds").glob("*.yaml"))]
     + [(f"ssl/{d}.yaml",) for d in SSL_DATASETS]
     + [("ssl/demo.yaml", f"ssl/objectives/{o}.yaml") for o in OBJECTIVES]

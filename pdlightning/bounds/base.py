@@ -229,6 +229,12 @@ class Bound(nn.Module, metaclass=ABCMeta):
     #: last two ``pointwise = score - log_normalizer(pairs)``, which lets evaluation take the
     #: statistic from a fixed reference sample so a pair's PMI does not depend on its batch.
     pmi_normalizer: ClassVar[Optional[Literal["global", "row"]]] = None
+    #: :meth:`pointwise` gives ``log r`` only up to an additive constant (e.g. the raw critic of an objective
+    #: invariant to shifting the critic, with no normaliser subtracted): a constant error is then no error, and the
+    #: pointwise evaluation reports only shift-invariant statistics (rank correlation, centred RMSE). False for the
+    #: package's bounds: the DV family subtracts its estimated log-partition and InfoNCE its row normaliser, which
+    #: fixes the constant (``E_{p(x)p(y)}[r_hat] = 1`` on the statistic's sample).
+    pmi_up_to_constant: ClassVar[bool] = False
 
     def forward(
         self,

@@ -106,6 +106,10 @@ class Regularized(Bound):
     def pmi_normalizer(self) -> Optional[str]:  # type: ignore[override]
         return self.bound.pmi_normalizer
 
+    @property
+    def pmi_up_to_constant(self) -> bool:  # type: ignore[override]
+        return self.bound.pmi_up_to_constant
+
     def log_normalizer(self, pairs: PairScores) -> Tensor:
         return self.bound.log_normalizer(pairs)
 

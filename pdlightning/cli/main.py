@@ -45,6 +45,7 @@ import pdlightning.modules  # noqa: F401
 from .configs import PackagedConfigs, resolve_config_args
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, read_checkpoint
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
+from .links import link_critic_dims
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
 
 __all__ = ["PDLightningCLI", "ResumeCheckpoint", "RunIdentity", "ContinueAfterMaxSteps", "RunMismatchError",
@@ -287,6 +288,7 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
                             help="fit --ckpt_path: continue a run whose identity differs from this config's")
         parser.add_argument("--allow_untrained", type=bool, default=False,
                             help="test/validate/predict without --ckpt_path: evaluate the untrained model on purpose")
+        link_critic_dims(parser, self)  # critic x_dim / y_dim from the datamodule when the config leaves them out
 
     # ------------------------------------------------------------------------------ parsing
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:

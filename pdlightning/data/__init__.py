@@ -3,7 +3,8 @@
 - :mod:`.batch`: the batch contract of every MI datamodule; :mod:`.protocol`: the optional
   attributes modules and callbacks read from a datamodule.
 - :mod:`.synthetic`: the base of the synthetic tasks (seeded resumable stream, held-out sets);
-  :mod:`.gaussian`, :mod:`.onehot`: the tasks.
+  :mod:`.gaussian`, :mod:`.onehot`: the tasks; :mod:`.tasks`: any task of :mod:`pdlightning.tasks` under the
+  suite's finite-sample protocol.
 - :mod:`.sources`: one reader per data source; :mod:`.splits`: the one split rule;
   :mod:`.image_sources`: the table of image datasets.
 - :mod:`.images` (SSL / linear evaluation), :mod:`.labeled_images` (SLB / CLB),
@@ -22,6 +23,7 @@ from .protocol import HasChannels, HasClasses, HasPairDims, HasReferenceSet
 from .schedule import MISchedule
 from .self_consistency import SelfConsistencyDataModule
 from .synthetic import SubStream, SyntheticDataModule
+from .tasks import TaskDataModule
 from .views import HalvesViews, MNISTViews, SimCLRViews, Views
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "OneHotDataModule",
     "SyntheticDataModule",
     "SubStream",
+    "TaskDataModule",
     "MultipleFeaturesDataModule",
     "PairedFeaturesDataModule",
     "LabeledImagesDataModule",

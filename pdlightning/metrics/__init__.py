@@ -1,6 +1,7 @@
 """Metrics of estimated pointwise dependency against an exact reference (torchmetrics, DDP-safe)."""
 
 from .pointwise import (
+    LogMeanRatio,
     PlugInMIBias,
     PMIMeanAbsoluteError,
     PMIRootMeanSquaredError,
@@ -14,6 +15,7 @@ __all__ = [
     "PMIMeanAbsoluteError",
     "PlugInMIBias",
     "PMISpearmanCorrCoef",
+    "LogMeanRatio",
     "average_ranks",
     "pointwise_pmi_metrics",
 ]

@@ -10,6 +10,8 @@ flattened): joint pairs, or product-of-marginals pairs (e.g. the off-diagonal of
 - :class:`PlugInMIBias`: the bias of the plug-in MI estimate ``mean preds`` over joint pairs: ``mean e`` (against
   the exact PMI of the same pairs, so free of the sample's own noise), or ``mean preds - true_mi`` if given.
 - :class:`PMISpearmanCorrCoef`: Spearman's rank correlation (Pearson correlation of average-tie ranks).
+- :class:`LogMeanRatio`: ``log mean exp(preds)``; over product-of-marginals pairs, the calibration of the estimated
+  ratio: ``E_{p(x)p(y)}[r] = 1``, so a normalised estimate gives 0 (up to sampling noise), whatever the target.
 
 Which statistics stay meaningful when an estimator's PMI is defined only up to an additive constant (the
 optimal critic of a DV-type bound is ``PMI + c`` for an arbitrary constant ``c``): the rank correlation and the
@@ -36,6 +38,7 @@ __all__ = [
     "PMIMeanAbsoluteError",
     "PlugInMIBias",
     "PMISpearmanCorrCoef",
+    "LogMeanRatio",
     "pointwise_pmi_metrics",
     "average_ranks",
 ]
@@ -178,6 +181,36 @@ class PMISpearmanCorrCoef(Metric):
         rank_p, rank_t = average_ranks(preds), average_ranks(target)
         rank_p, rank_t = rank_p - rank_p.mean(), rank_t - rank_t.mean()
         return (rank_p * rank_t).sum() / torch.sqrt((rank_p * rank_p).sum() * (rank_t * rank_t).sum())
+
+
+class LogMeanRatio(Metric):
+    """``log mean_i exp(preds_i)`` over all updates (``target`` is not used; it is accepted for a uniform ``update``).
+
+    Over product-of-marginals pairs ``(x, y) ~ p(x) p(y)`` it measures how far the estimated ratio ``r_hat = e^preds``
+    is from normalised: ``E_{p(x)p(y)}[r] = 1`` for the true ratio, so a calibrated estimate gives 0 up to sampling
+    noise; ``> 0`` means the estimate over-states the dependence of independent pairs, ``< 0`` under-states it.
+    Computed as a log-sum-exp of float64 per-update log-sum-exps (DDP: gathered).
+    """
+
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("log_sums", default=[], dist_reduce_fx="cat")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: Tensor, target: Optional[Tensor] = None) -> None:
+        flat = preds.detach().reshape(-1).double()
+        if flat.numel():
+            self.log_sums.append(torch.logsumexp(flat, dim=0).reshape(1))
+            self.count += flat.numel()
+
+    def compute(self) -> Tensor:
+        if not self.log_sums or self.count == 0:
+            return torch.tensor(float("nan"), dtype=torch.float64, device=self.count.device)
+        return torch.logsumexp(dim_zero_cat(self.log_sums), dim=0) - torch.log(self.count)
 
 
 def pointwise_pmi_metrics(

@@ -19,7 +19,8 @@ from ..results import EstimateResult, write_results
 from .held_out import HeldOutEstimates, unit_of
 from .level_snapshots import LevelSnapshots, batch_level
 from .reporting import _level_order, gather_intervals, log_interval, results_table, run_directory
-from .pmi_reference import ReferenceSample, collect_reference, describe_normalizer, reference_pmi
+from .pmi_reference import ReferenceSample, describe_normalizer, reference_from_loaders, reference_pmi
+from .pointwise_eval import pointwise_record
 
 __all__ = ["MIEstimationModule"]
 
@@ -32,7 +33,10 @@ class MIEstimationModule(GuardedModule):
     e.g. learn with ``JS`` and report with ``NWJ``. Logged every step: ``train/loss``,
     ``mi/estimate``, ``mi/true`` (when the batch has ``mi``), ``bound/first_term``,
     ``bound/second_term`` and the bound's extras under ``bound/``. Each training step returns a
-    :class:`~pdlightning.bounds.StepRecord` for the callbacks (``outputs["record"]``).
+    :class:`~pdlightning.bounds.StepRecord` for the callbacks (``outputs["record"]``); each
+    validation / test step on a batch with the exact PMI of its pairs (``pmi``: the task suite)
+    returns a :class:`~.pointwise_eval.PointwiseRecord` (``outputs["record"]``, read by
+    :class:`~pdlightning.callbacks.PointwiseAccuracy`).
 
     Args:
         critic: maps ``(x, y)`` to scores.
@@ -50,9 +54,10 @@ class MIEstimationModule(GuardedModule):
         level_snapshots: on an MI staircase, keep the critic of the end of each level and evaluate
             every level with its own critic (see :mod:`.level_snapshots`); ``False``: the final
             critic evaluates every level.
-        pmi_reference_size: for ``predict`` with a bound whose PMI needs batch statistics (DV, MINE,
-            SMILE, InfoNCE), estimate them once per level on this many held-out pairs, so each pair's
-            PMI is a function of the pair alone (see :mod:`.pmi_reference`); 0 uses each batch's own.
+        pmi_reference_size: for ``predict`` and the pointwise evaluation with a bound whose PMI needs
+            batch statistics (DV, MINE, SMILE, InfoNCE), estimate them once per level (and per
+            validation / test run) on this many held-out pairs, so each pair's PMI is a function of
+            the pair alone (see :mod:`.pmi_reference`); 0 uses each batch's own.
         summary: print (and write) the per-level mean / bias / variance / MSE of the training
             estimates at the end of every fit whose batches carry the true MI (adds
             :class:`~pdlightning.callbacks.BiasVarianceMSE` unless the trainer already has one).
@@ -148,7 +153,7 @@ class MIEstimationModule(GuardedModule):
         if self.level_snapshots is not None:
             self.level_snapshots.restore(self)
 
-    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
+    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> Optional[dict[str, Any]]:
         level = batch_level(batch)
         self._use_weights_for(level)
         pairs = self.scores(batch)
@@ -159,17 +164,20 @@ class MIEstimationModule(GuardedModule):
                                          self.global_step, count=False, reported_only=True)
         if bad:  # only reached under non_finite="skip": the batch is left out of the aggregates
             self._held_out.skipped += 1
-            return
+            return None
         self.log(f"{stage}/loss", output.loss, batch_size=pairs.batch_size)
         unit = unit_of(self.reporting_bound)
         values = self.reporting_bound.pmi(pairs).joint if unit == "pair" else estimate.mi
         self._held_out.add(None, level, values, unit)
+        return self._pointwise_outputs(batch, level, stage)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
+        """The batch's held-out loss and MI estimate; ``{"record": PointwiseRecord}`` for batches with exact PMI."""
+        return self._eval_step(batch, "val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
+        """As :meth:`validation_step`, logged under ``test/``."""
+        return self._eval_step(batch, "test")
 
     def _eval_epoch_end(self, stage: str) -> None:
         self._restore_weights()
@@ -196,21 +204,40 @@ class MIEstimationModule(GuardedModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
-    # ----------------------------------------------------------------------------------- predict
-    def on_predict_start(self) -> None:
+    # ------------------------------------------------------------------ pointwise evaluation (PMI)
+    def _fix_pmi_reference(self, loaders: Any, require_key: Optional[str] = None, announce: bool = True) -> None:
         """Fix the reference sample of bounds whose PMI needs batch statistics (one pass over the
-        predict data, the first ``pmi_reference_size`` pairs of each level)."""
+        evaluation data, the first ``pmi_reference_size`` pairs of each level; see :mod:`.pmi_reference`).
+        With ``require_key``, only when the data's batches carry it; ``announce`` says where the statistic
+        came from."""
         self._pmi_reference = None
         if self.reporting_bound.pmi_normalizer is None or self.pmi_reference_size == 0:
             return
-        loaders = self.trainer.predict_dataloaders
-        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-        batches = (batch for loader in loaders for batch in loader)
-        with torch.no_grad():
-            self._pmi_reference = collect_reference(batches, self.pmi_reference_size, self.device)
+        self._pmi_reference = reference_from_loaders(loaders, self.pmi_reference_size, self.device, require_key)
         note = describe_normalizer(self.reporting_bound, self._pmi_reference)
-        if note:
+        if note and announce and (self._pmi_reference is not None or require_key is None):
             rank_zero_info(note)
+
+    def _weights_version(self) -> int:
+        """Which weights evaluate now (a level snapshot or the live ones): keys the reference's cached statistic."""
+        return hash(self.level_snapshots._loaded if self.level_snapshots is not None else None)
+
+    def _pointwise_outputs(self, batch: dict[str, Tensor], level: Optional[float],
+                           stage: str) -> Optional[dict[str, Any]]:
+        """``{"record": PointwiseRecord}`` of a batch with exact PMI (:mod:`.pointwise_eval`), else ``None``."""
+        record = pointwise_record(self.reporting_bound, self.critic, batch, level, self._pmi_reference, stage,
+                                  version=self._weights_version())
+        return None if record is None else {"record": record}
+
+    def on_validation_start(self) -> None:
+        self._fix_pmi_reference(self.trainer.val_dataloaders, require_key="pmi", announce=False)
+
+    def on_test_start(self) -> None:
+        self._fix_pmi_reference(self.trainer.test_dataloaders, require_key="pmi")
+
+    # ----------------------------------------------------------------------------------- predict
+    def on_predict_start(self) -> None:
+        self._fix_pmi_reference(self.trainer.predict_dataloaders)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         """Per pair ``(x_i, y_i)``: ``pmi = log r_hat(x_i, y_i)`` from the reporting bound, evaluated
@@ -220,9 +247,8 @@ class MIEstimationModule(GuardedModule):
         (``mi``) and exact PMI (the batch's ``pmi``, as ``pmi_true``) when present. Write it with ``pdlightning.callbacks.PMIWriter``."""
         level = batch_level(batch)
         self._use_weights_for(level)
-        version = self.level_snapshots._loaded if self.level_snapshots is not None else None
         pmi = reference_pmi(self.reporting_bound, self.critic, batch["x"], batch["y"], level,
-                            self._pmi_reference, version=hash(version))
+                            self._pmi_reference, version=self._weights_version())
         n = pmi.shape[0]
         out = {"pmi": pmi.float()}
         if level is not None:

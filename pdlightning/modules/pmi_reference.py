@@ -13,7 +13,8 @@ reference's ``y`` (plus the pair itself, as InfoNCE's ``K`` candidates).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import itertools
+from typing import Any, Iterable, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -22,7 +23,7 @@ from ..bounds import Bound, PairScores
 from ..critics import Critic
 from .level_snapshots import batch_level
 
-__all__ = ["ReferenceSample", "collect_reference", "reference_pmi", "describe_normalizer"]
+__all__ = ["ReferenceSample", "collect_reference", "reference_from_loaders", "reference_pmi", "describe_normalizer"]
 
 #: rows scored at once against the reference (a joint critic holds a ``[rows, size, hidden]`` activation).
 _ROW_CHUNK = 128
@@ -75,6 +76,20 @@ def collect_reference(batches: Iterable[Any], size: int, device: torch.device,
                              f"{level}; a reference needs at least 2")
         pairs[level] = (x, y)
     return ReferenceSample(pairs)
+
+
+def reference_from_loaders(loaders: Any, size: int, device: torch.device,
+                           require_key: Optional[str] = None) -> Optional[ReferenceSample]:
+    """The reference sample of an evaluation run: :func:`collect_reference` over the batches of ``loaders`` (one
+    loader or a list, as ``trainer.{val,test,predict}_dataloaders`` hold them). With ``require_key``, ``None`` when
+    the first batch lacks that key (e.g. ``"pmi"``: no pointwise evaluation on these data, nothing to collect)."""
+    loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+    batches = iter(batch for loader in loaders if loader is not None for batch in loader)
+    first = next(batches, None)
+    if first is None or (require_key is not None and not (isinstance(first, Mapping) and require_key in first)):
+        return None
+    with torch.no_grad():
+        return collect_reference(itertools.chain([first], batches), size, device)
 
 
 def reference_pmi(bound: Bound, critic: Critic, x: Tensor, y: Tensor, level: Optional[float],

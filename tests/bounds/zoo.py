@@ -27,6 +27,7 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
     "pd_variational": VariationalPlugIn,
     "pd_classifier": ProbabilisticClassifier,
     "pd_classifier_balanced": lambda: ProbabilisticClassifier(balanced=True),
+    "pd_classifier_log_ratio": lambda: ProbabilisticClassifier(parametrization="log_ratio"),
     "pd_ratio_fitting": DensityRatioFitting,
     "pd_ratio_fitting_relative": lambda: DensityRatioFitting(alpha=0.5),
     "pd_ratio_fitting_exp": lambda: DensityRatioFitting(link="exp"),

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import special, stats
 
 from pdlightning.metrics import (
+    LogMeanRatio,
     PlugInMIBias,
     PMIMeanAbsoluteError,
     PMIRootMeanSquaredError,
@@ -117,3 +118,26 @@ def test_bad_inputs_name_preds_and_target():
         PMIRootMeanSquaredError().update(torch.zeros(3), torch.zeros(4))
     with pytest.raises(TypeError, match="floating point"):
         PMISpearmanCorrCoef().update(torch.zeros(3, dtype=torch.long), torch.zeros(3))
+
+
+def test_log_mean_ratio_is_the_log_mean_exp_over_all_updates_and_merges():
+    """Against scipy's logsumexp; large values do not overflow; split updates and merged states agree."""
+    preds = torch.cat([torch.randn(300, generator=torch.Generator().manual_seed(4)), torch.tensor([800.0, -math.inf])])
+    expected = special.logsumexp(preds.numpy().astype(np.float64)) - math.log(preds.numel())
+    first, second = LogMeanRatio(), LogMeanRatio()
+    first.update(preds[:100])
+    second.update(preds[100:], preds[100:])  # a target is accepted and ignored
+    first.merge_state(second)
+    assert first.compute().item() == pytest.approx(expected, rel=1e-12)
+    assert math.isnan(LogMeanRatio().compute().item())
+
+
+def test_log_mean_ratio_of_the_exact_pmi_over_product_pairs_is_zero():
+    """E_{p(x)p(y)}[r] = 1: over independent pairs the exact ratio's log mean is 0 up to sampling noise."""
+    task = get_task("multinormal-dense-3-3-0.5")
+    sample = task.sample(4000, generator=7)
+    product = task.pmi_of_latents(sample.latent_x, sample.latent_y.roll(1, dims=0))  # x_i with y_{i-1}
+    metric = LogMeanRatio()
+    metric.update(product)
+    ratio = product.exp()
+    assert abs(metric.compute().item()) < 4 * (ratio.std() / ratio.mean() / math.sqrt(ratio.numel())).item()
