@@ -14,13 +14,16 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
 from pdlightning.cli.configs import packaged_configs_dir
 from pdlightning.runner import Run, RunRecord, execute_in_process, in_process, run_all, write_record
 from pdlightning.runner.record import as_json
 
 from .estimators import DEFAULT_ESTIMATORS, estimators, label_of, resolve
+
+if TYPE_CHECKING:
+    from pdlightning.runner import RaySettings
 
 __all__ = ["DEFAULT_ESTIMATORS", "TASKS", "CRITICS", "Budget", "RunSpec", "RunRecord", "plan", "to_run", "run_one",
            "run_sweep", "default_configs_dir"]
@@ -151,12 +154,13 @@ def run_sweep(
     max_runs: Optional[int] = None,
     retry_failed: bool = False,
     log: Callable[[str], None] = print,
+    parallel: Optional["RaySettings"] = None,
 ) -> dict[RunSpec, RunRecord]:
-    """Run every spec not finished under ``budget`` in ``out/runs``; at most ``max_runs`` new runs.
+    """Run every spec not finished under ``budget`` in ``out/runs``; at most ``max_runs`` new runs;
+    with ``parallel``, as Ray tasks (:mod:`pdlightning.runner.ray_executor`).
 
-    Raises if ``out`` holds runs of another budget (mixing them would corrupt the tables). Runs
-    that another live sweep process has claimed (``owner.pid``) or finished are skipped, so sweeps
-    over overlapping plans can share ``out``.
+    Raises if ``out`` holds runs of another budget (mixing them would corrupt the tables), or if
+    another sweep is running in ``out``.
     """
     specs = list(specs)
     configs = Path(configs) if configs is not None else default_configs_dir()
@@ -166,7 +170,7 @@ def run_sweep(
     by_id = {run.run_id: spec for run, spec in zip(runs, specs)}
     log(f"budget: {budget.describe()} ({budget.total_steps} steps per run)")
     records = run_all(runs, Path(out), lambda run, run_dir: run_one(by_id[run.run_id], budget, configs, run_dir),
-                      max_runs=max_runs, retry_failed=retry_failed, log=log)
+                      max_runs=max_runs, retry_failed=retry_failed, log=log, parallel=parallel)
     return {by_id[run_id]: record for run_id, record in records.items()}
 
 
