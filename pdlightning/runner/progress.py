@@ -75,9 +75,9 @@ class Progress:
         """``run`` did not finish: it raised, or its worker died on each of its ``attempts``."""
         self._advance(True, attempts > 1)
         where = f"; log: {log_path}" if log_path else ""
-        self._say(f"[{index}/{self.total}] {run.run_id}: did not finish after {attempts} attempt"
-                  f"{'s' if attempts > 1 else ''} ({error.splitlines()[0][:200] if error else 'no error'}){where}; "
-                  f"{self._counts()}")
+        tries = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if attempts else ""
+        self._say(f"[{index}/{self.total}] {run.run_id}: did not finish{tries} "
+                  f"({error.splitlines()[0][:200] if error else 'no error'}){where}; {self._counts()}")
 
     def close(self) -> None:
         self.bar.close()

@@ -236,12 +236,12 @@ def run_on_ray(todo: Sequence[tuple[int, Run]], out: Path, execute: Callable[[Ru
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:  # the run raised: no retry
                 error = f"{type(exc.cause).__name__}: {exc.cause}" if exc.cause is not None else str(exc)
-                records[run.run_id] = _crashed(run, error, log_path)
+                records[run.run_id] = _crashed(run, error, log_path, str(exc))
                 progress.crashed(index, run, error, str(log_path), attempts)
                 continue
             except ray.exceptions.RayError as exc:  # the worker (or its node) died on every attempt
                 error = f"{type(exc).__name__}: {str(exc).strip()}"
-                records[run.run_id] = _crashed(run, error, log_path)
+                records[run.run_id] = _crashed(run, error, log_path, str(exc))
                 progress.crashed(index, run, error, str(log_path), attempts)
                 continue
             record = read_record(out / "runs" / run.run_id)
@@ -267,7 +267,10 @@ def _attempts(log_path: Path) -> int:
     return sum(line.startswith(ATTEMPT_HEADER) for line in text.splitlines())
 
 
-def _crashed(run: Run, error: str, log_path: Path) -> RunRecord:
+def _crashed(run: Run, error: str, log_path: Path, details: str = "") -> RunRecord:
+    """The record of a run that did not finish; the driver adds why to the run's log."""
+    with open(log_path, "a") as f:
+        f.write(f"=== the sweep's driver: the run did not finish: {details or error}\n")
     return RunRecord(spec=run.spec, budget=run.budget, status="crashed", seconds=0.0, steps=0,
                      command=run.command, error=f"{error} (log: {log_path})")
 
