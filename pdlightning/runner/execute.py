@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,7 +18,7 @@ from pdlightning.bounds import step_records
 from .plan import Run
 from .record import RunRecord, package_versions, write_record
 
-__all__ = ["execute_in_process", "in_process", "claim", "RunProbe"]
+__all__ = ["execute_in_process", "in_process", "fresh_directory", "worker_info", "RunProbe"]
 
 
 class RunProbe(L.Callback):
@@ -71,22 +73,29 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
                      command=run.command_in(run_dir), versions=package_versions(), error=error)
 
 
-def claim(run_dir: Path) -> None:
-    """Start ``run_dir`` afresh (a half-finished run restarts clean) and mark it as this process's
-    (``owner.pid``), so that parallel sweeps over the same directory leave it alone."""
+def fresh_directory(run_dir: Path) -> None:
+    """Start ``run_dir`` afresh: a run killed half-way (its worker or the whole sweep) restarts clean."""
     run_dir = Path(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    (run_dir / "owner.pid").write_text(str(os.getpid()))
+
+
+def worker_info() -> dict:
+    """Where this run ran: the host, the process and, inside a Ray task, the Ray node's id."""
+    info: dict = {"host": socket.gethostname(), "pid": os.getpid()}
+    ray = sys.modules.get("ray")  # only when something here runs on Ray; never imported for this
+    if ray is not None and ray.is_initialized():
+        info["ray_node"] = ray.get_runtime_context().get_node_id()
+    return info
 
 
 def in_process(run: Run, run_dir: Path,
                execute: Callable[[Run, Path], RunRecord] = execute_in_process) -> RunRecord:
-    """The default executor of :func:`~pdlightning.runner.run_all`: claim the directory, execute,
-    write ``run.json``, release the claim."""
-    claim(run_dir)
+    """The default executor of :func:`~pdlightning.runner.run_all`: empty the directory, execute, and
+    write ``run.json`` (with :func:`worker_info` as ``extra["worker"]``)."""
+    fresh_directory(run_dir)
     record = execute(run, Path(run_dir))
+    record.extra["worker"] = worker_info()
     write_record(Path(run_dir), record)
-    (Path(run_dir) / "owner.pid").unlink(missing_ok=True)
     return record

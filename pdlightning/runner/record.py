@@ -22,7 +22,9 @@ class RunRecord:
         spec: what identifies the run within its sweep (e.g. task, critic, estimator).
         budget: what makes runs of one sweep comparable (steps, levels, batch size, seed, base configs);
             a finished run is reused only under the same budget.
-        status: ``"ok"`` or ``"failed"`` (the estimator diverged; ``error`` says how).
+        status: ``"ok"`` or ``"failed"`` (the estimator diverged; ``error`` says how). A run that did not
+            finish (it raised on Ray, or its worker died on every attempt) is returned by the scheduler as
+            ``"crashed"`` and never written: a sweep started again retries it.
         seconds: wall-clock seconds of the fit (and test).
         steps: training steps made.
         label: the reporting bound's label with its parameters, e.g. ``SMILE(τ=5)``.

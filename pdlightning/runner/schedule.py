@@ -1,17 +1,23 @@
-"""The resumable scheduler shared by every sweep."""
+"""The resumable scheduler shared by every sweep: which runs of a plan still have to run, and running
+them (in this process, or as Ray tasks with :class:`~pdlightning.runner.ray_executor.RaySettings`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 from .execute import in_process
 from .plan import Run
+from .progress import Progress
 from .record import RunRecord, read_record, read_records
 
-__all__ = ["Executor", "BudgetMismatch", "run_all", "owner"]
+if TYPE_CHECKING:
+    from .ray_executor import RaySettings
+
+__all__ = ["Executor", "BudgetMismatch", "SweepBusy", "run_all", "sweep_lock"]
 
 #: runs one :class:`Run` in its directory and returns its record (having written ``run.json``).
 Executor = Callable[[Run, Path], RunRecord]
@@ -21,21 +27,38 @@ class BudgetMismatch(ValueError):
     """The output directory holds finished runs of another budget."""
 
 
-def owner(run_dir: Path) -> Optional[int]:
-    """The pid of another live process running this run (its ``owner.pid``), else None."""
+class SweepBusy(RuntimeError):
+    """Another live sweep process is running in the same output directory."""
+
+
+@contextlib.contextmanager
+def sweep_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.sweep.lock`` while a sweep runs there: a second sweep over the same ``out`` would
+    restart runs under the first one's feet (each run starts from an empty directory). The lock is the
+    kernel's (``flock``): it goes with its process, a ``kill -9`` included, so no stale claim is left."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".sweep.lock"
     try:
-        pid = int((Path(run_dir) / "owner.pid").read_text())
-    except (OSError, ValueError):
-        return None
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None  # a killed sweep's stale claim
-    except PermissionError:
-        pass
-    return pid
+        import fcntl
+    except ImportError:  # not POSIX: no guard
+        yield
+        return
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise SweepBusy(f"out: another sweep (pid {holder}) is running in {out}; wait for it to finish, or "
+                            "run the sweep once with more workers (--workers N, or a Ray cluster: --address)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _budget_text(budget: dict) -> str:
@@ -43,13 +66,17 @@ def _budget_text(budget: dict) -> str:
 
 
 def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_runs: Optional[int] = None,
-            retry_failed: bool = False, log: Callable[[str], None] = print) -> dict[str, RunRecord]:
+            retry_failed: bool = False, log: Callable[[str], None] = print,
+            parallel: Optional["RaySettings"] = None) -> dict[str, RunRecord]:
     """Run every run not finished under its budget in ``out/runs/<run_id>``; at most ``max_runs`` new
-    runs. Returns the records of the finished runs of the plan, by run id.
+    runs. Returns the records of the plan's runs that finished (on disk), and of those that did not
+    (status ``crashed``, not written: a sweep started again retries them), by run id.
 
-    Raises if ``out`` holds a finished run of another budget (mixing them would corrupt the tables).
-    Runs that another live process has claimed (``owner.pid``) or finished are skipped, so sweeps
-    over overlapping plans can share ``out``.
+    A finished run (its ``run.json``) is never redone, unless it diverged and ``retry_failed``. Runs
+    go one after another in this process, or, with ``parallel``, as Ray tasks
+    (:func:`~pdlightning.runner.ray_executor.run_on_ray`: ``execute`` must then pickle). Raises
+    :class:`BudgetMismatch` if ``out`` holds a finished run of another budget (mixing them would
+    corrupt the tables), :class:`SweepBusy` if another sweep is running in ``out``.
     """
     runs = list(runs)
     out = Path(out)
@@ -61,37 +88,48 @@ def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_
         if _budget_text(record.budget) not in budgets:
             planned = next(iter(budgets)) if len(budgets) == 1 else sorted(budgets)
             raise BudgetMismatch(f"out: {out} holds run {done_id} with budget {record.budget}, not {planned}; "
-                             "use another --out for another budget")
+                                 "use another --out for another budget")
+    with sweep_lock(out):
+        records: dict[str, RunRecord] = {}
+        for run in runs:
+            earlier = read_record(out / "runs" / run.run_id)
+            if earlier is not None and (earlier.status == "ok" or not retry_failed):
+                records[run.run_id] = earlier
+        progress = Progress(len(runs), len(records), log)
+        progress.say(f"sweep: {len(runs)} runs, {len(records)} finished earlier -> {out}")
+        todo = []
+        for index, run in enumerate(runs, 1):
+            if run.run_id in records:
+                progress.say(f"[{index}/{len(runs)}] {run.run_id}: finished earlier ({records[run.run_id].status}), "
+                             "skipped")
+            else:
+                todo.append((index, run))
+        try:
+            if parallel is not None and todo:
+                from .ray_executor import run_on_ray
+
+                if max_runs is not None and len(todo) > max_runs:
+                    progress.say(f"running {max_runs} of the {len(todo)} runs left (--max-runs); run again to "
+                                 "continue")
+                    todo = todo[:max_runs]
+                records.update(run_on_ray(todo, out, execute, parallel, progress))
+            else:
+                records.update(_run_here(todo, out, execute, max_runs, progress))
+        finally:
+            progress.close()
+    return records
+
+
+def _run_here(todo: Sequence[tuple[int, Run]], out: Path, execute: Executor, max_runs: Optional[int],
+              progress: Progress) -> dict[str, RunRecord]:
+    """The runs one after another in this process (an exception of a run stops the sweep)."""
     records: dict[str, RunRecord] = {}
-    for run in runs:
-        earlier = read_record(out / "runs" / run.run_id)
-        if earlier is not None and (earlier.status == "ok" or not retry_failed):
-            records[run.run_id] = earlier
-    total, started = len(runs), 0
-    log(f"sweep: {total} runs, {len(records)} finished earlier -> {out}")
-    for index, run in enumerate(runs, 1):
-        run_dir = out / "runs" / run.run_id
-        if run.run_id in records:
-            log(f"[{index}/{total}] {run.run_id}: finished earlier ({records[run.run_id].status}), skipped")
-            continue
-        finished = read_record(run_dir)  # another sweep process may have run it meanwhile
-        if finished is not None and finished.status == "ok" and finished.budget == run.budget:
-            records[run.run_id] = finished
-            log(f"[{index}/{total}] {run.run_id}: finished meanwhile by another process, skipped")
-            continue
-        pid = owner(run_dir)
-        if pid is not None:
-            log(f"[{index}/{total}] {run.run_id}: running in another process (pid {pid}), skipped")
-            continue
-        if max_runs is not None and started >= max_runs:
-            log(f"stopping after {started} new runs (--max-runs); run again to continue")
+    for index, run in todo:
+        if max_runs is not None and len(records) >= max_runs:
+            progress.say(f"stopping after {len(records)} new runs (--max-runs); run again to continue")
             break
-        log(f"[{index}/{total}] {run.run_id}: running ...")
-        record = execute(run, run_dir)
-        started += 1
+        progress.say(f"[{index}/{progress.total}] {run.run_id}: running ...")
+        record = execute(run, out / "runs" / run.run_id)
         records[run.run_id] = record
-        rate = record.steps / record.seconds if record.seconds else float("nan")
-        note = f", {record.error.splitlines()[0][:160]}" if record.error else ""
-        log(f"[{index}/{total}] {run.run_id}: {record.status} in {record.seconds:.0f}s ({rate:.0f} steps/s); "
-            f"{len(records)}/{total} runs done{note}")
+        progress.finished(index, run, record)
     return records

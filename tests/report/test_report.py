@@ -100,54 +100,37 @@ def test_run_record_is_plain_json(tmp_path):
     assert "SeparableCritic" in config and "tau: .inf" in config and "cubic: true" in config
 
 
-def test_a_run_finished_by_a_parallel_sweep_is_not_redone(tmp_path, monkeypatch):
-    from pdlightning.report import sweep
-
-    specs = plan(["infonce", "nwj"], ["gaussian"], ["joint"])
-    ran = []
-
-    def fake_run_one(spec, budget, configs, run_dir):
-        ran.append(spec)
-        run_dir.mkdir(parents=True)
-        record = sweep.RunRecord(spec={}, budget=budget.as_json(), status="ok", seconds=1.0, steps=1)
-        sweep._write_record(run_dir, record)
-        # Meanwhile another process finishes the next run.
-        other = tmp_path / "runs" / specs[1].run_id
-        other.mkdir(parents=True, exist_ok=True)
-        sweep._write_record(other, record)
-        return record
-
-    monkeypatch.setattr(sweep, "run_one", fake_run_one)
-    lines: list[str] = []
-    records = run_sweep(specs, TINY, tmp_path, log=lines.append)
-    assert ran == specs[:1] and set(records) == set(specs)
-    assert any("finished meanwhile by another process" in line for line in lines)
-
-
-def test_a_run_claimed_by_a_live_process_is_left_alone(tmp_path, monkeypatch):
+def test_a_second_sweep_into_the_same_out_is_refused_while_the_first_runs(tmp_path):
+    """Each run starts from an empty directory, so two sweeps over one --out would restart each other's
+    runs: the second is refused (naming the first's pid) for as long as the first holds the out's lock,
+    which goes with its process, a kill -9 included."""
+    import os
+    import signal
     import subprocess
     import sys
+    import time
 
-    from pdlightning.report import sweep
+    from pdlightning.runner import SweepBusy
 
-    specs = plan(["infonce", "nwj"], ["gaussian"], ["joint"])
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    specs = plan(["infonce"], ["gaussian"], ["joint"])
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from pdlightning.runner.schedule import sweep_lock\n"
+        "with sweep_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(120)"), str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
     try:
-        claimed = tmp_path / "runs" / specs[0].run_id
-        claimed.mkdir(parents=True)
-        (claimed / "owner.pid").write_text(str(live.pid))
-        stale = tmp_path / "runs" / specs[1].run_id
-        stale.mkdir(parents=True)
-        (stale / "owner.pid").write_text("999999999")  # no such process: a killed sweep's claim
-        ran = []
-        monkeypatch.setattr(sweep, "run_one", lambda spec, *a: ran.append(spec) or sweep.RunRecord(
-            spec={}, budget=TINY.as_json(), status="ok", seconds=1.0, steps=1))
-        lines: list[str] = []
-        run_sweep(specs, TINY, tmp_path, log=lines.append)
-        assert ran == specs[1:]
-        assert any(f"running in another process (pid {live.pid})" in line for line in lines)
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SweepBusy, match=f"out: another sweep \\(pid {holder.pid}\\) is running in"):
+            run_sweep(specs, TINY, tmp_path, log=lambda _: None)
+        assert not (tmp_path / "runs").exists(), "the refused sweep touched the runs"
+        with pytest.raises(SystemExit):  # the CLI says it as a usage error
+            main(["--out", str(tmp_path), "--steps-per-level", "3", "--levels", "2", "4", "--batch-size", "16",
+                  "--estimators", "infonce", "--tasks", "gaussian", "--critics", "joint"])
     finally:
-        live.kill()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=60)
+    time.sleep(0.1)
+    records = run_sweep(specs, TINY, tmp_path, log=lambda _: None)  # a killed sweep leaves no stale lock
+    assert records[specs[0]].status == "ok"
 
 
 def test_bad_burn_in_is_refused_with_its_name(tmp_path, capsys):

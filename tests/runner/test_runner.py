@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,8 @@ def test_the_executor_records_the_run_and_a_diverged_run_is_a_failed_record_not_
     assert record.status == "ok" and record.steps == 4 and record.label == "SMILE(τ=5)" and record.ceiling is None
     assert record.candidates == 8 and "test/mi_estimate@2" in record.metrics and "mi/estimate" in record.metrics
     assert record.command == ok.command_in(tmp_path / "ok") and record.versions["lightning"]
-    assert read_record(tmp_path / "ok") == record and not (tmp_path / "ok" / "owner.pid").exists()
+    assert read_record(tmp_path / "ok") == record and record.extra["worker"]["pid"] == os.getpid()
+    assert "ray_node" not in record.extra["worker"]  # not a Ray task
 
     diverging = Run("nwj", (GAUSSIAN, str(REPO / "configs" / "mi" / "bounds" / "nwj.yaml")),
                     TINY + ("--model.init_args.optimizer.init_args.lr=1e6",), budget={"steps": 4})
