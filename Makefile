@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DEPS_HASH := $(shell cat setup.cfg pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.deps-$(DEPS_HASH)
 
-.PHONY: setup data test demo benchmark clean
+.PHONY: setup data test test-fast lint typecheck check demo benchmark clean
 
 setup: $(STAMP)
 	@# Re-link the project itself (cheap): a reused environment may point at another checkout.
@@ -34,6 +34,20 @@ data:
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The inner loop: everything but the tests marked slow (end-to-end fits, Ray clusters).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# ruff (rules and format) and mypy, configured in pyproject.toml; CI runs both before the tests.
+lint: setup
+	$(BIN)/ruff check pdlightning callbacks tests benchmarks
+	$(BIN)/ruff format --check pdlightning callbacks tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck test
 
 demo: setup
 	$(BIN)/pdlightning fit -c configs/mi/demo.yaml

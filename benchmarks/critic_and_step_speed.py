@@ -75,8 +75,14 @@ def bench_critic(n: int, dim: int, repeats: int) -> dict[str, float]:
     t_mm = median_time(lambda: torch.mm(a, b), repeats)
     mm_rate = 2.0 * n * n * HIDDEN[0] * HIDDEN[1] / t_mm
     ours_rate = critic_flops(n, dim) / t_ours
-    return {"ours_ms": 1e3 * t_ours, "naive_ms": 1e3 * t_naive, "speedup": t_naive / t_ours,
-            "ours_gflops": ours_rate / 1e9, "mm_gflops": mm_rate / 1e9, "fraction_of_mm": ours_rate / mm_rate}
+    return {
+        "ours_ms": 1e3 * t_ours,
+        "naive_ms": 1e3 * t_naive,
+        "speedup": t_naive / t_ours,
+        "ours_gflops": ours_rate / 1e9,
+        "mm_gflops": mm_rate / 1e9,
+        "fraction_of_mm": ours_rate / mm_rate,
+    }
 
 
 def bare_loop(steps: int, n: int) -> float:
@@ -106,14 +112,24 @@ class StepTimer(L.Callback):
 
 def lightning_loop(steps: int, n: int, log_dir: str | None) -> float:
     torch.manual_seed(0)
-    module = MIEstimationModule(JointCritic(DIM, DIM, HIDDEN), SMILE(tau=5.0),
-                                optimizer=lambda p: torch.optim.Adam(p, lr=5e-4))
+    module = MIEstimationModule(
+        JointCritic(DIM, DIM, HIDDEN), SMILE(tau=5.0), optimizer=lambda p: torch.optim.Adam(p, lr=5e-4)
+    )
     data = CorrelatedGaussianDataModule(DIM, [2.0], steps + 1, n)
     timer = StepTimer()
     logger = L.pytorch.loggers.TensorBoardLogger(log_dir) if log_dir else False
-    trainer = L.Trainer(max_steps=steps + 1, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        callbacks=[timer], accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        max_steps=steps + 1,
+        logger=logger,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(module, datamodule=data)
     # timed from the start of the first batch to the end of the last: steps intervals
     return (timer.end - timer.start) / timer.steps
@@ -122,8 +138,13 @@ def lightning_loop(steps: int, n: int, log_dir: str | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128, 256])
-    parser.add_argument("--dims", type=int, nargs="+", default=[20, 784],
-                        help="input size of x and y: 20 (the Gaussian task), 784 (MNIST-sized views)")
+    parser.add_argument(
+        "--dims",
+        type=int,
+        nargs="+",
+        default=[20, 784],
+        help="input size of x and y: 20 (the Gaussian task), 784 (MNIST-sized views)",
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="alternate bare/Lightning runs this often; best of each")
@@ -131,16 +152,22 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, joint critic {DIM}+{DIM} -> {HIDDEN} -> 1\n")
 
     print("1+3. joint critic, forward+backward per step (median of repeats)")
-    print(f"{'d':>4} {'batch':>6} {'ours ms':>9} {'naive ms':>9} {'speed-up':>9} {'ours GF/s':>10} {'mm GF/s':>9} {'of mm':>7}")
+    print(
+        f"{'d':>4} {'batch':>6} {'ours ms':>9} {'naive ms':>9} {'speed-up':>9} {'ours GF/s':>10} {'mm GF/s':>9} {'of mm':>7}"
+    )
     for dim in args.dims:
         for n in args.batch_sizes:
             if dim * n * n > 784 * 128 * 128:  # the naive critic's tiled input would need > 100 MB
                 continue
             r = bench_critic(n, dim, args.repeats)
-            print(f"{dim:4d} {n:6d} {r['ours_ms']:9.2f} {r['naive_ms']:9.2f} {r['speedup']:8.2f}x "
-                  f"{r['ours_gflops']:10.1f} {r['mm_gflops']:9.1f} {r['fraction_of_mm']:6.0%}")
+            print(
+                f"{dim:4d} {n:6d} {r['ours_ms']:9.2f} {r['naive_ms']:9.2f} {r['speedup']:8.2f}x "
+                f"{r['ours_gflops']:10.1f} {r['mm_gflops']:9.1f} {r['fraction_of_mm']:6.0%}"
+            )
 
-    print(f"\n2. training step, batch 64, SMILE + joint critic, {args.steps} steps, best of {args.rounds} alternating rounds")
+    print(
+        f"\n2. training step, batch 64, SMILE + joint critic, {args.steps} steps, best of {args.rounds} alternating rounds"
+    )
     bare, quiet, logged = [], [], []
     with tempfile.TemporaryDirectory() as log_dir:
         for _ in range(args.rounds):

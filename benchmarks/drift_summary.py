@@ -21,8 +21,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from pdlightning.runner import markdown_table
 
-TAGS = {"first": "drift/first_term", "second": "drift/second_term", "mi": "drift/mi_estimate",
-        "T joint": "drift/T_joint_mean", "T off-support": "drift/T_marginal_off_support_mean"}
+TAGS = {
+    "first": "drift/first_term",
+    "second": "drift/second_term",
+    "mi": "drift/mi_estimate",
+    "T joint": "drift/T_joint_mean",
+    "T off-support": "drift/T_marginal_off_support_mean",
+}
 
 
 def load(run_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -65,8 +70,12 @@ def summarise(run_dirs: Sequence[str], windows: Sequence[tuple[int, int]]) -> st
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+")
-    parser.add_argument("--windows", nargs="+", default=["0:500", "1000:1500", "2500:3000"],
-                        help="step windows a:b (default 0:500 1000:1500 2500:3000)")
+    parser.add_argument(
+        "--windows",
+        nargs="+",
+        default=["0:500", "1000:1500", "2500:3000"],
+        help="step windows a:b (default 0:500 1000:1500 2500:3000)",
+    )
     args = parser.parse_args(argv)
     windows = [tuple(int(v) for v in w.split(":")) for w in args.windows]
     print(f"true MI = log 16 = {math.log(16):.3f}\n")

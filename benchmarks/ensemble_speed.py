@@ -19,8 +19,6 @@ Usage: ``python benchmarks/ensemble_speed.py [--members 8] [--steps 60] [--gpu-s
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import statistics
 import tempfile
 import time
@@ -33,7 +31,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pdlightning.bounds import (
-    SMILE, DensityRatioFitting, InfoNCE, NWJ, PairScores, ProbabilisticClassifier, Regularized, DV,
+    DV,
+    NWJ,
+    SMILE,
+    DensityRatioFitting,
+    InfoNCE,
+    PairScores,
+    ProbabilisticClassifier,
+    Regularized,
 )
 from pdlightning.critics import JointCritic
 from pdlightning.critics.ensemble import CriticEnsemble
@@ -45,9 +50,16 @@ DIM, HIDDEN, BATCH = 20, [256, 256], 64
 
 def default_bounds() -> list[tuple[str, Callable[[], nn.Module]]]:
     """The report's default estimators (Song & Ermon's Table 2 rows, ReMINE, two PD estimators)."""
-    return [("cpc", InfoNCE), ("nwj", NWJ), ("smile_tau1", lambda: SMILE(1.0)), ("smile_tau5", lambda: SMILE(5.0)),
-            ("smile_tauinf", lambda: SMILE(None)), ("remine", lambda: Regularized(DV())),
-            ("pc", ProbabilisticClassifier), ("drf", DensityRatioFitting)]
+    return [
+        ("cpc", InfoNCE),
+        ("nwj", NWJ),
+        ("smile_tau1", lambda: SMILE(1.0)),
+        ("smile_tau5", lambda: SMILE(5.0)),
+        ("smile_tauinf", lambda: SMILE(None)),
+        ("remine", lambda: Regularized(DV())),
+        ("pc", ProbabilisticClassifier),
+        ("drf", DensityRatioFitting),
+    ]
 
 
 def members(k: int) -> list[EnsembleMember]:
@@ -55,7 +67,9 @@ def members(k: int) -> list[EnsembleMember]:
     return [EnsembleMember(f"{bounds[i % 8][0]}_{i // 8}", bounds[i % 8][1](), seed=i) for i in range(k)]
 
 
-def median_time(fn: Callable[[], None], repeats: int, warmup: int = 3, sync: Callable[[], None] = lambda: None) -> float:
+def median_time(
+    fn: Callable[[], None], repeats: int, warmup: int = 3, sync: Callable[[], None] = lambda: None
+) -> float:
     for _ in range(warmup):
         fn()
     sync()
@@ -112,6 +126,7 @@ def bench_critics(k: int, repeats: int, device: str) -> dict[str, float]:
         def run() -> None:
             module.zero_grad(set_to_none=True)
             module(x, y).sum().backward()
+
         return run
 
     def loop() -> None:
@@ -128,9 +143,15 @@ def bench_critics(k: int, repeats: int, device: str) -> dict[str, float]:
     t_loop = median_time(loop, repeats, sync=sync)
     gemm = 2.0 * BATCH * BATCH * HIDDEN[0] * HIDDEN[1]
     useful = k * critic_flops(BATCH)
-    return {"vmap_ms": 1e3 * t_vmap, "explicit_ms": 1e3 * t_explicit, "loop_ms": 1e3 * t_loop,
-            "vmap_of_mm": useful / t_vmap / (gemm / t_mm), "vmap_of_bmm": useful / t_vmap / (k * gemm / t_bmm),
-            "explicit_of_mm": useful / t_explicit / (gemm / t_mm), "mm_gflops": gemm / t_mm / 1e9}
+    return {
+        "vmap_ms": 1e3 * t_vmap,
+        "explicit_ms": 1e3 * t_explicit,
+        "loop_ms": 1e3 * t_loop,
+        "vmap_of_mm": useful / t_vmap / (gemm / t_mm),
+        "vmap_of_bmm": useful / t_vmap / (k * gemm / t_bmm),
+        "explicit_of_mm": useful / t_explicit / (gemm / t_mm),
+        "mm_gflops": gemm / t_mm / 1e9,
+    }
 
 
 class StepTimer(L.Callback):
@@ -156,13 +177,25 @@ class StepTimer(L.Callback):
         return (self.end - self.start) / self.steps
 
 
-def fit_time(module: L.LightningModule, steps: int, device: str, log_dir: str | None = None,
-             precision: str = "32-true") -> float:
+def fit_time(
+    module: L.LightningModule, steps: int, device: str, log_dir: str | None = None, precision: str = "32-true"
+) -> float:
     timer = StepTimer()
     logger = L.pytorch.loggers.TensorBoardLogger(log_dir) if log_dir else False
-    trainer = L.Trainer(max_steps=steps + timer.skip, logger=logger, log_every_n_steps=1, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0, callbacks=[timer], accelerator=device, devices=1, precision=precision)
+    trainer = L.Trainer(
+        max_steps=steps + timer.skip,
+        logger=logger,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+        accelerator=device,
+        devices=1,
+        precision=precision,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, CorrelatedGaussianDataModule(DIM, [2.0], steps + timer.skip, BATCH))
@@ -171,8 +204,13 @@ def fit_time(module: L.LightningModule, steps: int, device: str, log_dir: str | 
 
 def ensemble(k: int, compile_critic: bool = False) -> MIEnsembleModule:
     torch.manual_seed(0)
-    module = MIEnsembleModule(members(k), critic=JointCritic(DIM, DIM, HIDDEN), summary=False, level_snapshots=False,
-                              optimizer=lambda p: torch.optim.Adam(p, lr=5e-4))
+    module = MIEnsembleModule(
+        members(k),
+        critic=JointCritic(DIM, DIM, HIDDEN),
+        summary=False,
+        level_snapshots=False,
+        optimizer=lambda p: torch.optim.Adam(p, lr=5e-4),
+    )
     if compile_critic:
         module.critics = torch.compile(module.critics)
     return module
@@ -180,8 +218,13 @@ def ensemble(k: int, compile_critic: bool = False) -> MIEnsembleModule:
 
 def single(bound: nn.Module, seed: int) -> MIEstimationModule:
     torch.manual_seed(seed)
-    return MIEstimationModule(JointCritic(DIM, DIM, HIDDEN), bound, summary=False, level_snapshots=False,
-                              optimizer=lambda p: torch.optim.Adam(p, lr=5e-4))
+    return MIEstimationModule(
+        JointCritic(DIM, DIM, HIDDEN),
+        bound,
+        summary=False,
+        level_snapshots=False,
+        optimizer=lambda p: torch.optim.Adam(p, lr=5e-4),
+    )
 
 
 def bare_loop(steps: int, device: str) -> float:
@@ -213,30 +256,42 @@ def main() -> None:
     parser.add_argument("--skip-cpu", action="store_true")
     args = parser.parse_args()
     k = args.members
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, joint critic {DIM}+{DIM} -> {HIDDEN} -> 1, "
-          f"batch {BATCH}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, joint critic {DIM}+{DIM} -> {HIDDEN} -> 1, "
+        f"batch {BATCH}"
+    )
     if not args.skip_cpu:
         print(f"\n1. critic forward + backward, K = {k} members (CPU, median of {args.repeats})")
         r = bench_critics(k, args.repeats, "cpu")
-        print(f"   vmap ensemble {r['vmap_ms']:.1f} ms, explicit baddbmm {r['explicit_ms']:.1f} ms, "
-              f"loop over K critics {r['loop_ms']:.1f} ms: vmap {r['loop_ms'] / r['vmap_ms']:.2f}x the loop, "
-              f"explicit {r['loop_ms'] / r['explicit_ms']:.2f}x")
-        print(f"   achieved rate: vmap {r['vmap_of_mm']:.0%} of torch.mm ({r['mm_gflops']:.1f} GFLOP/s at "
-              f"[{BATCH * BATCH}, 256] x [256, 256]), {r['vmap_of_bmm']:.0%} of torch.bmm over K; explicit "
-              f"{r['explicit_of_mm']:.0%} of torch.mm")
+        print(
+            f"   vmap ensemble {r['vmap_ms']:.1f} ms, explicit baddbmm {r['explicit_ms']:.1f} ms, "
+            f"loop over K critics {r['loop_ms']:.1f} ms: vmap {r['loop_ms'] / r['vmap_ms']:.2f}x the loop, "
+            f"explicit {r['loop_ms'] / r['explicit_ms']:.2f}x"
+        )
+        print(
+            f"   achieved rate: vmap {r['vmap_of_mm']:.0%} of torch.mm ({r['mm_gflops']:.1f} GFLOP/s at "
+            f"[{BATCH * BATCH}, 256] x [256, 256]), {r['vmap_of_bmm']:.0%} of torch.bmm over K; explicit "
+            f"{r['explicit_of_mm']:.0%} of torch.mm"
+        )
 
-        print(f"\n2. Lightning training step, K = {k}: one ensemble step vs {k} single-module steps "
-              f"({args.steps} steps, best of {args.rounds} alternating rounds)")
+        print(
+            f"\n2. Lightning training step, K = {k}: one ensemble step vs {k} single-module steps "
+            f"({args.steps} steps, best of {args.rounds} alternating rounds)"
+        )
         together, apart = [], []
         for _ in range(args.rounds):
             together.append(fit_time(ensemble(k), args.steps, "cpu"))
             bounds = [make() for _, make in (default_bounds() * (k // 8 + 1))[:k]]
             apart.append(sum(fit_time(single(b, i), max(args.steps // k, 10), "cpu") for i, b in enumerate(bounds)))
         t, a = min(together), min(apart)
-        print(f"   ensemble {1e3 * t:.1f} ms/step, {k} single modules {1e3 * a:.1f} ms/step: ensemble {a / t:.2f}x faster")
+        print(
+            f"   ensemble {1e3 * t:.1f} ms/step, {k} single modules {1e3 * a:.1f} ms/step: ensemble {a / t:.2f}x faster"
+        )
 
-        print(f"\n3. single module vs bare PyTorch loop, TensorBoard every step ({args.steps * 3} steps, "
-              f"best of {args.rounds} alternating rounds)")
+        print(
+            f"\n3. single module vs bare PyTorch loop, TensorBoard every step ({args.steps * 3} steps, "
+            f"best of {args.rounds} alternating rounds)"
+        )
         bare, ours = [], []
         with tempfile.TemporaryDirectory() as log_dir:
             for _ in range(args.rounds):
@@ -246,15 +301,19 @@ def main() -> None:
         print(f"   bare {1e3 * b:.2f} ms/step, Lightning {1e3 * o:.2f} ms/step: {o / b:.2f}x bare")
 
     if not torch.cuda.is_available():
-        print("\n4. GPU: no CUDA device here; run this script on a GPU machine for the K sweep and the "
-              "full-protocol estimate")
+        print(
+            "\n4. GPU: no CUDA device here; run this script on a GPU machine for the K sweep and the "
+            "full-protocol estimate"
+        )
         return
     torch.backends.cuda.matmul.allow_tf32 = False
     print(f"\n4. GPU ({torch.cuda.get_device_name()}), {args.gpu_steps} timed steps per fit, float32")
     for kk in args.gpu_members:
         r = bench_critics(kk, args.repeats, "cuda")
-        print(f"   critic K={kk:4d}: vmap {r['vmap_ms']:.2f} ms, explicit {r['explicit_ms']:.2f} ms, loop "
-              f"{r['loop_ms']:.2f} ms; vmap {r['vmap_of_bmm']:.0%} of bmm")
+        print(
+            f"   critic K={kk:4d}: vmap {r['vmap_ms']:.2f} ms, explicit {r['explicit_ms']:.2f} ms, loop "
+            f"{r['loop_ms']:.2f} ms; vmap {r['vmap_of_bmm']:.0%} of bmm"
+        )
     single_step = fit_time(single(SMILE(5.0), 0), args.gpu_steps, "cuda")
     print(f"   single module: {1.0 / single_step:.1f} steps/s")
     rates = {}
@@ -264,8 +323,10 @@ def main() -> None:
     forty = 1.0 / fit_time(ensemble(40), args.gpu_steps, "cuda")
     protocol = 2 * 20_000 / forty
     sequential = 80 * 20_000 * single_step
-    print(f"   full protocol, 80 members as 2 fits of 40 (Gaussian, Cubic): {protocol / 60:.1f} min; "
-          f"80 sequential single fits: {sequential / 3600:.1f} h ({sequential / protocol:.0f}x)")
+    print(
+        f"   full protocol, 80 members as 2 fits of 40 (Gaussian, Cubic): {protocol / 60:.1f} min; "
+        f"80 sequential single fits: {sequential / 3600:.1f} h ({sequential / protocol:.0f}x)"
+    )
     torch.backends.cuda.matmul.allow_tf32 = True
     tf32 = 1.0 / fit_time(ensemble(40), args.gpu_steps, "cuda")
     print(f"   K=40 with TF32 matmuls: {tf32:.1f} steps/s ({tf32 / forty:.2f}x float32)")

@@ -31,13 +31,22 @@ from typing import Optional, Sequence
 import yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-ESTIMATORS = ("infonce", "nwj", "smile_tau1", "smile_tau5", "smile_tauinf", "remine", "pd_classifier",
-              "pd_ratio_fitting")
+ESTIMATORS = (
+    "infonce",
+    "nwj",
+    "smile_tau1",
+    "smile_tau5",
+    "smile_tauinf",
+    "remine",
+    "pd_classifier",
+    "pd_ratio_fitting",
+)
 FIELDS = ("estimator", "steps_per_level", "seed", "true_mi", "steps", "mean", "bias", "variance", "mse", "seconds")
 
 
-def run(estimator: str, steps_per_level: int, seed: int, levels: Sequence[float], accelerator: str,
-        configs: str) -> list[dict]:
+def run(
+    estimator: str, steps_per_level: int, seed: int, levels: Sequence[float], accelerator: str, configs: str
+) -> list[dict]:
     """One staircase run; the per-level statistics of its raw training estimates."""
     import lightning as L
     import torch
@@ -49,25 +58,48 @@ def run(estimator: str, steps_per_level: int, seed: int, levels: Sequence[float]
     tmp = tempfile.mkdtemp(prefix="budgets-")  # the callback's files of this run; only its statistics are kept
     root = Path(configs)
     model_spec = yaml.safe_load((root / "mi" / "protocol" / "model.yaml").read_text())
-    model_spec["init_args"]["bound"] = yaml.safe_load(
-        (root / "mi" / "bounds" / f"{estimator}.yaml").read_text())["model"]["init_args"]["bound"]
+    model_spec["init_args"]["bound"] = yaml.safe_load((root / "mi" / "bounds" / f"{estimator}.yaml").read_text())[
+        "model"
+    ]["init_args"]["bound"]
     data_spec = yaml.safe_load((root / "mi" / "gaussian.yaml").read_text())["data"]
     data_spec["init_args"].update(mi_schedule=list(levels), steps_per_level=steps_per_level, seed=seed)
     L.seed_everything(seed, verbose=False)
     model = instantiate(model_spec, L.LightningModule)
     data = instantiate(data_spec, L.LightningDataModule)
     recorder = BiasVarianceMSE(output_dir=None, verbose=False)
-    trainer = L.Trainer(max_steps=steps_per_level * len(levels), max_epochs=1, logger=False, default_root_dir=tmp,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0, accelerator=accelerator, devices=1,
-                        callbacks=[recorder])
+    trainer = L.Trainer(
+        max_steps=steps_per_level * len(levels),
+        max_epochs=1,
+        logger=False,
+        default_root_dir=tmp,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        accelerator=accelerator,
+        devices=1,
+        callbacks=[recorder],
+    )
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - start
     shutil.rmtree(tmp, ignore_errors=True)
-    return [dict(estimator=estimator, steps_per_level=steps_per_level, seed=seed, true_mi=s.true_mi, steps=s.steps,
-                 mean=s.mean, bias=s.bias, variance=s.variance, mse=s.mse, seconds=round(seconds, 1))
-            for s in recorder.statistics()]
+    return [
+        dict(
+            estimator=estimator,
+            steps_per_level=steps_per_level,
+            seed=seed,
+            true_mi=s.true_mi,
+            steps=s.steps,
+            mean=s.mean,
+            bias=s.bias,
+            variance=s.variance,
+            mse=s.mse,
+            seconds=round(seconds, 1),
+        )
+        for s in recorder.statistics()
+    ]
 
 
 def tolerance(true_mi: float) -> float:
@@ -91,8 +123,10 @@ def settled_budget(rows: Sequence[dict], estimator: str) -> tuple[Optional[int],
     target = level_means(reference)
     for budget in budgets[:-1]:
         means = level_means(budget)
-        if all(level in means and math.isfinite(means[level]) and abs(means[level] - value) <= tolerance(level)
-               for level, value in target.items()):
+        if all(
+            level in means and math.isfinite(means[level]) and abs(means[level] - value) <= tolerance(level)
+            for level, value in target.items()
+        ):
             return budget, reference
     return None, reference
 
@@ -100,17 +134,25 @@ def settled_budget(rows: Sequence[dict], estimator: str) -> tuple[Optional[int],
 def summary(rows: Sequence[dict], estimators: Sequence[str]) -> str:
     budgets = sorted({int(r["steps_per_level"]) for r in rows})
     levels = sorted({float(r["true_mi"]) for r in rows})
-    lines = ["| estimator | settled at (steps/level) | " + " | ".join(
-        f"mean @{b}: " + ", ".join(f"{lv:g}" for lv in levels) for b in budgets) + " |",
-        "|---|---|" + "---|" * len(budgets)]
+    lines = [
+        "| estimator | settled at (steps/level) | "
+        + " | ".join(f"mean @{b}: " + ", ".join(f"{lv:g}" for lv in levels) for b in budgets)
+        + " |",
+        "|---|---|" + "---|" * len(budgets),
+    ]
     for estimator in estimators:
         settled, reference = settled_budget(rows, estimator)
         cells = []
         for budget in budgets:
             means = []
             for level in levels:
-                values = [float(r["mean"]) for r in rows if r["estimator"] == estimator
-                          and int(r["steps_per_level"]) == budget and float(r["true_mi"]) == level]
+                values = [
+                    float(r["mean"])
+                    for r in rows
+                    if r["estimator"] == estimator
+                    and int(r["steps_per_level"]) == budget
+                    and float(r["true_mi"]) == level
+                ]
                 means.append(f"{sum(values) / len(values):.2f}" if values else "–")
             cells.append(" / ".join(means))
         shorter = [b for b in budgets if b < reference]
@@ -122,8 +164,13 @@ def summary(rows: Sequence[dict], estimators: Sequence[str]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--estimators", nargs="+", default=list(ESTIMATORS))
-    p.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000],
-                   help="steps per level; the largest is the reference")
+    p.add_argument(
+        "--budgets",
+        type=int,
+        nargs="+",
+        default=[250, 500, 1000, 2000, 4000],
+        help="steps per level; the largest is the reference",
+    )
     p.add_argument("--levels", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel runs (one CPU thread each)")
@@ -138,8 +185,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool, open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
-        futures = {pool.submit(run, e, b, s, args.levels, args.accelerator, args.configs): (e, b, s)
-                   for e, b, s in jobs}
+        futures = {
+            pool.submit(run, e, b, s, args.levels, args.accelerator, args.configs): (e, b, s) for e, b, s in jobs
+        }
         for future in as_completed(futures):
             for row in future.result():
                 writer.writerow(row)
@@ -149,7 +197,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     table = summary(rows, args.estimators)
     (args.out / "budgets.md").write_text(
         f"Levels {args.levels}, seeds {args.seeds}; settled = every level mean within 0.1 + 5% of the level of "
-        f"its value at {max(args.budgets)} steps per level.\n\n" + table)
+        f"its value at {max(args.budgets)} steps per level.\n\n" + table
+    )
     print(table)
 
 

@@ -30,13 +30,22 @@ from pdlightning.modules import EnsembleMember, MIEnsembleModule
 from pdlightning.results import read_results
 
 ESTIMATORS: dict[str, Callable[[], Any]] = {
-    "smile_tau5": lambda: SMILE(tau=5.0), "infonce": InfoNCE, "pd_classifier": ProbabilisticClassifier,
+    "smile_tau5": lambda: SMILE(tau=5.0),
+    "infonce": InfoNCE,
+    "pd_classifier": ProbabilisticClassifier,
 }
 
 
 def gaussian_task(eval_batches: int, seed: int, replicas: int, steps: int) -> L.LightningDataModule:
-    return CorrelatedGaussianDataModule(dim=5, mi_schedule=[1.0], steps_per_level=steps, batch_size=64, seed=seed,
-                                        eval_batches_per_level=eval_batches, replicas=replicas)
+    return CorrelatedGaussianDataModule(
+        dim=5,
+        mi_schedule=[1.0],
+        steps_per_level=steps,
+        batch_size=64,
+        seed=seed,
+        eval_batches_per_level=eval_batches,
+        replicas=replicas,
+    )
 
 
 TASKS: dict[str, Callable[[int, int, int, int], L.LightningDataModule]] = {"gaussian-5d-1nat": gaussian_task}
@@ -46,30 +55,52 @@ def suite_task(name: str) -> Callable[[int, int, int, int], L.LightningDataModul
     def make(eval_batches: int, seed: int, replicas: int, steps: int) -> L.LightningDataModule:
         from pdlightning.data import TaskDataModule  # the task suite's datamodule
 
-        return TaskDataModule(task=name, stream=True, batch_size=64, seed=seed, eval_batches=eval_batches,
-                              replicas=replicas, steps=steps)
+        return TaskDataModule(
+            task=name, stream=True, batch_size=64, seed=seed, eval_batches=eval_batches, replicas=replicas, steps=steps
+        )
+
     return make
 
 
 def evaluate(module: MIEnsembleModule, data: L.LightningDataModule, directory: Path) -> dict[str, dict]:
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                        default_root_dir=str(directory))
+    trainer = L.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=str(directory),
+    )
     trainer.test(module, data, verbose=False)
     return {row["member"]: row for row in read_results(directory)["results"] if row["member"] is not None}
 
 
-def run_task(task: str, make: Callable, estimator: str, seeds: int, steps: int, eval_batches: int,
-             directory: Path) -> dict[str, Any]:
-    members = [EnsembleMember(f"{estimator}_{s}", ESTIMATORS[estimator](), seed=s, group=estimator)
-               for s in range(seeds)]
+def run_task(
+    task: str, make: Callable, estimator: str, seeds: int, steps: int, eval_batches: int, directory: Path
+) -> dict[str, Any]:
+    members = [
+        EnsembleMember(f"{estimator}_{s}", ESTIMATORS[estimator](), seed=s, group=estimator) for s in range(seeds)
+    ]
     torch.manual_seed(0)
     probe = make(eval_batches, 0, seeds, steps)
-    module = MIEnsembleModule(members, critic=JointCritic(probe.x_dim, probe.y_dim, [64, 64]), data="replicas",
-                              summary=False, level_snapshots=False,
-                              optimizer=lambda p: torch.optim.Adam(p, lr=1e-3))
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
-                        default_root_dir=str(directory))
+    module = MIEnsembleModule(
+        members,
+        critic=JointCritic(probe.x_dim, probe.y_dim, [64, 64]),
+        data="replicas",
+        summary=False,
+        level_snapshots=False,
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        default_root_dir=str(directory),
+    )
     start = time.perf_counter()
     trainer.fit(module, make(eval_batches, 0, seeds, steps))
     short = evaluate(module, make(eval_batches, 0, seeds, steps), directory / "short")
@@ -78,9 +109,18 @@ def run_task(task: str, make: Callable, estimator: str, seeds: int, steps: int, 
     own = sum(short[m]["low"] <= long[m]["estimate"] <= short[m]["high"] for m in short)
     truth = sum(short[m]["low"] <= true_mi <= short[m]["high"] for m in short)
     bias = sum(long[m]["estimate"] for m in long) / len(long) - true_mi
-    return {"task": task, "estimator": estimator, "seeds": seeds, "steps": steps, "unit": short[members[0].name]["unit"],
-            "n": short[members[0].name]["n"], "own": own / len(short), "truth": truth / len(short),
-            "long_run_bias": bias, "seconds": time.perf_counter() - start}
+    return {
+        "task": task,
+        "estimator": estimator,
+        "seeds": seeds,
+        "steps": steps,
+        "unit": short[members[0].name]["unit"],
+        "n": short[members[0].name]["n"],
+        "own": own / len(short),
+        "truth": truth / len(short),
+        "long_run_bias": bias,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main() -> None:
@@ -104,17 +144,23 @@ def main() -> None:
             row = run_task(task, make, estimator, args.seeds, args.steps, args.eval_batches, work / task / estimator)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    lines = ["# Coverage of the held-out 95% intervals", "",
-             f"{args.seeds} seeds per estimator and task (each its own critic seed and data stream, one vectorised "
-             f"ensemble), {args.steps} training steps, batch 64, joint critic 2 x 64; the interval under test comes "
-             f"from {args.eval_batches} held-out batches of 64 (`pdlightning test`'s default), the long-run mean from "
-             f"{50 * args.eval_batches} batches. Command: `python benchmarks/interval_coverage.py --seeds {args.seeds} "
-             f"--steps {args.steps}`.", "",
-             "| task | estimator | unit (n) | covers own long-run mean | covers true MI | long-run bias (nats) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# Coverage of the held-out 95% intervals",
+        "",
+        f"{args.seeds} seeds per estimator and task (each its own critic seed and data stream, one vectorised "
+        f"ensemble), {args.steps} training steps, batch 64, joint critic 2 x 64; the interval under test comes "
+        f"from {args.eval_batches} held-out batches of 64 (`pdlightning test`'s default), the long-run mean from "
+        f"{50 * args.eval_batches} batches. Command: `python benchmarks/interval_coverage.py --seeds {args.seeds} "
+        f"--steps {args.steps}`.",
+        "",
+        "| task | estimator | unit (n) | covers own long-run mean | covers true MI | long-run bias (nats) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['estimator']} | {r['unit']} ({r['n']}) | {r['own']:.0%} | {r['truth']:.0%} | "
-                     f"{r['long_run_bias']:+.3f} |")
+        lines.append(
+            f"| {r['task']} | {r['estimator']} | {r['unit']} ({r['n']}) | {r['own']:.0%} | {r['truth']:.0%} | "
+            f"{r['long_run_bias']:+.3f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"written {args.out}")

@@ -36,9 +36,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from pdlightning.callbacks import PointwiseAccuracy
 
 from pdlightning.bounds import NWJ, SMILE, Bound, InfoNCE, ProbabilisticClassifier
+from pdlightning.callbacks import PointwiseAccuracy
 from pdlightning.critics import JointCritic
 from pdlightning.data import TaskDataModule
 from pdlightning.modules import MIEstimationModule
@@ -67,14 +67,17 @@ def in_sample(module: MIEstimationModule, sample: dict[str, torch.Tensor]) -> di
         reference = ReferenceSample({None: (sample["x"][:1024], sample["y"][:1024])})
     with torch.no_grad():
         for start in range(0, n, EVAL_BATCH):
-            chunk = {k: v[start:start + EVAL_BATCH] if v.dim() else v for k, v in sample.items()}
+            chunk = {k: v[start : start + EVAL_BATCH] if v.dim() else v for k, v in sample.items()}
             _, estimate = module.evaluate_bounds(module.scores(chunk))
             estimates.append(float(estimate.mi))
-            pmi_hat.append(reference_pmi(module.reporting_bound, module.critic, chunk["x"], chunk["y"], None,
-                                         reference))
-    return {"train_mi_estimate": sum(estimates) / len(estimates),
-            "train_pmi_plug_in_mi": float(torch.cat(pmi_hat).mean()),
-            "train_pmi_exact_mean": float(sample["pmi"][:n].mean())}
+            pmi_hat.append(
+                reference_pmi(module.reporting_bound, module.critic, chunk["x"], chunk["y"], None, reference)
+            )
+    return {
+        "train_mi_estimate": sum(estimates) / len(estimates),
+        "train_pmi_plug_in_mi": float(torch.cat(pmi_hat).mean()),
+        "train_pmi_exact_mean": float(sample["pmi"][:n].mean()),
+    }
 
 
 def bias_by_pmi(trainer: L.Trainer, module: MIEstimationModule, data: TaskDataModule) -> dict[str, float]:
@@ -87,29 +90,61 @@ def bias_by_pmi(trainer: L.Trainer, module: MIEstimationModule, data: TaskDataMo
     exact = torch.cat([p["pmi_true"] for p in predictions]).double()
     top = exact >= exact.quantile(0.9)
     error = estimated - exact
-    return {"bias_top10_pmi": float(error[top].mean()), "bias_rest": float(error[~top].mean()),
-            "exact_top10_pmi": float(exact[top].mean())}
+    return {
+        "bias_top10_pmi": float(error[top].mean()),
+        "bias_rest": float(error[~top].mean()),
+        "exact_top10_pmi": float(exact[top].mean()),
+    }
 
 
 def run(task: str, estimator: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    data = TaskDataModule(task, n_samples=args.n_samples, batch_size=args.batch_size, steps=args.steps, seed=seed,
-                          stream=args.stream, eval_batch_size=EVAL_BATCH)
+    data = TaskDataModule(
+        task,
+        n_samples=args.n_samples,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        seed=seed,
+        stream=args.stream,
+        eval_batch_size=EVAL_BATCH,
+    )
     L.seed_everything(seed, verbose=False)
     bound: Bound = ESTIMATORS[estimator]()
-    module = MIEstimationModule(JointCritic(data.x_dim, data.y_dim, args.hidden), bound, summary=False,
-                                optimizer=lambda params: torch.optim.Adam(params, lr=args.lr))
-    trainer = L.Trainer(max_steps=args.steps, max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        callbacks=[PointwiseAccuracy(histograms=False, figure=False)], accelerator="cpu", devices=1)
+    module = MIEstimationModule(
+        JointCritic(data.x_dim, data.y_dim, args.hidden),
+        bound,
+        summary=False,
+        optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
+    )
+    trainer = L.Trainer(
+        max_steps=args.steps,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[PointwiseAccuracy(histograms=False, figure=False)],
+        accelerator="cpu",
+        devices=1,
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, data)
         results = trainer.test(module, data, verbose=False)[0]
     level = f"{data.task.mi:g}"
-    row = {"task": task, "estimator": estimator, "seed": seed, "steps": args.steps, "batch_size": args.batch_size,
-           "hidden": "x".join(map(str, args.hidden)), "lr": args.lr, "stream": args.stream, "true_mi": data.task.mi,
-           "mi_estimate": results[f"test/mi_estimate@{level}"]}
+    row = {
+        "task": task,
+        "estimator": estimator,
+        "seed": seed,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "hidden": "x".join(map(str, args.hidden)),
+        "lr": args.lr,
+        "stream": args.stream,
+        "true_mi": data.task.mi,
+        "mi_estimate": results[f"test/mi_estimate@{level}"],
+    }
     row.update({k.removeprefix("test/"): v for k, v in results.items() if k.startswith("test/pmi_")})
     row.update(in_sample(module, data.training_sample(seed)))
     row.update(bias_by_pmi(trainer, module, data))
@@ -117,8 +152,17 @@ def run(task: str, estimator: str, args: argparse.Namespace, seed: int) -> dict[
     return row
 
 
-SUMMARY = ["mi_estimate", "train_mi_estimate", "pmi_joint_plug_in_bias", "bias_top10_pmi", "bias_rest",
-           "pmi_joint_centred_rmse", "pmi_joint_spearman", "pmi_product_rmse", "pmi_product_log_mean_ratio"]
+SUMMARY = [
+    "mi_estimate",
+    "train_mi_estimate",
+    "pmi_joint_plug_in_bias",
+    "bias_top10_pmi",
+    "bias_rest",
+    "pmi_joint_centred_rmse",
+    "pmi_joint_spearman",
+    "pmi_product_rmse",
+    "pmi_product_log_mean_ratio",
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,9 +185,12 @@ def main(argv: list[str] | None = None) -> None:
             for estimator in args.estimators:
                 row = run(task, estimator, args, seed)
                 rows.append(row)
-                print(f"{task:32s} {estimator:12s} seed {seed}  " + "  ".join(
-                    f"{k}={row.get(k, float('nan')):.3f}" for k in SUMMARY) + f"  ({row['seconds']:.0f}s)",
-                      flush=True)
+                print(
+                    f"{task:32s} {estimator:12s} seed {seed}  "
+                    + "  ".join(f"{k}={row.get(k, float('nan')):.3f}" for k in SUMMARY)
+                    + f"  ({row['seconds']:.0f}s)",
+                    flush=True,
+                )
                 if args.out:
                     new = not os.path.exists(args.out)
                     with open(args.out, "a", newline="") as handle:

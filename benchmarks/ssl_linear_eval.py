@@ -23,8 +23,12 @@ from pathlib import Path
 
 DATASETS = {"mnist": [], "fashion_mnist": ["--data.class_path=pdlightning.data.FashionMNISTDataModule"]}
 OBJECTIVES = ("cpc", "pcc", "drfc")
-LABELS = {"cpc": "CPC (`InfoNCE`)", "pcc": "PCC (`ProbabilisticClassifier`, balanced)",
-          "drfc": "D-RFC (`DensityRatioFitting`)", "random": "random init, same architecture (frozen)"}
+LABELS = {
+    "cpc": "CPC (`InfoNCE`)",
+    "pcc": "PCC (`ProbabilisticClassifier`, balanced)",
+    "drfc": "D-RFC (`DensityRatioFitting`)",
+    "random": "random init, same architecture (frozen)",
+}
 
 
 def run(args: list[str], test: bool = False) -> dict[str, float]:
@@ -36,7 +40,9 @@ def run(args: list[str], test: bool = False) -> dict[str, float]:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         if not test:
             return {}
-        return {k: float(v) for k, v in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0].items()}
+        return {
+            k: float(v) for k, v in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0].items()
+        }
 
 
 def main() -> None:
@@ -61,35 +67,71 @@ def main() -> None:
                 ssl_dir = args.work / "ssl" / dataset / source / f"seed{seed}"
                 ckpt = ssl_dir / "checkpoints" / "last.ckpt"
                 if not ckpt.exists():
-                    run(["fit", "-c", "configs/ssl/demo.yaml", "-c", f"configs/ssl/objectives/{source}.yaml",
-                         *DATASETS[dataset], *quiet, f"--seed_everything={seed}", f"--trainer.max_steps={args.steps}",
-                         f"--trainer.logger.init_args.name=ssl/{dataset}/{source}",
-                         f"--trainer.logger.init_args.version=seed{seed}"])
+                    run(
+                        [
+                            "fit",
+                            "-c",
+                            "configs/ssl/demo.yaml",
+                            "-c",
+                            f"configs/ssl/objectives/{source}.yaml",
+                            *DATASETS[dataset],
+                            *quiet,
+                            f"--seed_everything={seed}",
+                            f"--trainer.max_steps={args.steps}",
+                            f"--trainer.logger.init_args.name=ssl/{dataset}/{source}",
+                            f"--trainer.logger.init_args.version=seed{seed}",
+                        ]
+                    )
                 extra = ["--model.random_init=true"] if objective == "random" else []
-                metrics = run(["fit", "-c", "configs/linear_eval/demo.yaml", *DATASETS[dataset], *quiet, *extra,
-                               f"--seed_everything={seed}", f"--model.ssl_checkpoint={ckpt}",
-                               f"--trainer.logger.init_args.name=linear_eval/{dataset}/{objective}",
-                               f"--trainer.logger.init_args.version=seed{seed}"], test=True)
+                metrics = run(
+                    [
+                        "fit",
+                        "-c",
+                        "configs/linear_eval/demo.yaml",
+                        *DATASETS[dataset],
+                        *quiet,
+                        *extra,
+                        f"--seed_everything={seed}",
+                        f"--model.ssl_checkpoint={ckpt}",
+                        f"--trainer.logger.init_args.name=linear_eval/{dataset}/{objective}",
+                        f"--trainer.logger.init_args.version=seed{seed}",
+                    ],
+                    test=True,
+                )
                 accuracies[key] = metrics["test/acc"]
                 results_path.parent.mkdir(parents=True, exist_ok=True)
                 results_path.write_text(json.dumps(accuracies, indent=1))
                 print(f"{key}: {100 * accuracies[key]:.1f}% ({time.perf_counter() - start:.0f} s)", flush=True)
-    lines = ["# Linear evaluation of contrastive SSL objectives (CPU budget)", "",
-             f"Offline data, CIFAR-style ResNet [16, 32, 64], {args.steps} SSL steps of batch 128 per objective, a "
-             "linear classifier on the frozen 64-d features for 3 epochs, test accuracy on the held-out test split; "
-             f"seeds {', '.join(map(str, args.seeds))} (each seed: its own SSL run and linear run). Command: "
-             f"`OMP_NUM_THREADS=1 python benchmarks/ssl_linear_eval.py --seeds {' '.join(map(str, args.seeds))}`.", ""]
+    lines = [
+        "# Linear evaluation of contrastive SSL objectives (CPU budget)",
+        "",
+        f"Offline data, CIFAR-style ResNet [16, 32, 64], {args.steps} SSL steps of batch 128 per objective, a "
+        "linear classifier on the frozen 64-d features for 3 epochs, test accuracy on the held-out test split; "
+        f"seeds {', '.join(map(str, args.seeds))} (each seed: its own SSL run and linear run). Command: "
+        f"`OMP_NUM_THREADS=1 python benchmarks/ssl_linear_eval.py --seeds {' '.join(map(str, args.seeds))}`.",
+        "",
+    ]
     for dataset in args.datasets:
         header = "| encoder (frozen) | mean ± std | " + " | ".join(f"seed {s}" for s in args.seeds) + " |"
-        lines += [f"## {dataset.replace('_', '-').replace('mnist', 'MNIST').replace('fashion', 'Fashion')}", "",
-                  header, "|---|---|" + "---|" * len(args.seeds)]
+        lines += [
+            f"## {dataset.replace('_', '-').replace('mnist', 'MNIST').replace('fashion', 'Fashion')}",
+            "",
+            header,
+            "|---|---|" + "---|" * len(args.seeds),
+        ]
         for objective in (*OBJECTIVES, "random"):
-            values = [100 * accuracies[f"{dataset}/{objective}/{s}"] for s in args.seeds
-                      if f"{dataset}/{objective}/{s}" in accuracies]
+            values = [
+                100 * accuracies[f"{dataset}/{objective}/{s}"]
+                for s in args.seeds
+                if f"{dataset}/{objective}/{s}" in accuracies
+            ]
             if not values:
                 continue
-            spread = f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}%" if len(values) > 1 else (
-                f"{values[0]:.1f}% (n = 1)")
+            spread = (
+                f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}%"
+                if len(values) > 1
+                else (f"{values[0]:.1f}% (n = 1)")
+            )
             lines.append(f"| {LABELS[objective]} | {spread} | " + " | ".join(f"{v:.1f}%" for v in values) + " |")
         lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,16 +28,26 @@ from pdlightning.cli.main import build_cli
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
     # the demo (SMILE, joint critic 2 x 256 on d = 20, batch 64), levels shortened
-    "mi demo": (["-c", str(REPO / "configs/mi/demo.yaml")],
-                lambda steps: [f"--data.init_args.steps_per_level={steps // 5}", f"--trainer.max_steps={steps}",
-                               "--trainer.callbacks=[]"]),
+    "mi demo": (
+        ["-c", str(REPO / "configs/mi/demo.yaml")],
+        lambda steps: [
+            f"--data.init_args.steps_per_level={steps // 5}",
+            f"--trainer.max_steps={steps}",
+            "--trainer.callbacks=[]",
+        ],
+    ),
     # one-hot drift task (DV, SGD, batch 100, 16 classes), shortened
-    "drift (DV)": (["-c", str(REPO / "configs/drift/onehot_dv.yaml")],
-                   lambda steps: [f"--data.init_args.steps={steps}", f"--trainer.max_steps={steps}",
-                                  "--trainer.callbacks=[]"]),
+    "drift (DV)": (
+        ["-c", str(REPO / "configs/drift/onehot_dv.yaml")],
+        lambda steps: [f"--data.init_args.steps={steps}", f"--trainer.max_steps={steps}", "--trainer.callbacks=[]"],
+    ),
 }
-QUIET_RUN = ["--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
-             "--trainer.enable_model_summary=false"]
+QUIET_RUN = [
+    "--trainer.logger=false",
+    "--trainer.enable_checkpointing=false",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
 
 
 def _spin(core: int) -> None:
@@ -79,8 +89,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.WARNING)
-    print(f"{os.cpu_count()} CPUs; {args.steps} steps per fit; median of {args.repeats}; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} (--threads overrides it)")
+    print(
+        f"{os.cpu_count()} CPUs; {args.steps} steps per fit; median of {args.repeats}; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')} (--threads overrides it)"
+    )
     header = " | ".join(f"{t} thr s" for t in args.threads)
     ratios = " | ".join(f"{t}/{args.threads[0]} thr" for t in args.threads[1:])
     print(f"| config | load | {header} | {ratios} | machine load avg |")

@@ -22,7 +22,11 @@ from .drift import DriftMonitor
 from .pmi_writer import PMIWriter
 from .pointwise import PointwiseAccuracy
 from .retrieval import (
-    CrossModalRetrieval, least_squares_scores, matching_trials, ranked_listing, retrieval_accuracy,
+    CrossModalRetrieval,
+    least_squares_scores,
+    matching_trials,
+    ranked_listing,
+    retrieval_accuracy,
 )
 from .smoothing import ewm
 from .staircase import StaircaseFigure

@@ -29,8 +29,8 @@ def cross_scores(critic: Critic, x: Tensor, y: Tensor, chunk: int = 256) -> Tens
     encode each side (``encode_x``/``encode_y`` and a head) encode ``y`` once."""
     if hasattr(critic, "encode_x") and hasattr(critic, "head"):
         ex, ey = critic.encode_x(x), critic.encode_y(y)
-        return torch.cat([critic.head.cross(ex[s:s + chunk], ey) for s in range(0, x.shape[0], chunk)])
-    return torch.cat([critic.cross(x[s:s + chunk], y) for s in range(0, x.shape[0], chunk)])
+        return torch.cat([critic.head.cross(ex[s : s + chunk], ey) for s in range(0, x.shape[0], chunk)])
+    return torch.cat([critic.cross(x[s : s + chunk], y) for s in range(0, x.shape[0], chunk)])
 
 
 class _TestAccuracy(Callback):
@@ -51,8 +51,15 @@ class _TestAccuracy(Callback):
         self.metric = MulticlassAccuracy(self._num_classes(trainer), average="micro").to(pl_module.device)
 
     @torch.no_grad()
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if "label" not in batch:
             raise ValueError(f"{type(self).__name__}: test batches need a 'label' key")
         self.metric.update(self.predict(pl_module, batch), batch["label"])

@@ -57,7 +57,7 @@ def level_statistics(
     rows = []
     for level in sorted(groups):
         values = groups[level]
-        values = np.asarray(values[int(math.floor(burn_in * len(values))):], dtype=np.float64)
+        values = np.asarray(values[int(math.floor(burn_in * len(values))) :], dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             mean = float(values.mean())
             variance = float(values.var())
@@ -102,8 +102,9 @@ class BiasVarianceMSE(L.Callback):
         verbose: print the table at fit end.
     """
 
-    def __init__(self, burn_in: float = 0.0, output_dir: Optional[str] = None, save_stream: bool = False,
-                 verbose: bool = True) -> None:
+    def __init__(
+        self, burn_in: float = 0.0, output_dir: Optional[str] = None, save_stream: bool = False, verbose: bool = True
+    ) -> None:
         if not 0.0 <= burn_in < 1.0:
             raise ValueError(f"burn_in: expected a fraction in [0, 1), got {burn_in}")
         self.burn_in = burn_in
@@ -131,8 +132,9 @@ class BiasVarianceMSE(L.Callback):
     def true_mis(self) -> list[float]:
         return self._single().arrays()[1].tolist()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         records = step_records(outputs)
         if not records:
             self.skipped_steps += 1
@@ -155,23 +157,35 @@ class BiasVarianceMSE(L.Callback):
         for member in members:
             rows = self.statistics(member)
             prefix = f"bias_variance/{member}/" if ensemble else "bias_variance/"
-            metrics.update({f"{prefix}{name}@{r.true_mi:g}": getattr(r, name)
-                            for r in rows for name in ("mean", "bias", "variance", "mse")})
+            metrics.update(
+                {
+                    f"{prefix}{name}@{r.true_mi:g}": getattr(r, name)
+                    for r in rows
+                    for name in ("mean", "bias", "variance", "mse")
+                }
+            )
             tables.append(markdown_table(rows, self.streams.title(member)) + self._skip_note(member, len(rows)))
-            csv_rows += [((member,) if ensemble else ()) + (r.true_mi, r.steps, r.mean, r.bias, r.variance, r.mse)
-                         for r in rows]
+            csv_rows += [
+                ((member,) if ensemble else ()) + (r.true_mi, r.steps, r.mean, r.bias, r.variance, r.mse) for r in rows
+            ]
             if self.save_stream:
                 steps, true_mi, estimates = self.streams[member].arrays()
-                stream_rows += [((member,) if ensemble else ()) + row
-                                for row in zip(steps.tolist(), true_mi.tolist(), estimates.tolist())]
+                stream_rows += [
+                    ((member,) if ensemble else ()) + row
+                    for row in zip(steps.tolist(), true_mi.tolist(), estimates.tolist())
+                ]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         member_column = ["member"] if ensemble else []
-        _write_rows(os.path.join(directory, "bias_variance.csv"),
-                    member_column + ["true_mi", "steps", "mean", "bias", "variance", "mse"], csv_rows)
+        _write_rows(
+            os.path.join(directory, "bias_variance.csv"),
+            member_column + ["true_mi", "steps", "mean", "bias", "variance", "mse"],
+            csv_rows,
+        )
         if self.save_stream:
-            _write_rows(os.path.join(directory, "estimates.csv"), member_column + ["step", "true_mi", "estimate"],
-                        stream_rows)
+            _write_rows(
+                os.path.join(directory, "estimates.csv"), member_column + ["step", "true_mi", "estimate"], stream_rows
+            )
         text = "\n".join(tables)
         with open(os.path.join(directory, "bias_variance.md"), "w") as f:
             f.write(text)
@@ -183,8 +197,10 @@ class BiasVarianceMSE(L.Callback):
         if not skipped:
             return ""
         total = skipped + len(self.streams[member])
-        return (f"\n{skipped} of {total} training steps ({skipped / total:.1%}) gave no finite estimate (skipped or "
-                "dropped under non_finite='skip') and are not in these statistics.\n")
+        return (
+            f"\n{skipped} of {total} training steps ({skipped / total:.1%}) gave no finite estimate (skipped or "
+            "dropped under non_finite='skip') and are not in these statistics.\n"
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.streams.state_dict(), "skipped_steps": self.skipped_steps}

@@ -155,8 +155,9 @@ class DriftMonitor(L.Callback):
         track.steps.append(step)
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         records = [r for r in step_records(outputs) if r.estimate is not None and r.bound is not None]
         if not records:
             return
@@ -172,7 +173,7 @@ class DriftMonitor(L.Callback):
             metrics = self.step_metrics(record)
             self._record(step, metrics, record.member)
             scalars.update({f"drift/{k}{suffix}": v for k, v in metrics.items() if k != "true_mi"})
-            for group, scores in (pair_groups(record.estimate.scores, record.batch).items() if writers else ()):
+            for group, scores in pair_groups(record.estimate.scores, record.batch).items() if writers else ():
                 if scores.numel():
                     values = scores.detach().float().cpu()
                     for writer in writers:
@@ -196,8 +197,14 @@ class DriftMonitor(L.Callback):
                     outputs[group].update(low=series[f"T_{group}_{names[0]}"], high=series[f"T_{group}_{names[-1]}"])
         track = self._track(member)
         label = track.label or "estimate"
-        return {"steps": steps, "series": series, "outputs": outputs, "true_mi": series.get("true_mi"),
-                "c_star": track.c_star, "label": label if member is None else f"{member}: {label}"}
+        return {
+            "steps": steps,
+            "series": series,
+            "outputs": outputs,
+            "true_mi": series.get("true_mi"),
+            "c_star": track.c_star,
+            "label": label if member is None else f"{member}: {label}",
+        }
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         members = [m for m, track in self.tracks.items() if track.steps]
@@ -208,8 +215,15 @@ class DriftMonitor(L.Callback):
         span = auto_span(true_mi if true_mi is not None else np.array([]), self.ewm_span)
         if len(rows) == 1:
             row = rows[0]
-            figure = drift_figure(row["steps"], row["series"], row["outputs"], span, true_mi=row["true_mi"],
-                                  c_star=row["c_star"], title=f"{row['label']}: drift")
+            figure = drift_figure(
+                row["steps"],
+                row["series"],
+                row["outputs"],
+                span,
+                true_mi=row["true_mi"],
+                c_star=row["c_star"],
+                title=f"{row['label']}: drift",
+            )
         else:
             figure = drift_grid_figure(rows, span, title="drift per member")
         path = f"{run_directory(trainer, self.output_dir)}/drift.png"
@@ -218,8 +232,18 @@ class DriftMonitor(L.Callback):
     # --------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
         """The recorded curves, so a resumed fit draws the whole run."""
-        return {"tracks": [{"member": m, "steps": list(t.steps), "history": {k: list(v) for k, v in t.history.items()},
-                            "c_star": t.c_star, "label": t.label} for m, t in self.tracks.items()]}
+        return {
+            "tracks": [
+                {
+                    "member": m,
+                    "steps": list(t.steps),
+                    "history": {k: list(v) for k, v in t.history.items()},
+                    "c_star": t.c_star,
+                    "label": t.label,
+                }
+                for m, t in self.tracks.items()
+            ]
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.tracks = {}

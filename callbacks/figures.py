@@ -19,8 +19,17 @@ from matplotlib.figure import Figure
 
 from .smoothing import ewm
 
-__all__ = ["staircase_panel", "staircase_figure", "staircase_grid_figure", "drift_row", "drift_figure",
-           "drift_grid_figure", "auto_span", "level_lengths", "pmi_profile_figure"]
+__all__ = [
+    "staircase_panel",
+    "staircase_figure",
+    "staircase_grid_figure",
+    "drift_row",
+    "drift_figure",
+    "drift_grid_figure",
+    "auto_span",
+    "level_lengths",
+    "pmi_profile_figure",
+]
 
 _ESTIMATE_COLOR = "tab:blue"
 
@@ -97,8 +106,14 @@ def staircase_panel(
         ax.legend(fontsize=7, loc="upper left")
 
 
-def staircase_figure(steps, estimates, true_mi, span: Optional[float] = None, batch_limit: Optional[float] = None,
-                     title: Optional[str] = None) -> Figure:
+def staircase_figure(
+    steps,
+    estimates,
+    true_mi,
+    span: Optional[float] = None,
+    batch_limit: Optional[float] = None,
+    title: Optional[str] = None,
+) -> Figure:
     """A one-panel figure (see :func:`staircase_panel`)."""
     figure = Figure(figsize=(6, 4), dpi=100, layout="constrained")
     staircase_panel(figure.subplots(), steps, estimates, true_mi, span, batch_limit, title)
@@ -117,8 +132,16 @@ def staircase_grid_figure(panels: Sequence[Mapping], span: Optional[float] = Non
             ax.set_axis_off()
             continue
         panel = panels[index]
-        staircase_panel(ax, panel["steps"], panel["estimates"], panel["true_mi"], span, panel.get("batch_limit"),
-                        panel.get("title"), legend=index == 0)
+        staircase_panel(
+            ax,
+            panel["steps"],
+            panel["estimates"],
+            panel["true_mi"],
+            span,
+            panel.get("batch_limit"),
+            panel.get("title"),
+            legend=index == 0,
+        )
     return figure
 
 
@@ -153,8 +176,12 @@ def drift_row(
         mi_ax.plot(steps, true_mi, color="black", linewidth=1.0, label="true MI")
     mi_ax.set_title("MI estimate", fontsize=9)
     mi_ax.set_ylabel("MI (nats)")
-    colors = {"joint": "tab:green", "marginal": "tab:red", "marginal_in_support": "tab:purple",
-              "marginal_off_support": "tab:red"}
+    colors = {
+        "joint": "tab:green",
+        "marginal": "tab:red",
+        "marginal_in_support": "tab:purple",
+        "marginal_off_support": "tab:red",
+    }
     groups = [g for g in ("joint", "marginal_in_support", "marginal_off_support") if g in outputs]
     if "marginal_off_support" not in outputs and "marginal" in outputs:
         groups.append("marginal")
@@ -207,8 +234,16 @@ def drift_grid_figure(rows: Sequence[Mapping], span: float = 200.0, title: Optio
     figure = Figure(figsize=(15, 3.6 * len(rows)), dpi=90, layout="constrained")
     axes = figure.subplots(len(rows), 3, squeeze=False)
     for row, ax_row in zip(rows, axes):
-        drift_row(ax_row, row["steps"], row["series"], row["outputs"], span, row.get("true_mi"), row.get("c_star"),
-                  row.get("label"))
+        drift_row(
+            ax_row,
+            row["steps"],
+            row["series"],
+            row["outputs"],
+            span,
+            row.get("true_mi"),
+            row.get("c_star"),
+            row.get("label"),
+        )
     if title:
         figure.suptitle(title, fontsize=10)
     return figure
@@ -236,11 +271,19 @@ def pmi_profile_figure(
         finite = np.isfinite(product_exact) & np.isfinite(product_estimated)
         off_support = int((~np.isfinite(product_exact)).sum())
         note = f", {off_support} off the joint support not drawn" if off_support else ""
-        scatter_ax.scatter(product_exact[finite], product_estimated[finite], s=4, alpha=0.35, color="tab:red",
-                           linewidths=0, label=f"product pairs ({int(finite.sum())}{note})")
+        scatter_ax.scatter(
+            product_exact[finite],
+            product_estimated[finite],
+            s=4,
+            alpha=0.35,
+            color="tab:red",
+            linewidths=0,
+            label=f"product pairs ({int(finite.sum())}{note})",
+        )
         shown += [product_exact[finite], product_estimated[finite]]
-    scatter_ax.scatter(exact, estimated, s=4, alpha=0.5, color="tab:green", linewidths=0,
-                       label=f"joint pairs ({exact.size})")
+    scatter_ax.scatter(
+        exact, estimated, s=4, alpha=0.5, color="tab:green", linewidths=0, label=f"joint pairs ({exact.size})"
+    )
     values = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.zeros(1)
     low, high = (float(values.min()), float(values.max())) if values.size else (-1.0, 1.0)
     scatter_ax.plot([low, high], [low, high], color="black", linewidth=1.0, label="estimate = exact")
@@ -252,8 +295,14 @@ def pmi_profile_figure(
     bins = np.linspace(float(joint.min()), float(joint.max()), 50) if joint.size and joint.min() < joint.max() else 20
     for series, color, name in ((exact, "black", "exact"), (estimated, _ESTIMATE_COLOR, "estimated")):
         series = series[np.isfinite(series)]
-        profile_ax.hist(series, bins=bins, histtype="step", color=color, linewidth=1.3,
-                        label=f"{name} (mean {series.mean():.3f})" if series.size else name)
+        profile_ax.hist(
+            series,
+            bins=bins,
+            histtype="step",
+            color=color,
+            linewidth=1.3,
+            label=f"{name} (mean {series.mean():.3f})" if series.size else name,
+        )
     if true_mi is not None:
         profile_ax.axvline(true_mi, color="tab:orange", linestyle=":", linewidth=1.2, label=f"true MI {true_mi:.3f}")
     profile_ax.set_xlabel("PMI of the joint pairs")

@@ -17,8 +17,15 @@ from matplotlib.figure import Figure
 
 from pdlightning.step_logging import is_logging_step, log_scalars, logging_step
 
-__all__ = ["logging_step", "is_logging_step", "log_scalars", "run_directory", "figure_to_array",
-           "tensorboard_writers", "publish_figure"]
+__all__ = [
+    "logging_step",
+    "is_logging_step",
+    "log_scalars",
+    "run_directory",
+    "figure_to_array",
+    "tensorboard_writers",
+    "publish_figure",
+]
 
 
 def run_directory(trainer: L.Trainer, output_dir: Optional[str] = None) -> str:

@@ -14,7 +14,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-
 __all__ = ["PMIWriter"]
 
 
@@ -50,7 +49,14 @@ class PMIWriter(BasePredictionWriter):
             writer = csv.writer(f)
             writer.writerow(["row", *integers, *floats])
             for row in range(n):
-                writer.writerow([row, *(int(columns[k][row]) for k in integers),
-                                 *(f"{float(columns[k][row]):.6g}" if k == "mi" else f"{float(columns[k][row]):.6f}"
-                                   for k in floats)])
+                writer.writerow(
+                    [
+                        row,
+                        *(int(columns[k][row]) for k in integers),
+                        *(
+                            f"{float(columns[k][row]):.6g}" if k == "mi" else f"{float(columns[k][row]):.6f}"
+                            for k in floats
+                        ),
+                    ]
+                )
         print(f"\nPMIWriter: {n} pairs -> {path}")

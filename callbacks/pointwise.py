@@ -72,8 +72,9 @@ class _Run:
     exact: MeanMetric = field(default_factory=MeanMetric)
     off_support: MeanMetric = field(default_factory=MeanMetric)
     true_mi: Optional[float] = None
-    profile: dict[str, list[Tensor]] = field(default_factory=lambda: {"exact": [], "estimated": [],
-                                                                       "product_exact": [], "product_estimated": []})
+    profile: dict[str, list[Tensor]] = field(
+        default_factory=lambda: {"exact": [], "estimated": [], "product_exact": [], "product_estimated": []}
+    )
     profile_pairs: int = 0
     has_product: bool = False
 
@@ -93,12 +94,21 @@ class PointwiseAccuracy(L.Callback):
         output_dir: where the PNG goes; None = the logger's run directory.
     """
 
-    def __init__(self, histograms: bool = True, figure: bool = True, max_profile_pairs: int = 5000,
-                 output_dir: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        histograms: bool = True,
+        figure: bool = True,
+        max_profile_pairs: int = 5000,
+        output_dir: Optional[str] = None,
+    ) -> None:
         if isinstance(max_profile_pairs, bool) or not (isinstance(max_profile_pairs, int) and max_profile_pairs >= 1):
             raise ValueError(f"max_profile_pairs: expected an integer >= 1, got {max_profile_pairs!r}")
-        self.histograms, self.figure, self.max_profile_pairs, self.output_dir = (histograms, figure,
-                                                                                 max_profile_pairs, output_dir)
+        self.histograms, self.figure, self.max_profile_pairs, self.output_dir = (
+            histograms,
+            figure,
+            max_profile_pairs,
+            output_dir,
+        )
         self._runs: dict[Optional[str], _Run] = {}
 
     # ------------------------------------------------------------------------------------ hooks
@@ -107,8 +117,15 @@ class PointwiseAccuracy(L.Callback):
 
     on_test_epoch_start = on_validation_epoch_start
 
-    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                                batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if not trainer.sanity_checking:
             for record in pointwise_records(outputs):
                 self.update(record, pl_module.device)
@@ -127,9 +144,13 @@ class PointwiseAccuracy(L.Callback):
         """Add one evaluation batch's record."""
         run = self._runs.get(record.member)
         if run is None:
-            run = _Run(record.up_to_constant, record.bound_label,
-                       pointwise_pmi_metrics(up_to_constant=record.up_to_constant),
-                       _product_metrics(record.up_to_constant), true_mi=record.true_mi)
+            run = _Run(
+                record.up_to_constant,
+                record.bound_label,
+                pointwise_pmi_metrics(up_to_constant=record.up_to_constant),
+                _product_metrics(record.up_to_constant),
+                true_mi=record.true_mi,
+            )
             for metric in (run.joint, run.product, run.plug_in, run.exact, run.off_support):
                 metric.to(device)
             self._runs[record.member] = run
@@ -174,8 +195,10 @@ class PointwiseAccuracy(L.Callback):
                 pl_module.log(f"{stage}/{name}", value)
         step = trainer.global_step
         for member, run in self._runs.items():
-            profile = {key: torch.cat(parts).double() if parts else torch.zeros(0, dtype=torch.float64)
-                       for key, parts in run.profile.items()}
+            profile = {
+                key: torch.cat(parts).double() if parts else torch.zeros(0, dtype=torch.float64)
+                for key, parts in run.profile.items()
+            }
             suffix = "" if member is None else f"/{member}"
             if self.histograms:
                 for writer in tensorboard_writers(trainer):
@@ -185,12 +208,24 @@ class PointwiseAccuracy(L.Callback):
                             writer.add_histogram(f"{stage}/pmi_profile/{key}{suffix}", finite.numpy(), step)
             if trainer.is_global_zero and self.figure:
                 task = getattr(getattr(getattr(trainer, "datamodule", None), "task", None), "name", None)
-                title = " · ".join(t for t in (run.label, task, f"{stage} step {step}",
-                                               "PMI up to a constant" if run.up_to_constant else None) if t)
+                title = " · ".join(
+                    t
+                    for t in (
+                        run.label,
+                        task,
+                        f"{stage} step {step}",
+                        "PMI up to a constant" if run.up_to_constant else None,
+                    )
+                    if t
+                )
                 figure = pmi_profile_figure(
-                    profile["exact"].numpy(), profile["estimated"].numpy(),
+                    profile["exact"].numpy(),
+                    profile["estimated"].numpy(),
                     profile["product_exact"].numpy() if run.has_product else None,
-                    profile["product_estimated"].numpy() if run.has_product else None, run.true_mi, title)
+                    profile["product_estimated"].numpy() if run.has_product else None,
+                    run.true_mi,
+                    title,
+                )
                 name = f"pmi_profile_{stage}" + ("" if member is None else f"_{member}")
                 path = os.path.join(run_directory(trainer, self.output_dir), f"{name}.png")
                 publish_figure(trainer, figure, f"{stage}/pmi_profile{suffix}", path, step)

@@ -188,8 +188,13 @@ class CrossModalRetrieval(Callback):
         }
         if self.baseline_ridge is not None:
             train = collect_split(self._loader(trainer, "train"))
-            baseline = least_squares_scores(train["x"].flatten(1), train["y"].flatten(1),
-                                            items["x"].flatten(1), items["y"].flatten(1), self.baseline_ridge)
+            baseline = least_squares_scores(
+                train["x"].flatten(1),
+                train["y"].flatten(1),
+                items["x"].flatten(1),
+                items["y"].flatten(1),
+                self.baseline_ridge,
+            )
             results["retrieval/baseline_top1"] = retrieval_accuracy(baseline, trials)
         results["listing"] = listing
         self.results = results

@@ -32,15 +32,17 @@ class StaircaseFigure(L.Callback):
         title: panel title; None = the reporting bound's label (and the member's name).
     """
 
-    def __init__(self, ewm_span: Optional[float] = None, output_dir: Optional[str] = None,
-                 title: Optional[str] = None) -> None:
+    def __init__(
+        self, ewm_span: Optional[float] = None, output_dir: Optional[str] = None, title: Optional[str] = None
+    ) -> None:
         if ewm_span is not None and not ewm_span >= 1:
             raise ValueError(f"ewm_span: expected None (scaled to the level length) or a value >= 1, got {ewm_span}")
         self.ewm_span, self.output_dir, self.title = ewm_span, output_dir, title
         self.streams = MemberStreams()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         for record in step_records(outputs):
             self.streams.record_step(trainer, record)
 
@@ -52,12 +54,25 @@ class StaircaseFigure(L.Callback):
         for member in members:
             steps, true_mi, estimates = self.streams[member].arrays()
             title = self.title or self.streams.title(member)
-            panels.append({"steps": steps, "estimates": estimates, "true_mi": true_mi, "title": title,
-                           "batch_limit": self.streams.ceiling(member)})
+            panels.append(
+                {
+                    "steps": steps,
+                    "estimates": estimates,
+                    "true_mi": true_mi,
+                    "title": title,
+                    "batch_limit": self.streams.ceiling(member),
+                }
+            )
         if len(panels) == 1:
             panel = panels[0]
-            figure = staircase_figure(panel["steps"], panel["estimates"], panel["true_mi"], self.ewm_span,
-                                      panel["batch_limit"], panel["title"])
+            figure = staircase_figure(
+                panel["steps"],
+                panel["estimates"],
+                panel["true_mi"],
+                self.ewm_span,
+                panel["batch_limit"],
+                panel["title"],
+            )
         else:
             figure = staircase_grid_figure(panels, self.ewm_span)
         path = f"{run_directory(trainer, self.output_dir)}/staircase.png"

@@ -61,15 +61,21 @@ class EstimateStream:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, true_mi, estimates)`` as float64 arrays (steps as int64)."""
-        return (np.asarray(self.steps, dtype=np.int64),
-                np.asarray(self._floats(self._true), dtype=np.float64),
-                np.asarray(self._floats(self._estimates), dtype=np.float64))
+        return (
+            np.asarray(self.steps, dtype=np.int64),
+            np.asarray(self._floats(self._true), dtype=np.float64),
+            np.asarray(self._floats(self._estimates), dtype=np.float64),
+        )
 
     # ------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
         steps, true_mi, estimates = self.arrays()
-        return {"steps": steps.tolist(), "true_mi": true_mi.tolist(), "estimates": estimates.tolist(),
-                "candidates": self.candidates}
+        return {
+            "steps": steps.tolist(),
+            "true_mi": true_mi.tolist(),
+            "estimates": estimates.tolist(),
+            "candidates": self.candidates,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = [int(s) for s in state["steps"]]
@@ -136,9 +142,18 @@ class MemberStreams:
 
     # ------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        return {"members": [{"member": m, "stream": s.state_dict(), "label": self.labels.get(m),
-                             "ceiling": self.ceilings.get(m), "skipped": self.skipped.get(m, 0)}
-                            for m, s in self.streams.items()]}
+        return {
+            "members": [
+                {
+                    "member": m,
+                    "stream": s.state_dict(),
+                    "label": self.labels.get(m),
+                    "ceiling": self.ceilings.get(m),
+                    "skipped": self.skipped.get(m, 0),
+                }
+                for m, s in self.streams.items()
+            ]
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]

@@ -18,8 +18,11 @@ def moved_names(old_module: str, moves: dict[str, str]) -> Callable[[str], Any]:
         if name not in moves:
             raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
         new_module = moves[name]
-        warnings.warn(f"{old_module}.{name} moved to {new_module}.{name}; the old path will be removed in the "
-                      "next release", FutureWarning, stacklevel=2)
+        warnings.warn(
+            f"{old_module}.{name} moved to {new_module}.{name}; the old path will be removed in the next release",
+            FutureWarning,
+            stacklevel=2,
+        )
         return getattr(importlib.import_module(new_module), name)
 
     return __getattr__

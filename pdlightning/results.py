@@ -40,8 +40,15 @@ class EstimateResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"member": self.member, "group": self.group, "true_mi": self.true_mi, "label": self.label,
-                "weights": self.weights, **self.interval.as_dict(), **self.extra}
+        return {
+            "member": self.member,
+            "group": self.group,
+            "true_mi": self.true_mi,
+            "label": self.label,
+            "weights": self.weights,
+            **self.interval.as_dict(),
+            **self.extra,
+        }
 
 
 def package_versions() -> dict[str, str]:
@@ -55,14 +62,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_results(directory: str | Path, results: list[EstimateResult], stage: str, steps: int,
-                  config: Optional[dict[str, Any]] = None) -> Path:
+def write_results(
+    directory: str | Path,
+    results: list[EstimateResult],
+    stage: str,
+    steps: int,
+    config: Optional[dict[str, Any]] = None,
+) -> Path:
     """Write ``results.json`` into ``directory`` (created) and return its path."""
     path = Path(directory) / RESULTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": FORMAT_VERSION, "stage": stage, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "steps": int(steps), "results": [r.as_dict() for r in results], "config": config or {},
-                "versions": package_versions()}
+    document = {
+        "format": FORMAT_VERSION,
+        "stage": stage,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "steps": int(steps),
+        "results": [r.as_dict() for r in results],
+        "config": config or {},
+        "versions": package_versions(),
+    }
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
     temporary.replace(path)

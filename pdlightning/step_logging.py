@@ -41,15 +41,21 @@ def is_logging_step(trainer: L.Trainer, step: int) -> bool:
     return bool(every) and (step + 1) % every == 0
 
 
-def log_scalars(trainer: Optional[L.Trainer], scalars: Mapping[str, Tensor | float], step: Optional[int] = None,
-                progress_bar: Iterable[str] = ()) -> None:
+def log_scalars(
+    trainer: Optional[L.Trainer],
+    scalars: Mapping[str, Tensor | float],
+    step: Optional[int] = None,
+    progress_bar: Iterable[str] = (),
+) -> None:
     """Log one training step's ``scalars`` (see the module docstring); ``progress_bar`` names the ones
     the progress bar shows."""
     if trainer is None or not scalars:
         return
     connector = getattr(trainer, "_logger_connector", None)
-    tensors = {name: (value.detach() if isinstance(value, Tensor) else torch.tensor(float(value)))
-               for name, value in scalars.items()}
+    tensors = {
+        name: (value.detach() if isinstance(value, Tensor) else torch.tensor(float(value)))
+        for name, value in scalars.items()
+    }
     if connector is not None:  # no host sync: the values stay on the device until read
         # as with self.log, these read the latest step's values whatever the logging cadence
         connector._callback_metrics.update(tensors)

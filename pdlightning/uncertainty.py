@@ -62,7 +62,8 @@ class Interval:
     def describe(self) -> str:
         if self.n < 2:
             return f"{self.estimate:.3f} (n = {self.count}: no interval)"
-        return f"{self.estimate:.3f} ± {self.stderr:.3f} [{self.low:.3f}, {self.high:.3f}] (n = {self.count}, {self.method})"
+        interval = f"[{self.low:.3f}, {self.high:.3f}]"
+        return f"{self.estimate:.3f} ± {self.stderr:.3f} {interval} (n = {self.count}, {self.method})"
 
 
 def count_of(n: int, unit: str) -> str:
@@ -71,8 +72,9 @@ def count_of(n: int, unit: str) -> str:
     return f"{n} {unit if n == 1 else plural}"
 
 
-def mean_interval(values: Sequence[float] | np.ndarray, unit: Unit, confidence: float = 0.95,
-                  resamples: int = 2000, seed: int = 0) -> Interval:
+def mean_interval(
+    values: Sequence[float] | np.ndarray, unit: Unit, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> Interval:
     """The mean of ``values`` (one per unit) with its standard error and interval (module docstring)."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence: expected a level in (0, 1), got {confidence}")
@@ -91,12 +93,26 @@ def mean_interval(values: Sequence[float] | np.ndarray, unit: Unit, confidence: 
 
         stderr = float(data.std(ddof=1) / math.sqrt(n))
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * stderr
-        return Interval(estimate, stderr, estimate - half, estimate + half, n, unit, f"Student t, {n - 1} dof",
-                        confidence)
+        return Interval(
+            estimate, stderr, estimate - half, estimate + half, n, unit, f"Student t, {n - 1} dof", confidence
+        )
     from scipy import stats
 
-    result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=resamples,
-                             method="percentile", rng=np.random.default_rng(seed))
-    return Interval(estimate, float(result.standard_error), float(result.confidence_interval.low),
-                    float(result.confidence_interval.high), n, unit,
-                    f"percentile bootstrap, {resamples} resamples", confidence)
+    result = stats.bootstrap(
+        (data,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return Interval(
+        estimate,
+        float(result.standard_error),
+        float(result.confidence_interval.low),
+        float(result.confidence_interval.high),
+        n,
+        unit,
+        f"percentile bootstrap, {resamples} resamples",
+        confidence,
+    )

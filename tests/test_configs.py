@@ -28,25 +28,42 @@ OBJECTIVES = {"cpc": "InfoNCE", "pcc": "ProbabilisticClassifier", "drfc": "Densi
 
 #: every fit config: a base alone, or fragments stacked on a base (paths relative to configs/).
 COMBINATIONS = (
-    [("mi/gaussian.yaml",), ("mi/cubic.yaml",), ("mi/demo.yaml",), ("drift/onehot.yaml",),
-     ("retrieval/mfeat.yaml",), ("retrieval/paired_features.yaml",), ("consistency/mnist.yaml",),
-     ("consistency/mnist.yaml", "consistency/cpu.yaml"), ("mi/gaussian.yaml", "report/separable_critic.yaml"),
-     ("mi/gaussian.yaml", "mi/ensemble/table2.yaml"), ("mi/cubic.yaml", "mi/ensemble/protocol.yaml"),
-     ("mi/gaussian.yaml", "mi/ensemble/seeds.yaml"),
-     ("mi/cubic.yaml", "mi/ensemble/table2.yaml", "mi/ensemble/separable.yaml"),
-     ("suite/cpu.yaml",), ("suite/gpu.yaml",), ("suite/cpu.yaml", "mi/bounds/pd_classifier.yaml")]
+    [
+        ("mi/gaussian.yaml",),
+        ("mi/cubic.yaml",),
+        ("mi/demo.yaml",),
+        ("drift/onehot.yaml",),
+        ("retrieval/mfeat.yaml",),
+        ("retrieval/paired_features.yaml",),
+        ("consistency/mnist.yaml",),
+        ("consistency/mnist.yaml", "consistency/cpu.yaml"),
+        ("mi/gaussian.yaml", "report/separable_critic.yaml"),
+        ("mi/gaussian.yaml", "mi/ensemble/table2.yaml"),
+        ("mi/cubic.yaml", "mi/ensemble/protocol.yaml"),
+        ("mi/gaussian.yaml", "mi/ensemble/seeds.yaml"),
+        ("mi/cubic.yaml", "mi/ensemble/table2.yaml", "mi/ensemble/separable.yaml"),
+        ("suite/cpu.yaml",),
+        ("suite/gpu.yaml",),
+        ("suite/cpu.yaml", "mi/bounds/pd_classifier.yaml"),
+    ]
     + [("mi/gaussian.yaml", f"mi/bounds/{p.name}") for p in sorted((CONFIGS / "mi" / "bounds").glob("*.yaml"))]
     + [(f"ssl/{d}.yaml",) for d in SSL_DATASETS]
     + [("ssl/demo.yaml", f"ssl/objectives/{o}.yaml") for o in OBJECTIVES]
     + [(f"linear_eval/{p.name}",) for p in sorted((CONFIGS / "linear_eval").glob("*.yaml"))]
-    + [(f"{task}/mnist.yaml",) + ((f"{task}/{overlay}.yaml",) if overlay else ())
-       for task in ("slb", "clb") for overlay in (None, "fashion_mnist", "cifar10", "cifar100")]
+    + [
+        (f"{task}/mnist.yaml",) + ((f"{task}/{overlay}.yaml",) if overlay else ())
+        for task in ("slb", "clb")
+        for overlay in (None, "fashion_mnist", "cifar10", "cifar100")
+    ]
 )
 #: included by other configs (per-key files) or read by the runners.
 INCLUDED = {"mi/protocol/model.yaml", "mi/protocol/trainer.yaml", "drift/trainer.yaml"}
-RUNNER_CONFIGS = {"slb/table_mnist.yaml": run_mi_benchmark, "clb/table_mnist.yaml": run_mi_benchmark,
-                  "consistency/sweep_mnist.yaml": run_self_consistency,
-                  "consistency/sweep_mnist_cpu.yaml": run_self_consistency}
+RUNNER_CONFIGS = {
+    "slb/table_mnist.yaml": run_mi_benchmark,
+    "clb/table_mnist.yaml": run_mi_benchmark,
+    "consistency/sweep_mnist.yaml": run_self_consistency,
+    "consistency/sweep_mnist_cpu.yaml": run_self_consistency,
+}
 READ_BY_RUNNERS = {"losses/remine_table2.yaml"}
 
 
@@ -96,8 +113,16 @@ def test_every_ssl_dataset_is_one_base_and_the_objectives_are_bound_fragments():
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
 def test_demo_base_plus_objective_instantiates_in_its_own_run_directory(objective, tmp_path):
     objective_file = CONFIGS / "ssl" / "objectives" / f"{objective}.yaml"
-    cli = build_cli(["-c", str(CONFIGS / "ssl" / "demo.yaml"), "-c", str(objective_file),
-                     f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    cli = build_cli(
+        [
+            "-c",
+            str(CONFIGS / "ssl" / "demo.yaml"),
+            "-c",
+            str(objective_file),
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+        ],
+        run=False,
+    )
     assert isinstance(cli.model, ContrastiveSSLModule) and type(cli.model.bound).__name__ == OBJECTIVES[objective]
     assert cli.trainer.logger.name == f"ssl/demo/{objective}"  # as before the configs composed
 
@@ -113,8 +138,9 @@ def test_a_bound_fragment_names_the_run_unless_the_command_line_does(tmp_path):
     assert retrieval.trainer.logger.name == "retrieval/nwj"
 
 
-@pytest.mark.parametrize("old", ["ssl/mnist/pcc.yaml", "ssl/demo/cpc.yaml", "drift/onehot_mine.yaml",
-                                 "mi/bounds/smile.yaml"])
+@pytest.mark.parametrize(
+    "old", ["ssl/mnist/pcc.yaml", "ssl/demo/cpc.yaml", "drift/onehot_mine.yaml", "mi/bounds/smile.yaml"]
+)
 def test_moved_configs_resolve_to_their_composition_with_a_warning(old, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     new = [a for c in MOVED[old] for a in ("-c", f"configs/{c}")]
@@ -140,8 +166,14 @@ def test_configs_are_found_from_any_directory_and_a_missing_one_is_a_clean_error
 
 
 # ----------------------------------------------------------------------------- README commands
-_SHELL = {"$(which pdlightning)": "pdlightning", "$obj": "cpc", "$src": "cpc", "$S": "0", "$extra": "",
-          "$ckpt": "lightning_logs/ssl/demo/cpc/seed0/checkpoints/last.ckpt"}
+_SHELL = {
+    "$(which pdlightning)": "pdlightning",
+    "$obj": "cpc",
+    "$src": "cpc",
+    "$S": "0",
+    "$extra": "",
+    "$ckpt": "lightning_logs/ssl/demo/cpc/seed0/checkpoints/last.ckpt",
+}
 _TOOLS = ("pdlightning", "pdlightning-report", "pdlightning-mi-benchmark", "pdlightning-self-consistency")
 
 
@@ -155,13 +187,15 @@ def readme_commands() -> list[tuple[str, list[str]]]:
             for name, value in _SHELL.items():
                 line = line.replace(name, value)
             tokens = shlex.split(line, comments=True)
-            tokens = tokens[tokens.index("python") + 2:] if tokens[:2] == ["python", "-m"] else tokens
+            tokens = tokens[tokens.index("python") + 2 :] if tokens[:2] == ["python", "-m"] else tokens
             found = [i for i, t in enumerate(tokens) if t in _TOOLS or t.startswith("pdlightning.applications.")]
             if tokens and found:
                 tool = tokens[found[0]]
-                tool = {"pdlightning.applications.mi_benchmark": "pdlightning-mi-benchmark",
-                        "pdlightning.applications.self_consistency": "pdlightning-self-consistency"}.get(tool, tool)
-                commands.append((tool, tokens[found[0] + 1:]))
+                tool = {
+                    "pdlightning.applications.mi_benchmark": "pdlightning-mi-benchmark",
+                    "pdlightning.applications.self_consistency": "pdlightning-self-consistency",
+                }.get(tool, tool)
+                commands.append((tool, tokens[found[0] + 1 :]))
     return commands
 
 

@@ -10,13 +10,16 @@ import pdlightning.encoders
 import pdlightning.nn
 
 
-@pytest.mark.parametrize("old_module, name, new_module", [
-    (pdlightning.critics, "ImageEncoder", pdlightning.encoders),
-    (pdlightning.critics, "mlp", pdlightning.nn),
-    (pdlightning.applications, "PMIWriter", pdlightning.callbacks),
-    (pdlightning.applications, "CrossModalRetrieval", pdlightning.callbacks),
-    (pdlightning.applications, "NearestNeighbourAccuracy", pdlightning.callbacks),
-])
+@pytest.mark.parametrize(
+    "old_module, name, new_module",
+    [
+        (pdlightning.critics, "ImageEncoder", pdlightning.encoders),
+        (pdlightning.critics, "mlp", pdlightning.nn),
+        (pdlightning.applications, "PMIWriter", pdlightning.callbacks),
+        (pdlightning.applications, "CrossModalRetrieval", pdlightning.callbacks),
+        (pdlightning.applications, "NearestNeighbourAccuracy", pdlightning.callbacks),
+    ],
+)
 def test_old_path_resolves_with_a_warning(old_module, name, new_module):
     with pytest.warns(FutureWarning, match=rf"{old_module.__name__}\.{name} moved to {new_module.__name__}\.{name}"):
         assert getattr(old_module, name) is getattr(new_module, name)

@@ -31,9 +31,22 @@ def plain_install(tmp_path) -> str:
     """``pip install`` (not editable) of the checkout into ``tmp_path/site``; its path."""
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-         "--target", str(target), REPO],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-compile",
+            "--target",
+            str(target),
+            REPO,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return target
 
@@ -42,9 +55,11 @@ def test_plain_install_imports_callbacks_in_the_pdlightning_namespace(tmp_path):
     target = plain_install(tmp_path)
     assert (target / "pdlightning" / "callbacks" / "__init__.py").is_file()
     assert not (target / "callbacks").exists()
-    probe = ("import pdlightning.callbacks as c, pdlightning; "
-             "assert c.__file__.startswith(pdlightning.__path__[0]), c.__file__; "
-             "import importlib.util; assert importlib.util.find_spec('callbacks') is None")
+    probe = (
+        "import pdlightning.callbacks as c, pdlightning; "
+        "assert c.__file__.startswith(pdlightning.__path__[0]), c.__file__; "
+        "import importlib.util; assert importlib.util.find_spec('callbacks') is None"
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -68,18 +83,44 @@ def test_plain_install_ships_the_configs_for_fit_and_the_report(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1"}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", *args], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", *args], cwd=work, env=env, capture_output=True, text=True, timeout=600
+        )
 
     where = run("pdlightning.cli.main", "--print-configs-dir")
     assert where.returncode == 0 and where.stdout.strip() == str(target / "pdlightning" / "configs")
-    fit = run("pdlightning.cli.main", "fit", "-c", "configs/mi/gaussian.yaml", "-c", "mi/bounds/nwj.yaml",
-              "--trainer.max_steps=2", "--data.init_args.steps_per_level=2", "--data.init_args.mi_schedule=[2.0]",
-              "--model.init_args.critic.init_args.hidden_dims=[8]", "--trainer.enable_progress_bar=false")
+    fit = run(
+        "pdlightning.cli.main",
+        "fit",
+        "-c",
+        "configs/mi/gaussian.yaml",
+        "-c",
+        "mi/bounds/nwj.yaml",
+        "--trainer.max_steps=2",
+        "--data.init_args.steps_per_level=2",
+        "--data.init_args.mi_schedule=[2.0]",
+        "--model.init_args.critic.init_args.hidden_dims=[8]",
+        "--trainer.enable_progress_bar=false",
+    )
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert (work / "lightning_logs" / "mi" / "nwj" / "version_0" / "checkpoints" / "last.ckpt").is_file()
-    report = run("pdlightning.report.main", "--out", "report", "--estimators", "nwj", "--tasks", "gaussian",
-                 "--critics", "joint", "--steps-per-level", "2", "--levels", "2", "--batch-size", "8")
+    report = run(
+        "pdlightning.report.main",
+        "--out",
+        "report",
+        "--estimators",
+        "nwj",
+        "--tasks",
+        "gaussian",
+        "--critics",
+        "joint",
+        "--steps-per-level",
+        "2",
+        "--levels",
+        "2",
+        "--batch-size",
+        "8",
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     assert "| **Bias (abs)** | NWJ † |" in (work / "report" / "report.md").read_text()
     missing = run("pdlightning.cli.main", "fit", "-c", "mi/nope.yaml")

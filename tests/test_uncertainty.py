@@ -44,8 +44,9 @@ def test_few_units_use_student_t_and_one_unit_gives_no_interval():
     assert one.as_dict()["stderr"] is None
 
 
-@pytest.mark.parametrize("values, match", [([], "at least one"), ([1.0, float("nan")], "1 of 2 batch estimates"),
-                                           ([1.0, 2.0], None)])
+@pytest.mark.parametrize(
+    "values, match", [([], "at least one"), ([1.0, float("nan")], "1 of 2 batch estimates"), ([1.0, 2.0], None)]
+)
 def test_bad_values_are_named(values, match):
     if match is None:
         mean_interval(values, "batch", confidence=0.9)
@@ -57,9 +58,16 @@ def test_bad_values_are_named(values, match):
 
 
 def test_results_file_round_trips(tmp_path):
-    rows = [EstimateResult(mean_interval([1.9, 2.1, 2.0, 2.2], "batch"), "SMILE(τ=5)", member="smile", true_mi=2.0,
-                           weights="end of level 2"),
-            EstimateResult(mean_interval([3.5], "seed"), "NWJ", group="nwj", true_mi=4.0, weights="across seeds")]
+    rows = [
+        EstimateResult(
+            mean_interval([1.9, 2.1, 2.0, 2.2], "batch"),
+            "SMILE(τ=5)",
+            member="smile",
+            true_mi=2.0,
+            weights="end of level 2",
+        ),
+        EstimateResult(mean_interval([3.5], "seed"), "NWJ", group="nwj", true_mi=4.0, weights="across seeds"),
+    ]
     path = write_results(tmp_path / "run", rows, "test", 400, {"bound": {"class_path": "pdlightning.bounds.SMILE"}})
     document = read_results(tmp_path / "run")
     assert document == json.loads(path.read_text())

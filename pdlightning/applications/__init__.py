@@ -4,8 +4,20 @@ nearest-neighbour accuracy, cross-modal retrieval, the PMI writer) live in :mod:
 
 from .._deprecation import moved_names
 
-__getattr__ = moved_names(__name__, {
-    name: "pdlightning.callbacks" for name in (
-        "ClassifierAccuracy", "NearestNeighbourAccuracy", "cross_scores", "PMIWriter", "CrossModalRetrieval",
-        "least_squares_scores", "matching_trials", "ranked_listing", "retrieval_accuracy")
-})
+__getattr__ = moved_names(
+    __name__,
+    {
+        name: "pdlightning.callbacks"
+        for name in (
+            "ClassifierAccuracy",
+            "NearestNeighbourAccuracy",
+            "cross_scores",
+            "PMIWriter",
+            "CrossModalRetrieval",
+            "least_squares_scores",
+            "matching_trials",
+            "ranked_listing",
+            "retrieval_accuracy",
+        )
+    },
+)

@@ -58,8 +58,11 @@ def format_table(rows: Sequence[Mapping[str, Any]], title: str, true_mi: Optiona
         cells = []
         for key in ("mi_clipped", "accuracy"):
             for form in ("original", "regularized"):
-                values = [r[key] for r in rows if r["loss"] == loss and r["form"] == form and r[key] is not None
-                          and not math.isnan(r[key])]
+                values = [
+                    r[key]
+                    for r in rows
+                    if r["loss"] == loss and r["form"] == form and r[key] is not None and not math.isnan(r[key])
+                ]
                 cells.append(_cell(values))
         body.append([loss] + cells)
     header = ["Loss", "MI original", "MI regularized", "Acc. original", "Acc. regularized"]
@@ -80,8 +83,8 @@ def _losses(losses: Union[os.PathLike, str, Mapping]) -> dict[str, dict[str, dic
 def run_mi_benchmark(
     base: list[Union[Path_fr, str]],
     losses: Union[Path_fr, str, dict[str, dict[str, dict[str, Any]]]],
-    seeds: list[int] = [0],
-    overrides: list[str] = [],
+    seeds: list[int] = [0],  # noqa: B006 (jsonargparse reads CLI defaults from the signature; never mutated)
+    overrides: list[str] = [],  # noqa: B006
     output_dir: str = "reports/mi_benchmark",
     title: str = "MI benchmark",
     max_runs: Optional[int] = None,
@@ -111,10 +114,19 @@ def run_mi_benchmark(
             raise ValueError(f"losses.{name}: forms must be 'original' and/or 'regularized', got {sorted(unknown)}")
     configs = tuple(config_path(c) for c in base)
     budget = {"base": list(configs), "overrides": list(overrides)}
-    runs = [Run(run_id(name, form, f"seed{seed}"), configs, (bound_override(spec), f"--seed_everything={seed}",
-                                                            *overrides),
-                spec={"loss": name, "form": form, "seed": seed}, budget=budget, test=True)
-            for name, forms in losses.items() for form, spec in forms.items() for seed in seeds]
+    runs = [
+        Run(
+            run_id(name, form, f"seed{seed}"),
+            configs,
+            (bound_override(spec), f"--seed_everything={seed}", *overrides),
+            spec={"loss": name, "form": form, "seed": seed},
+            budget=budget,
+            test=True,
+        )
+        for name, forms in losses.items()
+        for form, spec in forms.items()
+        for seed in seeds
+    ]
     records = sweep(runs, output_dir, max_runs, retry_failed, "mi_benchmark")
     rows: list[dict[str, Any]] = []
     for run in runs:
@@ -123,12 +135,22 @@ def run_mi_benchmark(
         record = records[run.run_id]
         mi = held_out_mi_estimate(record.metrics)
         mi = float("nan") if mi is None else mi
-        rows.append({**run.spec, "mi": mi, "mi_clipped": max(mi, 0.0) if math.isfinite(mi) else float("nan"),
-                     "accuracy": record.metrics.get("test/accuracy", float("nan")),
-                     "true_mi": record.metrics.get("mi/true", float("nan")), "status": record.status,
-                     "command": record.command})
-        print(f"[mi_benchmark] {run.spec['loss']} {run.spec['form']} seed {run.spec['seed']}: MI {mi:.4f}, "
-              f"accuracy {rows[-1]['accuracy']:.4f}", flush=True)
+        rows.append(
+            {
+                **run.spec,
+                "mi": mi,
+                "mi_clipped": max(mi, 0.0) if math.isfinite(mi) else float("nan"),
+                "accuracy": record.metrics.get("test/accuracy", float("nan")),
+                "true_mi": record.metrics.get("mi/true", float("nan")),
+                "status": record.status,
+                "command": record.command,
+            }
+        )
+        print(
+            f"[mi_benchmark] {run.spec['loss']} {run.spec['form']} seed {run.spec['seed']}: MI {mi:.4f}, "
+            f"accuracy {rows[-1]['accuracy']:.4f}",
+            flush=True,
+        )
     if rows:
         _write(rows, output_dir, title)
     return rows

@@ -43,8 +43,9 @@ __all__ = ["run_self_consistency", "consistency_ratios", "plot_ratios", "channel
 IDEAL = {"baseline": None, "independence": 0.0, "data_processing": 1.0, "additivity": 2.0}
 
 
-def channel_overrides(configs: Sequence[str], args: Sequence[str],
-                      channel_keys: Optional[Sequence[str]] = None) -> list[str]:
+def channel_overrides(
+    configs: Sequence[str], args: Sequence[str], channel_keys: Optional[Sequence[str]] = None
+) -> list[str]:
     """``--<key>=<channels>`` for the critic's input channels of one run: ``channels`` of the run's
     datamodule (asked, not recomputed) on ``channel_keys``, by default every ``in_channels`` in the
     model's config."""
@@ -52,13 +53,20 @@ def channel_overrides(configs: Sequence[str], args: Sequence[str],
     datamodule = instantiate(config["data"], L.LightningDataModule)
     channels = getattr(datamodule, "channels", None)
     if not isinstance(channels, int):
-        raise ValueError(f"data: {type(datamodule).__name__} declares no `channels`; the self-consistency runner "
-                         "needs a SelfConsistencyDataModule (or a datamodule with the critic's input channels)")
-    keys = list(channel_keys) if channel_keys is not None else [
-        f"model.{path}" for path in key_paths(config["model"], "in_channels")]
+        raise ValueError(
+            f"data: {type(datamodule).__name__} declares no `channels`; the self-consistency runner "
+            "needs a SelfConsistencyDataModule (or a datamodule with the critic's input channels)"
+        )
+    keys = (
+        list(channel_keys)
+        if channel_keys is not None
+        else [f"model.{path}" for path in key_paths(config["model"], "in_channels")]
+    )
     if not keys:
-        raise ValueError("channel_keys: the model's config has no `in_channels` to set to the data's "
-                         f"{channels} channels; name the keys with channel_keys")
+        raise ValueError(
+            "channel_keys: the model's config has no `in_channels` to set to the data's "
+            f"{channels} channels; name the keys with channel_keys"
+        )
     return [f"--{key}={channels}" for key in keys]
 
 
@@ -73,9 +81,16 @@ def consistency_ratios(estimates: dict[tuple[str, int], float], reference_rows: 
     for (setting, t), value in sorted(estimates.items()):
         reference = full if setting in ("baseline", "independence") else estimates.get(("baseline", t))
         ratio = value / reference if reference else float("nan")
-        rows.append({"setting": setting, "rows": t, "estimate": value,
-                     "reference": float("nan") if reference is None else reference,
-                     "ratio": ratio, "ideal": IDEAL[setting] if IDEAL[setting] is not None else float("nan")})
+        rows.append(
+            {
+                "setting": setting,
+                "rows": t,
+                "estimate": value,
+                "reference": float("nan") if reference is None else reference,
+                "ratio": ratio,
+                "ideal": IDEAL[setting] if IDEAL[setting] is not None else float("nan"),
+            }
+        )
     return rows
 
 
@@ -107,10 +122,10 @@ def plot_ratios(rows: list[dict[str, Any]], path: str) -> None:
 def run_self_consistency(
     base: list[Union[Path_fr, str]],
     bounds: dict[str, dict[str, Any]],
-    rows: list[int] = [7, 14, 21],
-    settings: list[str] = list(SETTINGS),
+    rows: list[int] = [7, 14, 21],  # noqa: B006 (jsonargparse reads CLI defaults from the signature; never mutated)
+    settings: list[str] = list(SETTINGS),  # noqa: B006
     reference_rows: int = 28,
-    overrides: list[str] = [],
+    overrides: list[str] = [],  # noqa: B006
     channel_keys: Optional[list[str]] = None,
     output_dir: str = "reports/consistency",
     max_runs: Optional[int] = None,
@@ -148,8 +163,16 @@ def run_self_consistency(
         for setting, t in points:
             args = [bound_override(spec), f"--data.init_args.setting={setting}", f"--data.init_args.rows={t}"]
             args += channel_overrides(configs, args + list(overrides), channel_keys) + list(overrides)
-            runs.append(Run(run_id(name, setting, f"t{t}"), configs, tuple(args),
-                            spec={"bound": name, "setting": setting, "rows": t}, budget=budget, test=True))
+            runs.append(
+                Run(
+                    run_id(name, setting, f"t{t}"),
+                    configs,
+                    tuple(args),
+                    spec={"bound": name, "setting": setting, "rows": t},
+                    budget=budget,
+                    test=True,
+                )
+            )
     records = sweep(runs, output_dir, max_runs, retry_failed, "self_consistency")
     results: list[dict[str, Any]] = []
     for name in bounds:

@@ -42,9 +42,11 @@ def run_config(configs: Sequence[str], overrides: Sequence[str] = (), test: bool
     return record.metrics
 
 
-def sweep(runs: Sequence[Run], output_dir: str, max_runs: Optional[int], retry_failed: bool,
-          name: str) -> dict[str, RunRecord]:
+def sweep(
+    runs: Sequence[Run], output_dir: str, max_runs: Optional[int], retry_failed: bool, name: str
+) -> dict[str, RunRecord]:
     """Run (or resume) ``runs`` under ``output_dir/runs``, one line per run prefixed ``[name]``."""
+
     def log(line: str) -> None:
         print(f"[{name}] {line}", flush=True)
 

@@ -26,7 +26,7 @@ def _centred_covariance(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
     eigenvalues = np.linalg.eigvalsh(covariance)
     if eigenvalues[0] <= 1e-12 * eigenvalues[-1]:
         raise ValueError("the sample covariance of (x, y) is singular: CCA needs linearly independent columns")
-    return centred[:, :x.shape[1]], centred[:, x.shape[1]:], covariance
+    return centred[:, : x.shape[1]], centred[:, x.shape[1] :], covariance
 
 
 def _inverse_sqrt(matrix: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def cca_mi(x: ArrayLike, y: ArrayLike) -> BaselineEstimate:
     x, y = as_paired_arrays(x, y)
     cx, cy, cov = _centred_covariance(x, y)
     rho = canonical_correlations(x, y)
-    mi = float(-0.5 * np.log1p(-rho**2).sum())
+    mi = float(-0.5 * np.log1p(-(rho**2)).sum())
     dx = x.shape[1]
     joint = np.hstack([cx, cy])
     # PMI of N(mean, cov) at each pair: mi - 1/2 (zᵀΣ⁻¹z - xᵀΣ_xx⁻¹x - yᵀΣ_yy⁻¹y); its sample mean is mi exactly.

@@ -70,8 +70,8 @@ def _counts_brute(
     n_x, n_y = [], []
     for start in range(0, n, rows):
         # Exact distances (no matrix-product shortcut), so each point is at distance 0 from itself.
-        dist_x = torch.cdist(xt[start:start + rows], xt, p=p, compute_mode="donot_use_mm_for_euclid_dist")
-        dist_y = torch.cdist(yt[start:start + rows], yt, p=p, compute_mode="donot_use_mm_for_euclid_dist")
+        dist_x = torch.cdist(xt[start : start + rows], xt, p=p, compute_mode="donot_use_mm_for_euclid_dist")
+        dist_y = torch.cdist(yt[start : start + rows], yt, p=p, compute_mode="donot_use_mm_for_euclid_dist")
         eps = torch.maximum(dist_x, dist_y).topk(k + 1, dim=1, largest=False).values[:, k]
         n_x.append((dist_x < eps[:, None]).sum(1) - 1)
         n_y.append((dist_y < eps[:, None]).sum(1) - 1)
@@ -142,5 +142,12 @@ class KSG:
         return f"ksg-{self.k}" if self.metric == "chebyshev" else f"ksg-{self.k}-{self.metric}"
 
     def estimate(self, x: ArrayLike, y: ArrayLike) -> BaselineEstimate:
-        return ksg_mi(x, y, k=self.k, standardize=self.standardize, metric=self.metric, algorithm=self.algorithm,
-                      device=self.device)
+        return ksg_mi(
+            x,
+            y,
+            k=self.k,
+            standardize=self.standardize,
+            metric=self.metric,
+            algorithm=self.algorithm,
+            device=self.device,
+        )

@@ -59,8 +59,7 @@ class PairScores:
             raise ValueError(f"joint scores: expected shape [n], got {tuple(self.joint.shape)}")
         if self.marginal.dim() != 2 or self.marginal.shape[0] != self.joint.shape[0]:
             raise ValueError(
-                f"marginal scores: expected shape [n={self.joint.shape[0]}, k], "
-                f"got {tuple(self.marginal.shape)}"
+                f"marginal scores: expected shape [n={self.joint.shape[0]}, k], got {tuple(self.marginal.shape)}"
             )
         if self.marginal.shape[1] < 1:
             raise ValueError("marginal scores: need at least one marginal pair per row (k >= 1)")

@@ -30,7 +30,7 @@ class PlugInBound(Bound):
 
 
 class VariationalPlugIn(PlugInBound):
-    """"Variational MI bounds" row of Table 1: learn ``f ~ log r`` with JS, report ``E_p[f]``."""
+    """ "Variational MI bounds" row of Table 1: learn ``f ~ log r`` with JS, report ``E_p[f]``."""
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         return js_objective(pairs), {}

@@ -116,7 +116,7 @@ class Regularized(Bound):
     @property
     def label(self) -> str:
         inner = self.bound.short_name or type(self.bound).__name__
-        inner_settings = self.bound.label[len(inner):].strip("()")
+        inner_settings = self.bound.label[len(inner) :].strip("()")
         settings = ([inner_settings] if inner_settings else []) + [f"λ={self.lam:g}"]
         if self.distance == "log_euclidean":
             settings.append("log-Euclidean")

@@ -47,8 +47,13 @@ class StackedOutputs:
 
 def _settings(module: nn.Module) -> Hashable:
     """What makes two bounds of one class behave the same: plain attributes, recursively."""
-    plain = tuple(sorted((k, v) for k, v in vars(module).items()
-                         if not k.startswith("_") and k != "training" and isinstance(v, (int, float, str, bool, type(None)))))
+    plain = tuple(
+        sorted(
+            (k, v)
+            for k, v in vars(module).items()
+            if not k.startswith("_") and k != "training" and isinstance(v, (int, float, str, bool, type(None)))
+        )
+    )
     return type(module), plain, tuple(_settings(child) for child in module.children())
 
 
@@ -59,8 +64,9 @@ def _stateless(bound: Bound) -> bool:
 def _finite(output: BoundOutput) -> tuple[Tensor, Tensor]:
     terms = [output.loss, output.mi, output.first_term, output.second_term, *output.extras.values()]
     loss = torch.stack([torch.isfinite(t.detach()).all() for t in terms]).all()
-    report = torch.stack([torch.isfinite(t.detach()).all() for t in (output.mi, output.first_term,
-                                                                     output.second_term)]).all()
+    report = torch.stack(
+        [torch.isfinite(t.detach()).all() for t in (output.mi, output.first_term, output.second_term)]
+    ).all()
     return loss, report
 
 
@@ -107,8 +113,11 @@ def evaluate_stacked(bounds: Sequence[Bound], joint: Tensor, marginal: Tensor) -
         report_finite[group_index] = torch.isfinite(torch.stack([mi, first, second]).detach()).all(0)
         for position, k in enumerate(members):
             outputs[k] = BoundOutput(
-                loss=loss[position], mi=mi[position].detach(), first_term=first[position].detach(),
+                loss=loss[position],
+                mi=mi[position].detach(),
+                first_term=first[position].detach(),
                 second_term=second[position].detach(),
                 scores=PairScores(joint[k].detach().float(), marginal[k].detach().float()),
-                extras={name: value[position].detach() for name, value in extras.items()})
+                extras={name: value[position].detach() for name, value in extras.items()},
+            )
     return StackedOutputs([o for o in outputs if o is not None], loss_finite, report_finite)

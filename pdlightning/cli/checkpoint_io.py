@@ -22,8 +22,14 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "CheckpointInfo", "PARTIAL_SUFFIX", "read_checkpoint",
-           "write_atomically"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "CheckpointInfo",
+    "PARTIAL_SUFFIX",
+    "read_checkpoint",
+    "write_atomically",
+]
 
 #: suffix of the temporary file a checkpoint is written to before it replaces the target.
 PARTIAL_SUFFIX = ".partial"
@@ -77,7 +83,7 @@ def _is_local(path: _PATH) -> bool:
 
 def _local(path: _PATH) -> str:
     text = str(path)
-    return text[len("file://"):] if text.startswith("file://") else text
+    return text[len("file://") :] if text.startswith("file://") else text
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -91,8 +97,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         write_atomically(checkpoint, _local(path))
 
-    def load_checkpoint(self, path: _PATH, map_location: Optional[Callable] = lambda storage, loc: storage,
-                        weights_only: Optional[bool] = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self,
+        path: _PATH,
+        map_location: Optional[Callable] = lambda storage, loc: storage,
+        weights_only: Optional[bool] = None,
+    ) -> dict[str, Any]:
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except FileNotFoundError:
@@ -108,15 +118,21 @@ def _unreadable(path: str, error: BaseException) -> str:
     if size == 0:
         reason = "the file is empty (0 bytes)"
     elif size is not None and not zipfile.is_zipfile(path):
-        reason = (f"the file is truncated or was not written by torch.save ({size} bytes without the zip archive's "
-                  "end record that every torch checkpoint has)")
+        reason = (
+            f"the file is truncated or was not written by torch.save ({size} bytes without the zip archive's "
+            "end record that every torch checkpoint has)"
+        )
     elif isinstance(error, (pickle.UnpicklingError, EOFError, KeyError)) or "weights_only" in str(error):
-        reason = ("its contents cannot be unpickled with weights_only=True: the file is damaged, or it holds Python "
-                  f"objects other than tensors and plain data ({type(error).__name__}: {first_line})")
+        reason = (
+            "its contents cannot be unpickled with weights_only=True: the file is damaged, or it holds Python "
+            f"objects other than tensors and plain data ({type(error).__name__}: {first_line})"
+        )
     else:
         reason = f"{type(error).__name__}: {first_line}"
-    return (f"ckpt_path: {path!r} is not a loadable checkpoint: {reason}. A checkpoint of a run killed while "
-            "writing it with an older pdlightning can be incomplete: use another checkpoint or start the run again")
+    return (
+        f"ckpt_path: {path!r} is not a loadable checkpoint: {reason}. A checkpoint of a run killed while "
+        "writing it with an older pdlightning can be incomplete: use another checkpoint or start the run again"
+    )
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,15 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import yaml
 
-__all__ = ["MOVED", "PackagedConfigs", "packaged_configs_dir", "resolve_config", "resolve_config_args",
-           "fragment_key", "run_name"]
+__all__ = [
+    "MOVED",
+    "PackagedConfigs",
+    "packaged_configs_dir",
+    "resolve_config",
+    "resolve_config_args",
+    "fragment_key",
+    "run_name",
+]
 
 _CONFIG_FLAGS = ("-c", "--config")
 _SSL_DATASETS = ("mnist", "fashion_mnist", "cifar10", "mnist_shallow", "demo")
@@ -35,8 +42,11 @@ _DRIFT_BOUNDS = ("dv", "mine", "nwj", "remine", "renwj")
 MOVED: dict[str, tuple[str, ...]] = {
     "mi/bounds/smile.yaml": ("mi/bounds/smile_tau5.yaml",),
     **{f"drift/onehot_{bound}.yaml": ("drift/onehot.yaml", f"mi/bounds/{bound}.yaml") for bound in _DRIFT_BOUNDS},
-    **{f"ssl/{data}/{objective}.yaml": (f"ssl/{data}.yaml", f"ssl/objectives/{objective}.yaml")
-       for data in _SSL_DATASETS for objective in ("cpc", "pcc", "drfc")},
+    **{
+        f"ssl/{data}/{objective}.yaml": (f"ssl/{data}.yaml", f"ssl/objectives/{objective}.yaml")
+        for data in _SSL_DATASETS
+        for objective in ("cpc", "pcc", "drfc")
+    },
 }
 
 
@@ -72,14 +82,21 @@ def resolve_config(value: str, error: Callable[[str], NoReturn]) -> list[str]:
     for name in _relative_names(value):
         if name in MOVED:
             root = value[: len(value) - len(name)]  # the same configs folder the old path was in
-            new = [os.path.join(root, n) if root and os.path.isfile(os.path.join(root, n)) else str(packaged / n)
-                   for n in MOVED[name]]
+            new = [
+                os.path.join(root, n) if root and os.path.isfile(os.path.join(root, n)) else str(packaged / n)
+                for n in MOVED[name]
+            ]
             shown = " ".join(f"-c {Path(root or 'configs') / n}" for n in MOVED[name])
-            warnings.warn(f"config {value} moved: use {shown} (the old name works until the next release)",
-                          FutureWarning, stacklevel=2)
+            warnings.warn(
+                f"config {value} moved: use {shown} (the old name works until the next release)",
+                FutureWarning,
+                stacklevel=2,
+            )
             return new
-    error(f"-c/--config: no config file {value!r}, neither here ({os.getcwd()}) nor among the packaged configs "
-          f"({packaged}); list them with `pdlightning --print-configs-dir`")
+    error(
+        f"-c/--config: no config file {value!r}, neither here ({os.getcwd()}) nor among the packaged configs "
+        f"({packaged}); list them with `pdlightning --print-configs-dir`"
+    )
 
 
 def resolve_config_args(args: Sequence[str], error: Callable[[str], NoReturn]) -> tuple[list[str], list[str]]:
@@ -98,7 +115,7 @@ def resolve_config_args(args: Sequence[str], error: Callable[[str], NoReturn]) -
             i += 2
             continue
         if token.startswith("--config="):
-            resolved = resolve_config(token[len("--config="):], error)
+            resolved = resolve_config(token[len("--config=") :], error)
             out += [f"--config={path}" for path in resolved]
             files += resolved
         else:
@@ -117,9 +134,14 @@ def fragment_key(path: str) -> Optional[str]:
             content = yaml.safe_load(f)
     except (OSError, yaml.YAMLError):
         return None
-    is_fragment = (isinstance(content, dict) and set(content) == {"model"} and isinstance(content["model"], dict)
-                   and set(content["model"]) == {"init_args"} and isinstance(content["model"]["init_args"], dict)
-                   and set(content["model"]["init_args"]) == {"bound"})
+    is_fragment = (
+        isinstance(content, dict)
+        and set(content) == {"model"}
+        and isinstance(content["model"], dict)
+        and set(content["model"]) == {"init_args"}
+        and isinstance(content["model"]["init_args"], dict)
+        and set(content["model"]["init_args"]) == {"bound"}
+    )
     return Path(path).stem if is_fragment else None
 
 
@@ -133,14 +155,24 @@ def run_name(base: Optional[str], files: Sequence[str]) -> Optional[str]:
 
 def _sets_logger_name(token: str) -> bool:
     """A command-line argument that chooses the logger or its name (then the fragment does not)."""
-    return token.split("=", 1)[0] in ("--trainer.logger", "--trainer.logger.class_path", "--trainer.logger.init_args",
-                                      "--trainer.logger.init_args.name", "--trainer.logger.name")
+    return token.split("=", 1)[0] in (
+        "--trainer.logger",
+        "--trainer.logger.class_path",
+        "--trainer.logger.init_args",
+        "--trainer.logger.init_args.name",
+        "--trainer.logger.name",
+    )
 
 
 class _PrintConfigsDir(argparse.Action):
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
-                         help="print the directory of the packaged configs and exit")
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="print the directory of the packaged configs and exit",
+        )
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Optional[str] = None) -> None:
         print(packaged_configs_dir())

@@ -22,8 +22,16 @@ import hashlib
 import json
 from typing import Any, Mapping, Optional
 
-__all__ = ["DEFINING_TRAINER_ARGS", "LOADER_ONLY_DATA_ARGS", "RUN_FILE", "CHECKPOINT_KEY", "defining_config",
-           "identity_of", "differences", "run_record"]
+__all__ = [
+    "DEFINING_TRAINER_ARGS",
+    "LOADER_ONLY_DATA_ARGS",
+    "RUN_FILE",
+    "CHECKPOINT_KEY",
+    "defining_config",
+    "identity_of",
+    "differences",
+    "run_record",
+]
 
 #: trainer settings that change what a training step computes.
 DEFINING_TRAINER_ARGS = ("precision", "accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
@@ -106,5 +114,8 @@ def run_record(defining: Mapping[str, Any], segments: Optional[list[dict[str, An
     configuration, and the run's segments (``{"identity", "from_step"}``; more than one only when a
     resume was forced onto a run of another identity)."""
     identity = identity_of(defining)
-    return {"identity": identity, "config": _plain(defining),
-            "segments": list(segments) if segments else [{"identity": identity, "from_step": 0}]}
+    return {
+        "identity": identity,
+        "config": _plain(defining),
+        "segments": list(segments) if segments else [{"identity": identity, "from_step": 0}],
+    }

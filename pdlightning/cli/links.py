@@ -44,7 +44,8 @@ class CriticDimFromData:
         if not isinstance(data_dim, int):
             raise ValueError(
                 f"model.init_args.critic.init_args.{self.side}_dim: not set, and the datamodule "
-                f"{type(datamodule).__name__} has no {self.side}_dim to take it from; set it in the config")
+                f"{type(datamodule).__name__} has no {self.side}_dim to take it from; set it in the config"
+            )
         return data_dim
 
 
@@ -52,5 +53,9 @@ def link_critic_dims(parser: LightningArgumentParser, cli: LightningCLI) -> None
     """Fill ``model.init_args.critic.init_args.{x,y}_dim`` from the datamodule when the config leaves them out
     (call from ``add_arguments_to_parser``; the dims stop being required arguments of the critic)."""
     for side in ("x", "y"):
-        parser.link_arguments("data", f"model.init_args.critic.init_args.{side}_dim",
-                              compute_fn=CriticDimFromData(cli, side), apply_on="instantiate")
+        parser.link_arguments(
+            "data",
+            f"model.init_args.critic.init_args.{side}_dim",
+            compute_fn=CriticDimFromData(cli, side),
+            apply_on="instantiate",
+        )

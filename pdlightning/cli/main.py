@@ -42,15 +42,26 @@ import pdlightning.data  # noqa: F401
 import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
 
-from .configs import PackagedConfigs, resolve_config_args
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, read_checkpoint
+from .configs import PackagedConfigs, resolve_config_args
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
 from .links import link_critic_dims
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
 
-__all__ = ["PDLightningCLI", "ResumeCheckpoint", "RunIdentity", "ContinueAfterMaxSteps", "RunMismatchError",
-           "UntrainedModelError", "ResumeError", "build_cli", "main", "find_last_checkpoint", "DEFAULT_THREADS",
-           "DEBUG_ENV"]
+__all__ = [
+    "PDLightningCLI",
+    "ResumeCheckpoint",
+    "RunIdentity",
+    "ContinueAfterMaxSteps",
+    "RunMismatchError",
+    "UntrainedModelError",
+    "ResumeError",
+    "build_cli",
+    "main",
+    "find_last_checkpoint",
+    "DEFAULT_THREADS",
+    "DEBUG_ENV",
+]
 
 #: every ``fit`` saves ``<logger dir>/version_N/checkpoints/last.ckpt`` this often (``--checkpoint.*``).
 DEFAULT_CHECKPOINT_EVERY = 1000
@@ -107,13 +118,13 @@ class ResumeCheckpoint(ModelCheckpoint):
         for logger in trainer.loggers:
             logger.save()
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         self._flush(trainer)
         self._flush_pending = True
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._flush_pending:  # the checkpointed step's own metrics were logged after the save
             self._flush(trainer)
             self._flush_pending = False
@@ -147,8 +158,7 @@ class RunIdentity(Callback):
             with open(os.path.join(trainer.log_dir, RUN_FILE), "w", encoding="utf-8") as handle:
                 yaml.safe_dump(self.record, handle, sort_keys=False)
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.record
 
 
@@ -161,8 +171,7 @@ class ContinueAfterMaxSteps(Callback):
     last batch, this reopens it on load (the state a checkpoint written mid-epoch has), so the fit
     continues with the next batch of the same stream."""
 
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         fit = (checkpoint.get("loops") or {}).get("fit_loop")
         if trainer.state.fn != TrainerFn.FITTING or not isinstance(fit, dict):
             return
@@ -189,7 +198,8 @@ class _ApplyOptimizerConfig(Callback):
                         if key == "lr" and trainer.lr_scheduler_configs:
                             raise ResumeError(
                                 "--force_resume: the learning rate differs from the checkpoint's and a scheduler "
-                                "manages it; a new lr cannot be applied to the resumed schedule (start a new run)")
+                                "manages it; a new lr cannot be applied to the resumed schedule (start a new run)"
+                            )
                         changed.append(f"optimizer {index} {key}: {group[key]} -> {value}")
                         group[key] = value
         for line in dict.fromkeys(changed):
@@ -279,21 +289,41 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0,
-                             "checkpoint.every_n_train_steps": DEFAULT_CHECKPOINT_EVERY})
-        parser.add_argument("--threads", type=Optional[int], default=None,
-                            help=f"torch intra-op threads (default: ${THREADS_ENV}, else {DEFAULT_THREADS} in the "
-                                 "pdlightning command; 0: torch's own, OMP_NUM_THREADS or one per core)")
-        parser.add_argument("--force_resume", type=bool, default=False,
-                            help="fit --ckpt_path: continue a run whose identity differs from this config's")
-        parser.add_argument("--allow_untrained", type=bool, default=False,
-                            help="test/validate/predict without --ckpt_path: evaluate the untrained model on purpose")
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 0,
+                "checkpoint.every_n_train_steps": DEFAULT_CHECKPOINT_EVERY,
+            }
+        )
+        parser.add_argument(
+            "--threads",
+            type=Optional[int],
+            default=None,
+            help=f"torch intra-op threads (default: ${THREADS_ENV}, else {DEFAULT_THREADS} in the "
+            "pdlightning command; 0: torch's own, OMP_NUM_THREADS or one per core)",
+        )
+        parser.add_argument(
+            "--force_resume",
+            type=bool,
+            default=False,
+            help="fit --ckpt_path: continue a run whose identity differs from this config's",
+        )
+        parser.add_argument(
+            "--allow_untrained",
+            type=bool,
+            default=False,
+            help="test/validate/predict without --ckpt_path: evaluate the untrained model on purpose",
+        )
         link_critic_dims(parser, self)  # critic x_dim / y_dim from the datamodule when the config leaves them out
 
     # ------------------------------------------------------------------------------ parsing
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        raw = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(
-            args, dict) and not hasattr(args, "as_dict") else []
+        raw = (
+            [str(a) for a in (sys.argv[1:] if args is None else args)]
+            if not isinstance(args, dict) and not hasattr(args, "as_dict")
+            else []
+        )
         # with packaged config names resolved to files, so that a packaged bound fragment given to `test`
         # is seen as the explicit reporting bound it is
         self._raw_args = resolve_config_args(raw, parser.error)[0] if raw else []
@@ -376,19 +406,25 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         if logger is None or init_args.get("version") is None:
             return
         version = init_args.version
-        version_dir = os.path.join(str(init_args.save_dir), str(init_args.get("name") or ""),
-                                   version if isinstance(version, str) else f"version_{version}")
+        version_dir = os.path.join(
+            str(init_args.save_dir),
+            str(init_args.get("name") or ""),
+            version if isinstance(version, str) else f"version_{version}",
+        )
         if os.path.isdir(version_dir) and os.listdir(version_dir):
             raise RunMismatchError(
                 f"trainer.logger.init_args.version: {version_dir} already holds a run's files; a new fit would mix "
                 "its logs and overwrite its checkpoints and config. Resume that run with --ckpt_path last, or "
-                "choose another version (or none: Lightning then opens the next version_N)")
+                "choose another version (or none: Lightning then opens the next version_N)"
+            )
 
     def _check_identity(self, found: CheckpointInfo, identity: str, defining: dict[str, Any], where: str) -> None:
         run = found.run
         if run is None:
-            rank_zero_warn(f"{where}: {found.path} records no run identity (written by an older pdlightning or "
-                           "outside the CLI); resuming it without checking that it is this experiment")
+            rank_zero_warn(
+                f"{where}: {found.path} records no run identity (written by an older pdlightning or "
+                "outside the CLI); resuming it without checking that it is this experiment"
+            )
             return
         if run.get("identity") == identity or self._force:
             return
@@ -398,12 +434,14 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
     def _mismatch_message(found: CheckpointInfo, identity: str, defining: dict[str, Any], where: str) -> str:
         run = found.run or {}
         lines = differences(run.get("config") or {}, defining)
-        return (f"{where}: found {found.path} (step {found.global_step}) of run {run.get('identity')}, but this "
-                f"config defines run {identity}; it is another experiment (checkpoint -> this config):\n  "
-                + "\n  ".join(lines)
-                + "\nStart a new run (drop --ckpt_path), use the config that run was started with (config.yaml in "
-                  "its directory), or pass --force_resume true to continue it with these settings from step "
-                  f"{found.global_step} on.")
+        return (
+            f"{where}: found {found.path} (step {found.global_step}) of run {run.get('identity')}, but this "
+            f"config defines run {identity}; it is another experiment (checkpoint -> this config):\n  "
+            + "\n  ".join(lines)
+            + "\nStart a new run (drop --ckpt_path), use the config that run was started with (config.yaml in "
+            "its directory), or pass --force_resume true to continue it with these settings from step "
+            f"{found.global_step} on."
+        )
 
     def _resolve_last(self, config: Any, identity: str) -> Optional[CheckpointInfo]:
         """The newest loadable checkpoint of this run identity: ``config.ckpt_path`` is set to it and the
@@ -451,7 +489,8 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
                 raise CheckpointError(
                     f"ckpt_path last: every checkpoint found under {where} is damaged "
                     f"({', '.join(p for p, _ in corrupt)}); nothing can be resumed: start a new run without "
-                    "--ckpt_path")
+                    "--ckpt_path"
+                )
             rank_zero_warn(f"ckpt_path last: found no last checkpoint of this run under {where}; starting a new run")
             config.ckpt_path = None
             return None
@@ -460,8 +499,10 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         if chosen_version is not None:
             init_args.version = chosen_version
             run_dir = os.path.dirname(os.path.dirname(chosen.path))
-            rank_zero_info(f"Resuming from {chosen.path} (step {chosen.global_step}); logging continues in "
-                           f"{os.path.basename(run_dir)}")
+            rank_zero_info(
+                f"Resuming from {chosen.path} (step {chosen.global_step}); logging continues in "
+                f"{os.path.basename(run_dir)}"
+            )
             if str(getattr(logger, "class_path", "")).endswith("CSVLogger"):
                 _keep_csv_metrics(run_dir)
         else:
@@ -477,7 +518,8 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
                     f"ckpt_path: {self.subcommand} needs the trained weights: without --ckpt_path it would evaluate "
                     "the model's random initial weights. Pass --ckpt_path <run>/checkpoints/last.ckpt (or 'last': "
                     f"the newest run under the logger's directory), or --allow_untrained true to {self.subcommand} "
-                    "the untrained model on purpose")
+                    "the untrained model on purpose"
+                )
             return
         if ckpt_path == "last":
             info = self._newest_checkpoint(config)
@@ -489,7 +531,8 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         self._checkpoint = info
         model = config.model.as_dict() if hasattr(config.model, "as_dict") else dict(config.model)
         new_model, info_lines, warning_lines = evaluation_model_config(
-            model, info.hyper_parameters, explicit_model_keys(self._raw_args), info.path)
+            model, info.hyper_parameters, explicit_model_keys(self._raw_args), info.path
+        )
         if new_model != model:
             self.config = self.parser.parse_object({self.subcommand: {"model": new_model}}, self.config)
             config = self._subconfig()
@@ -507,8 +550,10 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
     def _newest_checkpoint(self, config: Any) -> CheckpointInfo:
         logger, init_args = self._logger(config)
         if init_args is None:
-            raise CheckpointError(f"ckpt_path last: {self.subcommand} finds runs under the logger's save_dir, and "
-                                  "this config has none; give the checkpoint's path")
+            raise CheckpointError(
+                f"ckpt_path last: {self.subcommand} finds runs under the logger's save_dir, and "
+                "this config has none; give the checkpoint's path"
+            )
         root = os.path.join(str(init_args.save_dir), str(init_args.get("name") or ""))
         for _, path in _versions(root):
             infos, bad = _loadable_checkpoints(os.path.join(path, "checkpoints"))
@@ -570,8 +615,10 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         if resumed is None or trainer.interrupted or trainer.global_step != resumed.global_step:
             return
         if 0 < trainer.max_steps <= resumed.global_step:
-            rank_zero_info(f"fit: {resumed.path} is at step {resumed.global_step}, trainer.max_steps is "
-                           f"{trainer.max_steps}: the run is complete, nothing to train")
+            rank_zero_info(
+                f"fit: {resumed.path} is at step {resumed.global_step}, trainer.max_steps is "
+                f"{trainer.max_steps}: the run is complete, nothing to train"
+            )
             return
         batches = trainer.num_training_batches
         raise ResumeError(
@@ -579,7 +626,8 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
             f"trainer.max_steps is {trainer.max_steps}: the run's data ends at that step (trainer.max_epochs="
             f"{trainer.max_epochs} epoch(s) of {batches} batches). A longer run needs a longer data schedule "
             "(e.g. data.init_args.steps_per_level or mi_schedule), which is another experiment: start a new run "
-            "without --ckpt_path")
+            "without --ckpt_path"
+        )
 
 
 def _keep_csv_metrics(log_dir: str) -> None:
@@ -624,8 +672,9 @@ def input_error_message(error: BaseException) -> Optional[str]:
     chain = [error]
     while chain[-1].__cause__ is not None and len(chain) < 20:
         chain.append(chain[-1].__cause__)
-    inputs = [e for e in chain if isinstance(e, _OWN_INPUT_ERRORS)
-              or (isinstance(e, _INPUT_ERRORS) and not _PHASE["running"])]
+    inputs = [
+        e for e in chain if isinstance(e, _OWN_INPUT_ERRORS) or (isinstance(e, _INPUT_ERRORS) and not _PHASE["running"])
+    ]
     if not inputs:
         return None
     return str(inputs[-1]).strip() or type(inputs[-1]).__name__

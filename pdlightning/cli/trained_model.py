@@ -77,8 +77,9 @@ def describe_component(value: Any) -> str:
     return f"{name}({args})" if args else name
 
 
-def evaluation_model_config(config_model: Mapping[str, Any], hparams: Mapping[str, Any], explicit: Iterable[str],
-                            path: str) -> tuple[dict[str, Any], list[str], list[str]]:
+def evaluation_model_config(
+    config_model: Mapping[str, Any], hparams: Mapping[str, Any], explicit: Iterable[str], path: str
+) -> tuple[dict[str, Any], list[str], list[str]]:
     """The model config to evaluate checkpoint ``path`` with, and the lines to tell the user.
 
     Args:
@@ -98,13 +99,17 @@ def evaluation_model_config(config_model: Mapping[str, Any], hparams: Mapping[st
     model = {"class_path": config_model.get("class_path"), "init_args": dict(config_model.get("init_args") or {})}
     trained_class = hparams.get("_class_path")
     if trained_class is None or ALL_KEYS in explicit:
-        why = ("the model is given on the command line" if ALL_KEYS in explicit else
-               "the checkpoint does not record its configuration (built in Python, not by the CLI)")
+        why = (
+            "the model is given on the command line"
+            if ALL_KEYS in explicit
+            else "the checkpoint does not record its configuration (built in Python, not by the CLI)"
+        )
         return model, [], [f"{path}: evaluating the config's model as it is: {why}"]
     if trained_class != model["class_path"]:
         raise CheckpointError(
             f"ckpt_path: {path!r} holds a {trained_class} but the config builds a {model['class_path']}; "
-            "evaluate it with a config of the same model class")
+            "evaluate it with a config of the same model class"
+        )
     trained = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
     given = model["init_args"]
     init = dict(given)
@@ -117,7 +122,8 @@ def evaluation_model_config(config_model: Mapping[str, Any], hparams: Mapping[st
             f"model.init_args.critic: the checkpoint {path!r} was trained with the critic "
             f"{describe_component(trained['critic'])}, the command line asks for "
             f"{describe_component(given.get('critic'))}; a critic's weights only mean something in the critic "
-            "they were trained in (drop the critic option to use the checkpoint's)")
+            "they were trained in (drop the critic option to use the checkpoint's)"
+        )
     info, warnings = [], []
     if "bound" in trained:
         bound, estimator = trained.get("bound"), trained.get("estimator")
@@ -128,20 +134,23 @@ def evaluation_model_config(config_model: Mapping[str, Any], hparams: Mapping[st
         elif "bound" in explicit and given.get("bound") != bound:
             wanted = given.get("bound")
         init["bound"], init["estimator"] = bound, estimator
-        trained_text = (f"trained with {describe_component(bound)}, "
-                        f"reported with {describe_component(trained_reporting)}")
+        trained_text = (
+            f"trained with {describe_component(bound)}, reported with {describe_component(trained_reporting)}"
+        )
         if wanted is None or wanted == trained_reporting:
             info.append(f"{path}: critic, bound and estimator from the checkpoint ({trained_text})")
         else:
             init["estimator"] = wanted
             warnings.append(
                 f"reporting with {describe_component(wanted)} (from the command line), which is not the bound the "
-                f"checkpoint's critic was trained and reported with ({trained_text}, from {path})")
+                f"checkpoint's critic was trained and reported with ({trained_text}, from {path})"
+            )
     return {"class_path": model["class_path"], "init_args": init}, info, warnings
 
 
-def check_state_matches(model_state: Mapping[str, Any], checkpoint_shapes: Mapping[str, tuple],
-                        path: str, subcommand: str) -> None:
+def check_state_matches(
+    model_state: Mapping[str, Any], checkpoint_shapes: Mapping[str, tuple], path: str, subcommand: str
+) -> None:
     """Raise a :class:`CheckpointError` naming the parts of the model whose parameters the checkpoint
     does not hold, holds extra, or holds with other shapes (instead of ``load_state_dict``'s error)."""
     shapes = {k: tuple(v.shape) for k, v in model_state.items() if hasattr(v, "shape")}
@@ -154,7 +163,8 @@ def check_state_matches(model_state: Mapping[str, Any], checkpoint_shapes: Mappi
         raise CheckpointError(
             f"model.init_args.estimator: the reporting bound has learned state ({', '.join(missing[:3])}) that the "
             f"checkpoint {path!r} does not hold, so it cannot report for this critic; choose a reporting bound "
-            "without learned parameters")
+            "without learned parameters"
+        )
 
     def parts(keys: list[str]) -> str:
         return ", ".join(sorted({k.split(".")[0] for k in keys}))
@@ -162,12 +172,15 @@ def check_state_matches(model_state: Mapping[str, Any], checkpoint_shapes: Mappi
     lines = []
     if resized:
         k = resized[0]
-        lines.append(f"other shapes in {parts(resized)} (e.g. {k}: checkpoint {tuple(checkpoint_shapes[k])}, "
-                     f"model {shapes[k]})")
+        lines.append(
+            f"other shapes in {parts(resized)} (e.g. {k}: checkpoint {tuple(checkpoint_shapes[k])}, model {shapes[k]})"
+        )
     if missing:
         lines.append(f"parameters the checkpoint lacks in {parts(missing)} (e.g. {missing[0]})")
     if unexpected:
         lines.append(f"parameters only the checkpoint has in {parts(unexpected)} (e.g. {unexpected[0]})")
     raise CheckpointError(
         f"ckpt_path: the model the config builds for {subcommand} does not match the checkpoint {path!r}: "
-        + "; ".join(lines) + ". Use the config the checkpoint was trained with (its run directory's config.yaml)")
+        + "; ".join(lines)
+        + ". Use the config the checkpoint was trained with (its run directory's config.yaml)"
+    )

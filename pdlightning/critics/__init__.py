@@ -8,7 +8,14 @@ from .encoded import DotProductCritic, EncodedCritic
 from .joint import JointCritic
 from .separable import SeparableCritic
 
-__all__ = ["Critic", "JointCritic", "SeparableCritic", "BilinearCritic", "BaselineShiftedCritic",
-           "DotProductCritic", "EncodedCritic"]
+__all__ = [
+    "Critic",
+    "JointCritic",
+    "SeparableCritic",
+    "BilinearCritic",
+    "BaselineShiftedCritic",
+    "DotProductCritic",
+    "EncodedCritic",
+]
 
 __getattr__ = moved_names(__name__, {"ImageEncoder": "pdlightning.encoders", "mlp": "pdlightning.nn"})

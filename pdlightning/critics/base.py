@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 __all__ = ["Critic", "flatten_features"]
 
+
 def flatten_features(t: Tensor, expected_dim: int, name: str) -> Tensor:
     """``[n, ...] -> [n, d]``, checking ``d`` against the critic's configured input size."""
     if t.dim() < 2:
@@ -40,9 +41,7 @@ class Critic(nn.Module):
     def check_paired(x: Tensor, y: Tensor) -> None:
         """``x`` and ``y`` hold the same number of samples (they are pairs)."""
         if x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"x and y: expected the same batch size, got x {tuple(x.shape)} and y {tuple(y.shape)}"
-            )
+            raise ValueError(f"x and y: expected the same batch size, got x {tuple(x.shape)} and y {tuple(y.shape)}")
 
     def _inputs(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Flatten and check both inputs; cast them to the critic's parameter dtype (integer one-hot
@@ -71,6 +70,7 @@ class Critic(nn.Module):
         (each submodule's own ``reset_parameters``, in construction order): with
         ``torch.manual_seed(s)`` before, a copy of a critic is initialised as a critic constructed
         under that seed. A critic whose constructor initialises otherwise overrides this."""
+
         def visit(module: nn.Module) -> None:
             for child in module.children():
                 if callable(getattr(child, "reset_parameters", None)):

@@ -58,7 +58,8 @@ class CriticEnsemble(nn.Module):
                 raise ValueError(
                     f"critics[{index}]: member {index} is a {type(critic).__name__} with parameters "
                     f"{_architecture(critic)[:4]}..., member 0 a {type(critics[0]).__name__} with "
-                    f"{reference[:4]}...; an ensemble stacks members of one architecture")
+                    f"{reference[:4]}...; an ensemble stacks members of one architecture"
+                )
         params, buffers = stack_module_state(list(critics))
         self.num_members = len(critics)
         self.x_dim, self.y_dim = critics[0].x_dim, critics[0].y_dim
@@ -86,8 +87,10 @@ class CriticEnsemble(nn.Module):
 
     def _call(self, method: str, x: Tensor, y: Tensor, members_dim: bool) -> Tensor:
         if members_dim and (x.shape[0] != self.num_members or y.shape[0] != self.num_members):
-            raise ValueError(f"x and y: expected a leading member dimension of {self.num_members}, got x "
-                             f"{tuple(x.shape)} and y {tuple(y.shape)}")
+            raise ValueError(
+                f"x and y: expected a leading member dimension of {self.num_members}, got x "
+                f"{tuple(x.shape)} and y {tuple(y.shape)}"
+            )
         params, buffers = self.member_state()
         state = {f"critic.{name}": value for name, value in {**params, **buffers}.items()}
         call = _MethodCall(self.template, method)
@@ -102,9 +105,16 @@ class CriticEnsemble(nn.Module):
             return batched(state, x, y)
         if size == 1:  # a loop over members: plain calls on views of the stacked weights
             members = {name: value.unbind(0) for name, value in state.items()}
-            return torch.stack([
-                one({name: parts[k] for name, parts in members.items()}, x[k] if members_dim else x,
-                    y[k] if members_dim else y) for k in range(self.num_members)])
+            return torch.stack(
+                [
+                    one(
+                        {name: parts[k] for name, parts in members.items()},
+                        x[k] if members_dim else x,
+                        y[k] if members_dim else y,
+                    )
+                    for k in range(self.num_members)
+                ]
+            )
         chunks = []
         for start in range(0, self.num_members, size):
             part = slice(start, start + size)

@@ -22,9 +22,7 @@ __all__ = ["check_batch_sizes", "check_mi_batch"]
 def check_mi_batch(batch: Any) -> Mapping[str, Any]:
     """Raise a ``ValueError`` naming the offending key if ``batch`` breaks the contract."""
     if not isinstance(batch, Mapping):
-        raise ValueError(
-            f"batch: expected a dict with keys 'x', 'y' (and optionally 'mi'), got {type(batch).__name__}"
-        )
+        raise ValueError(f"batch: expected a dict with keys 'x', 'y' (and optionally 'mi'), got {type(batch).__name__}")
     for key in ("x", "y"):
         if key not in batch:
             raise ValueError(f"batch: missing key {key!r}; found keys {sorted(batch)}")

@@ -98,17 +98,30 @@ class CorrelatedGaussianDataModule(SyntheticDataModule):
                 )
         self.cubic = cubic
         self.eval_batches_per_level = check_count(eval_batches_per_level, "eval_batches_per_level")
-        super().__init__(batch_size, self.schedule.total_steps, seed,
-                         eval_batches_per_level * len(self.schedule.levels), eval_batch_size, replicas=replicas)
+        super().__init__(
+            batch_size,
+            self.schedule.total_steps,
+            seed,
+            eval_batches_per_level * len(self.schedule.levels),
+            eval_batch_size,
+            replicas=replicas,
+        )
 
     def identity(self) -> dict[str, Any]:
-        return {"dim": self.dim, "cubic": self.cubic, "mi_schedule": list(self.schedule.levels),
-                "steps_per_level": self.schedule.steps_per_level}
+        return {
+            "dim": self.dim,
+            "cubic": self.cubic,
+            "mi_schedule": list(self.schedule.levels),
+            "steps_per_level": self.schedule.steps_per_level,
+        }
 
     def held_out_steps(self) -> list[int]:
         """``eval_batches_per_level`` batches at the first step of each level."""
-        return [level * self.schedule.steps_per_level for level in range(len(self.schedule.levels))
-                for _ in range(self.eval_batches_per_level)]
+        return [
+            level * self.schedule.steps_per_level
+            for level in range(len(self.schedule.levels))
+            for _ in range(self.eval_batches_per_level)
+        ]
 
     def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Tensor]:
         mi = self.schedule.mi_at(step)

@@ -22,8 +22,15 @@ from . import sources
 from .sources import Arrays
 from .splits import split_rows
 
-__all__ = ["ImageSource", "IMAGE_SOURCES", "SourceName", "ImageTableRow", "image_source", "image_splits",
-           "as_image_array"]
+__all__ = [
+    "ImageSource",
+    "IMAGE_SOURCES",
+    "SourceName",
+    "ImageTableRow",
+    "image_source",
+    "image_splits",
+    "as_image_array",
+]
 
 Origin = Literal["offline", "torchvision"]
 
@@ -57,16 +64,48 @@ class ImageSource:
 IMAGE_SOURCES: dict[str, ImageSource] = {
     source.name: source
     for source in (
-        ImageSource("mnist", lambda root: {s: sources.load_mnist(s) for s in ("train", "val", "test")},
-                    1, 28, 10, (0.1307,), (0.3081,), torchvision="MNIST"),
-        ImageSource("fashion_mnist", lambda root: {s: sources.load_fashion_mnist(s, root or sources.FASHION_MNIST_DIR)
-                                                   for s in ("train", "test")},
-                    1, 28, 10, (0.2860,), (0.3530,), torchvision="FashionMNIST"),
+        ImageSource(
+            "mnist",
+            lambda root: {s: sources.load_mnist(s) for s in ("train", "val", "test")},
+            1,
+            28,
+            10,
+            (0.1307,),
+            (0.3081,),
+            torchvision="MNIST",
+        ),
+        ImageSource(
+            "fashion_mnist",
+            lambda root: {
+                s: sources.load_fashion_mnist(s, root or sources.FASHION_MNIST_DIR) for s in ("train", "test")
+            },
+            1,
+            28,
+            10,
+            (0.2860,),
+            (0.3530,),
+            torchvision="FashionMNIST",
+        ),
         ImageSource("digits", lambda root: {"all": sources.load_digits()}, 1, 8, 10, (0.3,), (0.4,), test_size=300),
-        ImageSource("cifar10", lambda root: sources.load_cifar(root or "data", 10), 3, 32, 10,
-                    (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), torchvision="CIFAR10"),
-        ImageSource("cifar100", lambda root: sources.load_cifar(root or "data", 100), 3, 32, 100,
-                    (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+        ImageSource(
+            "cifar10",
+            lambda root: sources.load_cifar(root or "data", 10),
+            3,
+            32,
+            10,
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            torchvision="CIFAR10",
+        ),
+        ImageSource(
+            "cifar100",
+            lambda root: sources.load_cifar(root or "data", 100),
+            3,
+            32,
+            100,
+            (0.5071, 0.4865, 0.4409),
+            (0.2673, 0.2564, 0.2762),
+        ),
     )
 }
 
@@ -129,8 +168,13 @@ def _read(name: str, root: Optional[str], origin: Origin, download: bool) -> dic
 
 
 def image_splits(
-    name: str, root: Optional[str] = None, seed: int = 0, val_size: int = 0, origin: Origin = "offline",
-    download: bool = False, test_size: Optional[int] = None,
+    name: str,
+    root: Optional[str] = None,
+    seed: int = 0,
+    val_size: int = 0,
+    origin: Origin = "offline",
+    download: bool = False,
+    test_size: Optional[int] = None,
 ) -> dict[str, Arrays]:
     """``{"train", "test"[, "val"]: (float32 [N, C, H, W] images in [0, 1], int64 [N] labels)}``.
 
@@ -148,8 +192,9 @@ def image_splits(
         held_out["val"] = val_size
     if sum(held_out.values()) >= len(pool_labels):
         sizes = ", ".join(f"{k}_size={v}" for k, v in held_out.items())
-        raise ValueError(f"{sizes}: {name} has {len(pool_labels)} training images; hold out fewer, so that some "
-                         "remain to train on")
+        raise ValueError(
+            f"{sizes}: {name} has {len(pool_labels)} training images; hold out fewer, so that some remain to train on"
+        )
     if not held_out:
         return dict(native)
     parts = split_rows(len(pool_labels), held_out, seed)

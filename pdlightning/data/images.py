@@ -128,13 +128,15 @@ class ImageDataModule(ImageTableRow, L.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         if self.datasets:
             return
-        splits = image_splits(self.dataset, self.root, self.seed, self.val_size, self.source, self.download,
-                              test_size=self.test_size)
+        splits = image_splits(
+            self.dataset, self.root, self.seed, self.val_size, self.source, self.download, test_size=self.test_size
+        )
         for name, (images, labels) in splits.items():
             if name == "train":
                 images, labels = subset((images, labels), self.train_subset, self.seed)
-            self.datasets[name] = TwoViewDataset(torch.as_tensor(images), torch.as_tensor(labels), self.views,
-                                                 self.two_views)
+            self.datasets[name] = TwoViewDataset(
+                torch.as_tensor(images), torch.as_tensor(labels), self.views, self.two_views
+            )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()

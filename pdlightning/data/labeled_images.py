@@ -63,8 +63,9 @@ class _SameClassPairs(_Images):
     """Pairs ``(x_i, x_j)`` with ``j != i`` of the same class: drawn afresh on every access with
     the global torch RNG (training), or fixed once with a seed (evaluation)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, mi: float,
-                 fixed_seed: Optional[int] = None) -> None:
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, num_classes: int, mi: float, fixed_seed: Optional[int] = None
+    ) -> None:
         super().__init__(images, labels, num_classes, mi)
         self.members = [torch.nonzero(self.labels == c).flatten() for c in range(num_classes)]
         small = [c for c, m in enumerate(self.members) if 0 < len(m) < 2]
@@ -138,16 +139,27 @@ class LabeledImagesDataModule(ImageTableRow, L.LightningDataModule):
             splits[split] = images, labels
         self.train_images = splits["train"]
         self.mi = label_entropy(splits["train"][1])
-        self.datasets = {split: self.pairs(*splits[split], split, offset)
-                         for offset, split in enumerate(("train", "test"))}
+        self.datasets = {
+            split: self.pairs(*splits[split], split, offset) for offset, split in enumerate(("train", "test"))
+        }
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          num_workers=self.num_workers)
+        return DataLoader(
+            self.datasets["train"],
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.num_workers,
+        )
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.datasets["test"], batch_size=self.eval_batch_size, shuffle=False, drop_last=True,
-                          num_workers=self.num_workers)
+        return DataLoader(
+            self.datasets["test"],
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            drop_last=True,
+            num_workers=self.num_workers,
+        )
 
     def reference_dataloader(self) -> DataLoader:
         """The training images in order with their labels (not pairs): the 1-NN reference set."""

@@ -57,7 +57,12 @@ class OneHotDataModule(SyntheticDataModule):
     in_batch_negatives = False  # every row carries its own marginal pair
 
     def __init__(
-        self, num_classes: int = 16, batch_size: int = 100, steps: int = 3000, seed: int = 0, eval_batches: int = 8,
+        self,
+        num_classes: int = 16,
+        batch_size: int = 100,
+        steps: int = 3000,
+        seed: int = 0,
+        eval_batches: int = 8,
         replicas: Optional[int] = None,
     ) -> None:
         if isinstance(num_classes, bool) or not (isinstance(num_classes, int) and num_classes >= 2):

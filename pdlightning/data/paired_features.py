@@ -101,8 +101,10 @@ class PairedArraysDataModule(L.LightningDataModule):
             raise ValueError("train split: the datamodule needs training pairs")
         x_train, y_train, _ = train
         if x_train.shape[0] < 2:
-            raise ValueError(f"train split: training (and the standardisation statistics) need at least 2 pairs, "
-                             f"got {x_train.shape[0]}")
+            raise ValueError(
+                f"train split: training (and the standardisation statistics) need at least 2 pairs, "
+                f"got {x_train.shape[0]}"
+            )
         stats = None
         if self.standardize:
             stats = [(a.mean(0, keepdims=True), a.std(0, keepdims=True) + 1e-6) for a in (x_train, y_train)]
@@ -190,8 +192,9 @@ class PairedFeaturesDataModule(PairedArraysDataModule):
         eval_batch_size: Optional[int] = None,
         standardize: bool = True,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, standardize,
-                         predict_split="predict" if predict_x is not None else "test")
+        super().__init__(
+            batch_size, eval_batch_size, standardize, predict_split="predict" if predict_x is not None else "test"
+        )
         self.paths = {
             "train": (train_x, train_y, train_labels),
             "val": (val_x, val_y, val_labels),
@@ -217,8 +220,10 @@ class PairedFeaturesDataModule(PairedArraysDataModule):
             return x, y, None
         labels = load_array(pl, f"{split}_labels")
         if labels.shape != (x.shape[0], 1):
-            raise ValueError(f"{split}_labels: expected {x.shape[0]} labels (one per row of {px!r}), got an array "
-                             f"of shape {labels.shape} in {pl!r}")
+            raise ValueError(
+                f"{split}_labels: expected {x.shape[0]} labels (one per row of {px!r}), got an array "
+                f"of shape {labels.shape} in {pl!r}"
+            )
         return x, y, labels[:, 0].astype(np.int64)
 
 

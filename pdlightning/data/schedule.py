@@ -21,9 +21,7 @@ class MISchedule:
         if not levels:
             raise ValueError("mi_schedule: expected at least one MI level, got an empty list")
         for index, value in enumerate(levels):
-            if isinstance(value, bool) or not (
-                isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-            ):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(
                     f"mi_schedule: every level must be a finite MI > 0 nats, got {value!r} at index {index} "
                     f"of {levels!r}"

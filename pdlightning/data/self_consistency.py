@@ -33,7 +33,7 @@ Setting = Literal["baseline", "independence", "data_processing", "additivity"]
 def top_rows(images: Tensor, rows: int) -> Tensor:
     """Keep the top ``rows`` rows of ``[..., H, W]`` images and zero the rest."""
     out = images.clone()
-    out[..., max(rows, 0):, :] = 0
+    out[..., max(rows, 0) :, :] = 0
     return out
 
 

@@ -92,7 +92,7 @@ def _read_idx(path: str) -> np.ndarray:
     with opener(path, "rb") as f:
         raw = f.read()
     dims = raw[3] if len(raw) > 3 else 0
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     if dims == 0 or raw[:3] != b"\x00\x00\x08" or len(raw) != 4 + 4 * dims + int(np.prod(shape)):
         raise ValueError(f"root: {path} is not a complete uint8 IDX file (header {raw[:4]!r}, {len(raw)} bytes)")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
@@ -149,8 +149,10 @@ def load_cifar(root: str, classes: Literal[10, 100] = 10) -> dict[str, Arrays]:
         return data, np.asarray(entry[label_key], dtype=np.int64)
 
     train = [read(file) for file in train_files]
-    return {"train": (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])),
-            "test": read(test_file)}
+    return {
+        "train": (np.concatenate([t[0] for t in train]), np.concatenate([t[1] for t in train])),
+        "test": read(test_file),
+    }
 
 
 # ------------------------------------------------------------------------------------------- digits
@@ -260,6 +262,8 @@ def load_array(path: str, name: str = "path", min_rows: int = 1) -> np.ndarray:
         )
     bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
     if bad.size:
-        raise ValueError(f"{name}: {path!r} holds NaN or infinite values in {bad.size} row(s), the first "
-                         f"at row {bad[0]}; expected finite numbers")
+        raise ValueError(
+            f"{name}: {path!r} holds NaN or infinite values in {bad.size} row(s), the first "
+            f"at row {bad[0]}; expected finite numbers"
+        )
     return array.astype(np.float32)

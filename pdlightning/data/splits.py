@@ -49,7 +49,7 @@ def split_rows(
             raise ValueError(f"{names}: holding out {dict(held_out)} rows needs more than the {len(group)} rows{where}")
         start = 0
         for name, size in held_out.items():
-            parts[name].append(order[start: start + size])
+            parts[name].append(order[start : start + size])
             start += size
         parts["train"].append(order[start:])
     return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}

@@ -38,8 +38,13 @@ class SeededStream(IterableDataset):
         name: what warnings call the stream (its datamodule's class name).
     """
 
-    def __init__(self, batch_at: Callable[[int], Mapping[str, Tensor]], total_steps: int,
-                 identity: Callable[[], dict[str, Any]], name: str = "stream") -> None:
+    def __init__(
+        self,
+        batch_at: Callable[[int], Mapping[str, Tensor]],
+        total_steps: int,
+        identity: Callable[[], dict[str, Any]],
+        name: str = "stream",
+    ) -> None:
         self.batch_at, self.total_steps, self.identity, self.name = batch_at, total_steps, identity, name
         self.start_step = 0
 
@@ -74,7 +79,11 @@ class StreamLoader(DataLoader):
         changed = {k: (v, current.get(k)) for k, v in state.get("stream", {}).items() if current.get(k) != v}
         if changed:
             details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            warnings.warn(f"data: resuming a {self.stream.name} whose settings changed since the checkpoint "
-                          f"({details}); the batches will not match the interrupted run", UserWarning)
+            warnings.warn(
+                f"data: resuming a {self.stream.name} whose settings changed since the checkpoint "
+                f"({details}); the batches will not match the interrupted run",
+                UserWarning,
+                stacklevel=2,
+            )
         if "next_step" in state:
             self.stream.start_step = int(state["next_step"])

@@ -166,9 +166,11 @@ class SyntheticDataModule(L.LightningDataModule):
             self._pools[seed] = self.sample(size, _generator(seed, SubStream.POOL, 0), 0)
         per_pass = size // self.batch_size
         order = torch.randperm(size, generator=_generator(seed, SubStream.SHUFFLE, step // per_pass))
-        rows = order[(step % per_pass) * self.batch_size: (step % per_pass + 1) * self.batch_size]
-        return {key: value[rows] if value.dim() and value.shape[0] == size else value
-                for key, value in self._pools[seed].items()}
+        rows = order[(step % per_pass) * self.batch_size : (step % per_pass + 1) * self.batch_size]
+        return {
+            key: value[rows] if value.dim() and value.shape[0] == size else value
+            for key, value in self._pools[seed].items()
+        }
 
     # ------------------------------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:

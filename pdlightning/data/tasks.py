@@ -47,8 +47,9 @@ _STANDARDIZED = (("x", "x"), ("y", "y"), ("x_product", "x"), ("y_product", "y"))
 def _as_task(task: Any) -> Task:
     """``task`` as a :class:`Task`: an instance, or a registered id (close matches listed when unknown)."""
     if not isinstance(task, (str, Task)):
-        raise TypeError(f"task: expected a registered task id (str) or a pdlightning.tasks.Task, "
-                        f"got {type(task).__name__}")
+        raise TypeError(
+            f"task: expected a registered task id (str) or a pdlightning.tasks.Task, got {type(task).__name__}"
+        )
     try:
         return resolve_task(task)
     except UnknownTaskError as error:
@@ -95,30 +96,43 @@ class TaskDataModule(SyntheticDataModule):
         self.x_dim, self.y_dim = self.task.x_dim, self.task.y_dim
         self.n_samples = check_count(n_samples, "n_samples", 4)
         if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
-            raise ValueError(f"test_fraction: expected the held-out share of n_samples in (0, 1), "
-                             f"got {test_fraction!r}")
+            raise ValueError(
+                f"test_fraction: expected the held-out share of n_samples in (0, 1), got {test_fraction!r}"
+            )
         self.test_fraction = float(test_fraction)
         self.n_test = round(self.test_fraction * self.n_samples)
         self.n_train = self.n_samples - self.n_test
         if self.n_test < 2 or self.n_train < 2:
-            raise ValueError(f"n_samples: {self.n_samples} pairs split by test_fraction={self.test_fraction:g} leave "
-                             f"{self.n_train} training and {self.n_test} held-out pairs; each side needs at least 2")
+            raise ValueError(
+                f"n_samples: {self.n_samples} pairs split by test_fraction={self.test_fraction:g} leave "
+                f"{self.n_train} training and {self.n_test} held-out pairs; each side needs at least 2"
+            )
         batch_size = check_count(batch_size, "batch_size", 2)
         if batch_size > self.n_train:
             raise ValueError(
                 f"n_samples: the training sample of n_samples={self.n_samples} x (1 - test_fraction="
                 f"{self.test_fraction:g}) = {self.n_train} pairs is smaller than one batch (batch_size={batch_size}); "
-                f"raise n_samples to at least {self._samples_for(batch_size)} or lower batch_size")
+                f"raise n_samples to at least {self._samples_for(batch_size)} or lower batch_size"
+            )
         if eval_batch_size is None:
             eval_batch_size = min(self.n_test, DEFAULT_EVAL_BATCH_SIZE)
         eval_batch_size = check_count(eval_batch_size, "eval_batch_size", 2)
         if eval_batch_size > self.n_test:
-            raise ValueError(f"eval_batch_size: {eval_batch_size} is more than the {self.n_test} held-out pairs "
-                             f"(n_samples={self.n_samples} x test_fraction={self.test_fraction:g})")
+            raise ValueError(
+                f"eval_batch_size: {eval_batch_size} is more than the {self.n_test} held-out pairs "
+                f"(n_samples={self.n_samples} x test_fraction={self.test_fraction:g})"
+            )
         self.stream, self.standardize, self.product_pairs = bool(stream), bool(standardize), bool(product_pairs)
         self._statistics: dict[int, dict[str, tuple[Tensor, Tensor]]] = {}
-        super().__init__(batch_size, steps, seed, self.n_test // eval_batch_size, eval_batch_size, replicas,
-                         train_pool=None if self.stream else self.n_train)
+        super().__init__(
+            batch_size,
+            steps,
+            seed,
+            self.n_test // eval_batch_size,
+            eval_batch_size,
+            replicas,
+            train_pool=None if self.stream else self.n_train,
+        )
 
     def _samples_for(self, n_train: int) -> int:
         """The smallest ``n_samples`` whose training split holds ``n_train`` pairs at this ``test_fraction``."""
@@ -129,14 +143,26 @@ class TaskDataModule(SyntheticDataModule):
 
     # ----------------------------------------------------------------------------- the task's part
     def identity(self) -> dict[str, Any]:
-        return {"task": self.task.name, "n_samples": self.n_samples, "test_fraction": self.test_fraction,
-                "stream": self.stream, "standardize": self.standardize, "product_pairs": self.product_pairs}
+        return {
+            "task": self.task.name,
+            "n_samples": self.n_samples,
+            "test_fraction": self.test_fraction,
+            "stream": self.stream,
+            "standardize": self.standardize,
+            "product_pairs": self.product_pairs,
+        }
 
     def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Tensor]:
         """``n`` raw joint pairs with their exact PMI and pre-images (the latter are dropped from the batches)."""
         drawn = self.task.sample(n, generator)
-        return {"x": drawn.x, "y": drawn.y, "mi": torch.tensor(self.task.mi), "pmi": drawn.pmi,
-                "latent_x": drawn.latent_x, "latent_y": drawn.latent_y}
+        return {
+            "x": drawn.x,
+            "y": drawn.y,
+            "mi": torch.tensor(self.task.mi),
+            "pmi": drawn.pmi,
+            "latent_x": drawn.latent_x,
+            "latent_y": drawn.latent_y,
+        }
 
     def replica_batch(self, seed: int, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Tensor]:
         """The base's batch, with product pairs on held-out batches and the standardisation applied."""

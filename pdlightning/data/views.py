@@ -75,10 +75,12 @@ class MNISTViews(AugmentedViews):
     ) -> None:
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise ValueError(f"crop_scale: expected 0 < low <= high <= 1, got {crop_scale}")
-        transform = v2.Compose([
-            v2.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=(0.8, 1.25), antialias=True),
-            v2.RandomAffine(degrees=degrees, translate=(translate, translate)),
-        ])
+        transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=(0.8, 1.25), antialias=True),
+                v2.RandomAffine(degrees=degrees, translate=(translate, translate)),
+            ]
+        )
         super().__init__(transform, mean, std)
 
 
@@ -104,12 +106,14 @@ class SimCLRViews(AugmentedViews):
         std: Sequence[float] = (0.2470, 0.2435, 0.2616),
     ) -> None:
         s = jitter_strength
-        transform = v2.Compose([
-            v2.RandomResizedCrop(size, scale=tuple(crop_scale), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=jitter_p),
-            v2.RandomGrayscale(p=grayscale_p),
-        ])
+        transform = v2.Compose(
+            [
+                v2.RandomResizedCrop(size, scale=tuple(crop_scale), antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=jitter_p),
+                v2.RandomGrayscale(p=grayscale_p),
+            ]
+        )
         super().__init__(transform, mean, std)
 
 

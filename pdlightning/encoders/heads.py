@@ -21,7 +21,9 @@ class ProjectionHead(nn.Module):
         batch_norm: BatchNorm1d after each hidden layer.
     """
 
-    def __init__(self, in_dim: int, hidden_dims: Sequence[int] = (512,), out_dim: int = 128, batch_norm: bool = True) -> None:
+    def __init__(
+        self, in_dim: int, hidden_dims: Sequence[int] = (512,), out_dim: int = 128, batch_norm: bool = True
+    ) -> None:
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
             if not (isinstance(value, int) and value > 0):

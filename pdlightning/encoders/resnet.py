@@ -100,4 +100,3 @@ class ResNetEncoder(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         return self.net(x)
-

@@ -77,8 +77,11 @@ class _PMIErrorMetric(Metric):
         self.n_skipped += (~finite).sum()
 
     def _mean(self, total: Tensor) -> Tensor:
-        return total / self.count if self.count > 0 else torch.tensor(float("nan"), dtype=torch.float64,
-                                                                      device=total.device)
+        return (
+            total / self.count
+            if self.count > 0
+            else torch.tensor(float("nan"), dtype=torch.float64, device=total.device)
+        )
 
 
 class PMIRootMeanSquaredError(_PMIErrorMetric):

@@ -72,8 +72,9 @@ class ConfiguredModule(L.LightningModule):
         scheduler: optional learning-rate scheduler factory, stepped every optimiser step.
     """
 
-    def __init__(self, optimizer: OptimizerCallable = torch.optim.Adam,
-                 scheduler: Optional[LRSchedulerCallable] = None) -> None:
+    def __init__(
+        self, optimizer: OptimizerCallable = torch.optim.Adam, scheduler: Optional[LRSchedulerCallable] = None
+    ) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler

@@ -168,8 +168,13 @@ class ContrastiveSSLModule(GuardedModule):
         output, estimate = self.contrastive_loss(scores)
         n_local = batch["x"].shape[0]
         result = self.finish_training_step(
-            output, estimate, batch, n_local, estimate_tag="ssl/mi_estimate",
-            extra_metrics={"train/negatives_per_row": float(scores.shape[0] - 1)})
+            output,
+            estimate,
+            batch,
+            n_local,
+            estimate_tag="ssl/mi_estimate",
+            extra_metrics={"train/negatives_per_row": float(scores.shape[0] - 1)},
+        )
         if result is not None and self.probe is not None and "label" in batch:
             self._probe_step(hx.detach(), batch["label"], dict(on_step=True, on_epoch=False, batch_size=n_local))
         return result

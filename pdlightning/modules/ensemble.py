@@ -39,11 +39,11 @@ from ..bounds.stacked import StackedOutputs, evaluate_stacked, matrix_to_pairs
 from ..critics import Critic
 from ..critics.ensemble import CriticEnsemble
 from ..data.batch import check_mi_batch
+from ..results import EstimateResult, write_results
 from ..step_logging import log_scalars
+from ..uncertainty import mean_interval
 from .base import ConfiguredModule
 from .finite import NonFiniteBoundError, NonFiniteGuard, NonFinitePolicy
-from ..results import EstimateResult, write_results
-from ..uncertainty import mean_interval
 from .held_out import HeldOutEstimates, unit_of
 from .level_snapshots import LevelSnapshots, batch_level
 from .reporting import _level_order, gather_intervals, log_interval, results_table, run_directory
@@ -85,22 +85,29 @@ def _check_members(members: Sequence[EnsembleMember], critic: Optional[Critic]) 
     seen: set[str] = set()
     for index, member in enumerate(members):
         if not isinstance(member, EnsembleMember):
-            raise ValueError(f"members[{index}]: expected an EnsembleMember (name, bound, estimator, seed), "
-                             f"got {type(member).__name__}")
+            raise ValueError(
+                f"members[{index}]: expected an EnsembleMember (name, bound, estimator, seed), "
+                f"got {type(member).__name__}"
+            )
         if not (isinstance(member.name, str) and _NAME.match(member.name)):
             raise ValueError(f"members[{index}].name: expected letters, digits, '_' or '-', got {member.name!r}")
         if member.name in seen:
             raise ValueError(f"members[{index}].name: duplicate member name {member.name!r}")
         seen.add(member.name)
         if not isinstance(member.bound, Bound):
-            raise ValueError(f"members[{index}].bound ({member.name}): expected a Bound, got "
-                             f"{type(member.bound).__name__}")
+            raise ValueError(
+                f"members[{index}].bound ({member.name}): expected a Bound, got {type(member.bound).__name__}"
+            )
         if member.estimator is not None and not isinstance(member.estimator, Bound):
-            raise ValueError(f"members[{index}].estimator ({member.name}): expected a Bound or None, got "
-                             f"{type(member.estimator).__name__}")
+            raise ValueError(
+                f"members[{index}].estimator ({member.name}): expected a Bound or None, got "
+                f"{type(member.estimator).__name__}"
+            )
         if member.critic is None and critic is None:
-            raise ValueError(f"members[{index}].critic ({member.name}): no critic; pass the ensemble's `critic` "
-                             "(the architecture every member is initialised from) or one per member")
+            raise ValueError(
+                f"members[{index}].critic ({member.name}): no critic; pass the ensemble's `critic` "
+                "(the architecture every member is initialised from) or one per member"
+            )
 
 
 def _member_critics(members: Sequence[EnsembleMember], critic: Optional[Critic]) -> list[Critic]:
@@ -114,13 +121,16 @@ def _member_critics(members: Sequence[EnsembleMember], critic: Optional[Critic])
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(member.seed)
                 own = copy.deepcopy(critic).reset_parameters()
-        if critics and (type(own) is not type(critics[0]) or
-                        [p.shape for p in own.parameters()] != [p.shape for p in critics[0].parameters()]):
+        if critics and (
+            type(own) is not type(critics[0])
+            or [p.shape for p in own.parameters()] != [p.shape for p in critics[0].parameters()]
+        ):
             raise ValueError(
                 f"members[{index}].critic ({member.name}): a {type(own).__name__} with parameter shapes "
                 f"{[tuple(p.shape) for p in own.parameters()][:4]}...; member {members[0].name!r} has a "
                 f"{type(critics[0]).__name__} with {[tuple(p.shape) for p in critics[0].parameters()][:4]}...: "
-                "the members of an ensemble share one critic architecture")
+                "the members of an ensemble share one critic architecture"
+            )
         critics.append(own)
     return critics
 
@@ -162,10 +172,16 @@ class MIEnsembleModule(ConfiguredModule):
             raise ValueError(f"data: expected 'shared' or 'replicas', got {data!r}")
         _check_members(members, critic)
         for index, member in enumerate(members):
-            if member.replica is not None and (data != "replicas" or isinstance(member.replica, bool)
-                                               or not isinstance(member.replica, int) or member.replica < 0):
-                raise ValueError(f"members[{index}].replica ({member.name}): expected a stream index >= 0 with "
-                                 f"data='replicas', got {member.replica!r} with data={data!r}")
+            if member.replica is not None and (
+                data != "replicas"
+                or isinstance(member.replica, bool)
+                or not isinstance(member.replica, int)
+                or member.replica < 0
+            ):
+                raise ValueError(
+                    f"members[{index}].replica ({member.name}): expected a stream index >= 0 with "
+                    f"data='replicas', got {member.replica!r} with data={data!r}"
+                )
         self.member_names = [m.name for m in members]
         self.member_groups = [m.group for m in members]
         #: the replica stream each member trains on (data="replicas").
@@ -208,28 +224,41 @@ class MIEnsembleModule(ConfiguredModule):
                 raise ValueError(
                     f"critic {side}_dim: the ensemble's critic expects {got} features per sample of {side}, but "
                     f"the datamodule {type(datamodule).__name__} yields {expected}; set "
-                    f"model.init_args.critic.init_args.{side}_dim: {expected}")
+                    f"model.init_args.critic.init_args.{side}_dim: {expected}"
+                )
         replicas = getattr(datamodule, "replicas", None)
         if self.data_mode == "replicas" and replicas is not None and replicas != self.num_replicas:
-            raise ValueError(f"data: 'replicas' needs {self.num_replicas} streams (one per member, or as the members' "
-                             f"`replica` say): the datamodule stacks {replicas} (data.init_args.replicas)")
+            raise ValueError(
+                f"data: 'replicas' needs {self.num_replicas} streams (one per member, or as the members' "
+                f"`replica` say): the datamodule stacks {replicas} (data.init_args.replicas)"
+            )
         if self.data_mode == "shared" and replicas:
-            raise ValueError(f"data: the datamodule stacks {replicas} replica streams; set model.init_args.data: "
-                             "replicas, or drop data.init_args.replicas for one shared batch")
+            raise ValueError(
+                f"data: the datamodule stacks {replicas} replica streams; set model.init_args.data: "
+                "replicas, or drop data.init_args.replicas for one shared batch"
+            )
         clip = getattr(self.trainer, "gradient_clip_val", None) if self._trainer is not None else None
         algorithm = getattr(self.trainer, "gradient_clip_algorithm", "norm") if self._trainer is not None else None
         if clip and algorithm != "value":
-            raise ValueError("trainer.gradient_clip_val: clipping the global gradient norm couples the members of an "
-                             "ensemble (one member's large gradient would shrink every other's); use "
-                             "gradient_clip_algorithm: value (element-wise) or no clipping")
+            raise ValueError(
+                "trainer.gradient_clip_val: clipping the global gradient norm couples the members of an "
+                "ensemble (one member's large gradient would shrink every other's); use "
+                "gradient_clip_algorithm: value (element-wise) or no clipping"
+            )
 
     # ------------------------------------------------------------------------------- scoring
     def _member_batch(self, batch: Mapping[str, Any], k: int) -> Mapping[str, Any]:
         if self.data_mode == "shared":
             return batch
         replica = self.replica_of[k]
-        return {key: (value[replica] if isinstance(value, Tensor) and value.dim() >= 1
-                      and value.shape[0] == self.num_replicas else value) for key, value in batch.items()}
+        return {
+            key: (
+                value[replica]
+                if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == self.num_replicas
+                else value
+            )
+            for key, value in batch.items()
+        }
 
     def _per_member(self, value: Tensor) -> Tensor:
         """``[R, ...]`` replica streams -> ``[K, ...]`` member inputs (a gather when members share)."""
@@ -244,11 +273,16 @@ class MIEnsembleModule(ConfiguredModule):
         if not isinstance(batch, Mapping) or "x" not in batch or "y" not in batch:
             raise ValueError("batch: expected a dict with keys 'x', 'y'")
         if replicas and (batch["x"].dim() < 3 or batch["x"].shape[0] != self.num_replicas):
-            raise ValueError(f"batch['x']: data='replicas' expects [{self.num_replicas}, n, ...] stacked streams, "
-                             f"got {tuple(batch['x'].shape)} (set data.init_args.replicas: {self.num_replicas})")
+            raise ValueError(
+                f"batch['x']: data='replicas' expects [{self.num_replicas}, n, ...] stacked streams, "
+                f"got {tuple(batch['x'].shape)} (set data.init_args.replicas: {self.num_replicas})"
+            )
         check_mi_batch(self._member_batch(batch, 0))
-        inputs = {key: (self._per_member(batch[key]) if replicas else batch[key])
-                  for key in ("x", "y", "x_marginal", "y_marginal") if key in batch}
+        inputs = {
+            key: (self._per_member(batch[key]) if replicas else batch[key])
+            for key in ("x", "y", "x_marginal", "y_marginal")
+            if key in batch
+        }
         if "x_marginal" in inputs:
             joint = self.critics.pointwise(inputs["x"], inputs["y"], members_dim=replicas)
             marginal = self.critics.pointwise(inputs["x_marginal"], inputs["y_marginal"], members_dim=replicas)
@@ -264,9 +298,11 @@ class MIEnsembleModule(ConfiguredModule):
         if with_estimator:
             index = torch.tensor(with_estimator, device=joint.device)
             with torch.no_grad():
-                estimates = evaluate_stacked([self.estimators[k] for k in with_estimator],
-                                             joint.detach().index_select(0, index),
-                                             marginal.detach().index_select(0, index))
+                estimates = evaluate_stacked(
+                    [self.estimators[k] for k in with_estimator],
+                    joint.detach().index_select(0, index),
+                    marginal.detach().index_select(0, index),
+                )
             for position, k in enumerate(with_estimator):
                 reporting[k] = estimates.outputs[position]
             training.report_finite[index] = estimates.report_finite
@@ -291,15 +327,33 @@ class MIEnsembleModule(ConfiguredModule):
             if not loss_ok[k]:
                 self._check(guard, output, self.training_bound(k), f"member '{name}': bound", step)
                 self._skipped_members.append(k)
-                records.append(StepRecord(None, None, member_batch, self.reporting_bound(k), self.training_bound(k),
-                                          skipped=True, member=name))
+                records.append(
+                    StepRecord(
+                        None,
+                        None,
+                        member_batch,
+                        self.reporting_bound(k),
+                        self.training_bound(k),
+                        skipped=True,
+                        member=name,
+                    )
+                )
                 continue
             if not reported:
-                self._check(guard, estimate, self.reporting_bound(k), f"member '{name}': estimator", step,
-                            reported_only=True)
+                self._check(
+                    guard, estimate, self.reporting_bound(k), f"member '{name}': estimator", step, reported_only=True
+                )
             guard.count_completed_step()
-            records.append(StepRecord(output, estimate if reported else None, member_batch, self.reporting_bound(k),
-                                      self.training_bound(k), member=name))
+            records.append(
+                StepRecord(
+                    output,
+                    estimate if reported else None,
+                    member_batch,
+                    self.reporting_bound(k),
+                    self.training_bound(k),
+                    member=name,
+                )
+            )
         self._log_step(records, batch)
         good = [k for k in range(self.num_members) if loss_ok[k]]
         if not good:
@@ -307,8 +361,13 @@ class MIEnsembleModule(ConfiguredModule):
         losses = torch.stack([training.outputs[k].loss for k in good])
         # A skipped member's own bound parameters get no gradient this step; under DDP every parameter
         # must take part in backward, so they enter with weight zero (their update is undone anyway).
-        unused = [p for k in self._skipped_members for m in (self.bounds[k], self.estimators[k])
-                  for p in m.parameters() if p.requires_grad]
+        unused = [
+            p
+            for k in self._skipped_members
+            for m in (self.bounds[k], self.estimators[k])
+            for p in m.parameters()
+            if p.requires_grad
+        ]
         loss = losses.sum() + sum((p * 0).sum() for p in unused)
         return {"loss": loss, "record": records}
 
@@ -319,11 +378,12 @@ class MIEnsembleModule(ConfiguredModule):
         if self._trainer is not None and self.trainer.world_size > 1:
             flags = self.trainer.strategy.reduce(flags, reduce_op="min")
         values = [bool(v) for v in flags.tolist()]
-        return values[:self.num_members], values[self.num_members:]
+        return values[: self.num_members], values[self.num_members :]
 
     @staticmethod
-    def _check(guard: NonFiniteGuard, output: BoundOutput, bound: Bound, role: str, step: int,
-               reported_only: bool = False) -> None:
+    def _check(
+        guard: NonFiniteGuard, output: BoundOutput, bound: Bound, role: str, step: int, reported_only: bool = False
+    ) -> None:
         """Raise (naming the member) or warn and count, per the member's guard."""
         guard.check(output, bound, role, step, reported_only=reported_only)
 
@@ -335,8 +395,10 @@ class MIEnsembleModule(ConfiguredModule):
         step = self.global_step
         for k in bad_gradients:
             name = self.member_names[k]
-            message = (f"member '{name}': non-finite gradients at step {step} (the loss was finite: look for an "
-                       "overflowing exp / log(0) in the bound or the critic)")
+            message = (
+                f"member '{name}': non-finite gradients at step {step} (the loss was finite: look for an "
+                "overflowing exp / log(0) in the bound or the critic)"
+            )
             guard = self.guards[k]
             if guard.policy == "raise":
                 raise NonFiniteBoundError(message)
@@ -352,8 +414,11 @@ class MIEnsembleModule(ConfiguredModule):
         flags = []
         for k in range(self.num_members):
             grads = self._member_tensors(k, gradients=True)
-            flags.append(torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads
-                         else torch.tensor(True, device=self.device))
+            flags.append(
+                torch.stack([torch.isfinite(g).all() for g in grads]).all()
+                if grads
+                else torch.tensor(True, device=self.device)
+            )
         ok = torch.stack(flags).tolist()
         return [k for k, good in enumerate(ok) if not good and k not in self._skipped_members]
 
@@ -443,8 +508,10 @@ class MIEnsembleModule(ConfiguredModule):
             if bool(torch.isfinite(values).all()):
                 self._held_out.add(self.member_names[k], level, values, unit)
             elif self.guards[k].policy == "raise":
-                raise NonFiniteBoundError(f"member '{self.member_names[k]}': non-finite {stage} estimate "
-                                          f"{float(estimate.mi)} at level {level}")
+                raise NonFiniteBoundError(
+                    f"member '{self.member_names[k]}': non-finite {stage} estimate "
+                    f"{float(estimate.mi)} at level {level}"
+                )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -461,18 +528,23 @@ class MIEnsembleModule(ConfiguredModule):
             return
         results: list[EstimateResult] = []
         order = {name: k for k, name in enumerate(self.member_names)}
-        for (member, level), interval in sorted(intervals.items(), key=lambda item: (order[item[0][0]],
-                                                                                   _level_order(item[0][1]))):
+        for (member, level), interval in sorted(
+            intervals.items(), key=lambda item: (order[item[0][0]], _level_order(item[0][1]))
+        ):
             k = order[member]
             log_interval(self, stage, interval, level, member)
             weights = self.level_snapshots.describe(level) if self.level_snapshots is not None else "final weights"
-            results.append(EstimateResult(interval, self.reporting_bound(k).label, member=member,
-                                          group=None, true_mi=level, weights=weights))
+            results.append(
+                EstimateResult(
+                    interval, self.reporting_bound(k).label, member=member, group=None, true_mi=level, weights=weights
+                )
+            )
         results += self._group_results(intervals, stage)
         if stage == "test" and self.trainer.is_global_zero:
             path = write_results(run_directory(self.trainer), results, stage, self.global_step, dict(self.hparams))
-            rank_zero_info(results_table(results, f"Held-out MI per member and level ({stage})")
-                           + f"\n(written to {path})")
+            rank_zero_info(
+                results_table(results, f"Held-out MI per member and level ({stage})") + f"\n(written to {path})"
+            )
 
     def _group_results(self, intervals: dict, stage: str) -> list[EstimateResult]:
         """Across-seed rows: per replicate group and level, the members' estimates as units."""
@@ -485,7 +557,9 @@ class MIEnsembleModule(ConfiguredModule):
                 groups[(group, level)].append(interval.estimate)
                 labels[group] = self.reporting_bound(k).label
         results = []
-        for (group, level), estimates in sorted(groups.items(), key=lambda item: (item[0][0], _level_order(item[0][1]))):
+        for (group, level), estimates in sorted(
+            groups.items(), key=lambda item: (item[0][0], _level_order(item[0][1]))
+        ):
             interval = mean_interval(estimates, "seed")
             log_interval(self, stage, interval, level, group, group=True)
             results.append(EstimateResult(interval, labels[group], group=group, true_mi=level, weights="across seeds"))
@@ -499,7 +573,9 @@ class MIEnsembleModule(ConfiguredModule):
 
     # ------------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["non_finite_guards"] = {name: guard.state_dict() for name, guard in zip(self.member_names, self.guards)}
+        checkpoint["non_finite_guards"] = {
+            name: guard.state_dict() for name, guard in zip(self.member_names, self.guards)
+        }
         if self.level_snapshots is not None:
             checkpoint["level_snapshots"] = self.level_snapshots.state_dict()
 

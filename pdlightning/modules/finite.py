@@ -55,8 +55,7 @@ def check_policy(policy: str, name: str = "non_finite") -> str:
 def non_finite_terms(output: BoundOutput) -> list[str]:
     """Names of the non-finite entries of ``output``: ``loss``, ``mi``, ``first_term``,
     ``second_term`` and ``extras.<name>``."""
-    values = {"loss": output.loss, "mi": output.mi, "first_term": output.first_term,
-              "second_term": output.second_term}
+    values = {"loss": output.loss, "mi": output.mi, "first_term": output.first_term, "second_term": output.second_term}
     values.update({f"extras.{k}": v for k, v in output.extras.items()})
     device = output.loss.device
     flags = torch.stack([torch.isfinite(v.detach().to(device)).all() for v in values.values()])
@@ -68,16 +67,18 @@ def non_finite_terms(output: BoundOutput) -> list[str]:
 def _score_range(name: str, scores: Tensor) -> str:
     scores = scores.detach().float()
     finite = scores[torch.isfinite(scores)]
-    span = (f"[{finite.min().item():.4g}, {finite.max().item():.4g}]" if finite.numel()
-            else "[no finite value]")
-    counts = [(int(torch.isnan(scores).sum()), "NaN"), (int((scores == float("inf")).sum()), "+inf"),
-              (int((scores == float("-inf")).sum()), "-inf")]
+    span = f"[{finite.min().item():.4g}, {finite.max().item():.4g}]" if finite.numel() else "[no finite value]"
+    counts = [
+        (int(torch.isnan(scores).sum()), "NaN"),
+        (int((scores == float("inf")).sum()), "+inf"),
+        (int((scores == float("-inf")).sum()), "-inf"),
+    ]
     special = ", ".join(f"{c} {label}" for c, label in counts if c)
     return f"{name} scores in {span}" + (f" with {special}" if special else "")
 
 
 def _term_value(output: BoundOutput, name: str) -> str:
-    value = output.extras[name[len("extras."):]] if name.startswith("extras.") else getattr(output, name)
+    value = output.extras[name[len("extras.") :]] if name.startswith("extras.") else getattr(output, name)
     value = value.detach().float()
     return f"{name}={value.item():.4g}" if value.numel() == 1 else f"{name} (shape {tuple(value.shape)})"
 
@@ -115,11 +116,13 @@ class NonFiniteGuard:
         skipped_reports: steps whose reported estimate was non-finite and not logged.
     """
 
-    def __init__(self, policy: NonFinitePolicy = "raise", max_warnings: int = 10,
-                 max_consecutive_skips: int = 20) -> None:
+    def __init__(
+        self, policy: NonFinitePolicy = "raise", max_warnings: int = 10, max_consecutive_skips: int = 20
+    ) -> None:
         self.policy = check_policy(policy)
         if isinstance(max_consecutive_skips, bool) or not (
-                isinstance(max_consecutive_skips, int) and max_consecutive_skips >= 1):
+            isinstance(max_consecutive_skips, int) and max_consecutive_skips >= 1
+        ):
             raise ValueError(f"max_consecutive_skips: expected an integer >= 1, got {max_consecutive_skips!r}")
         self.max_warnings = max_warnings
         self.max_consecutive_skips = max_consecutive_skips
@@ -135,12 +138,16 @@ class NonFiniteGuard:
             raise NonFiniteBoundError(message)
         self._warned += 1
         if self._warned <= self.max_warnings:
-            suffix = "" if self._warned < self.max_warnings else (
-                " (further non-finite events are only counted: guard/skipped_steps, guard/skipped_reports)")
+            suffix = (
+                ""
+                if self._warned < self.max_warnings
+                else (" (further non-finite events are only counted: guard/skipped_steps, guard/skipped_reports)")
+            )
             warnings.warn(message + suffix, RuntimeWarning, stacklevel=3)
 
-    def check(self, output: BoundOutput, bound: Bound, role: str, step: int, count: bool = True,
-              reported_only: bool = False) -> list[str]:
+    def check(
+        self, output: BoundOutput, bound: Bound, role: str, step: int, count: bool = True, reported_only: bool = False
+    ) -> list[str]:
         """Names of ``output``'s non-finite terms; raises under ``"raise"``.
 
         Under ``"skip"`` a non-finite ``loss`` counts a skipped step, otherwise a non-finite report
@@ -155,8 +162,7 @@ class NonFiniteGuard:
             return bad
         message = describe_non_finite(output, bound, role, step, bad)
         if self.policy == "skip":
-            action = ("skipping the optimiser step" if count and "loss" in bad
-                      else "not logging the non-finite values")
+            action = "skipping the optimiser step" if count and "loss" in bad else "not logging the non-finite values"
             message += f"; non_finite='skip': {action}"
         self.report(message)
         if not count:
@@ -193,8 +199,10 @@ class NonFiniteGuard:
         if not bad:
             return True
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        message = (f"non-finite gradients at step {step} in {shown} (the loss was finite: look for an "
-                   f"overflowing exp / log(0) in the bound or the critic)")
+        message = (
+            f"non-finite gradients at step {step} in {shown} (the loss was finite: look for an "
+            f"overflowing exp / log(0) in the bound or the critic)"
+        )
         self.report(message + ("; non_finite='skip': skipping the optimiser step" if self.policy == "skip" else ""))
         for p in module.parameters():
             p.grad = None
@@ -202,12 +210,15 @@ class NonFiniteGuard:
         return False
 
     def metrics(self) -> dict[str, float]:
-        return {"guard/skipped_steps": float(self.skipped_steps),
-                "guard/skipped_reports": float(self.skipped_reports)}
+        return {"guard/skipped_steps": float(self.skipped_steps), "guard/skipped_reports": float(self.skipped_reports)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"skipped_steps": self.skipped_steps, "skipped_reports": self.skipped_reports,
-                "consecutive_skips": self.consecutive_skips, "first_skipped_step": self._first_skipped_step}
+        return {
+            "skipped_steps": self.skipped_steps,
+            "skipped_reports": self.skipped_reports,
+            "consecutive_skips": self.consecutive_skips,
+            "first_skipped_step": self._first_skipped_step,
+        }
 
     def load_state_dict(self, state: Optional[dict[str, Any]]) -> None:
         state = state or {}

@@ -92,17 +92,22 @@ class GuardedModule(ConfiguredModule):
         """
         step = self.global_step
         bad = set(self.guard.check(output, self.bound, "bound", step))
-        bad_estimate = bad if estimate is output else set(
-            self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
+        bad_estimate = (
+            bad
+            if estimate is output
+            else set(self.guard.check(estimate, self.reporting_bound, "estimator", step, reported_only=True))
+        )
         skip = self.skip_this_step("loss" in bad)
         scalars: dict[str, Tensor | float] = dict(self.guard.metrics()) if self.guard.policy == "skip" else {}
         if skip:
             log_scalars(self._trainer, scalars)
             return self.skipped_step_result(batch)
         self.guard.count_completed_step()
-        values = {"loss": ("train/loss", output.loss.detach()),
-                  "first_term": ("bound/first_term", output.first_term),
-                  "second_term": ("bound/second_term", output.second_term)}
+        values = {
+            "loss": ("train/loss", output.loss.detach()),
+            "first_term": ("bound/first_term", output.first_term),
+            "second_term": ("bound/second_term", output.second_term),
+        }
         values.update({f"extras.{k}": (f"bound/{k}", v.float()) for k, v in output.extras.items()})
         scalars.update({name: value for term, (name, value) in values.items() if term not in bad})
         estimate_ok = "mi" not in bad_estimate
@@ -112,8 +117,13 @@ class GuardedModule(ConfiguredModule):
             scalars["mi/true"] = torch.as_tensor(batch["mi"], dtype=torch.float32).mean()
         scalars.update(extra_metrics or {})
         log_scalars(self._trainer, scalars, progress_bar=(estimate_tag, "mi/true"))
-        record = StepRecord(bound=output, estimate=estimate if estimate_ok else None, batch=batch,
-                            reporting_bound=self.reporting_bound, training_bound=self.bound)
+        record = StepRecord(
+            bound=output,
+            estimate=estimate if estimate_ok else None,
+            batch=batch,
+            reporting_bound=self.reporting_bound,
+            training_bound=self.bound,
+        )
         return {"loss": output.loss, "record": record}
 
     def skip_this_step(self, loss_is_bad: bool) -> bool:
@@ -133,8 +143,14 @@ class GuardedModule(ConfiguredModule):
         if not self._distributed:
             return None
         self._skip_optimizer_step = True
-        record = StepRecord(bound=None, estimate=None, batch=batch, reporting_bound=self.reporting_bound,
-                            training_bound=self.bound, skipped=True)
+        record = StepRecord(
+            bound=None,
+            estimate=None,
+            batch=batch,
+            reporting_bound=self.reporting_bound,
+            training_bound=self.bound,
+            skipped=True,
+        )
         return {"loss": sum((p * 0).sum() for p in self.parameters() if p.requires_grad), "record": record}
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -74,7 +74,7 @@ def load_ssl_checkpoint(
     and :class:`SSLCheckpointError` for a checkpoint without that encoder or with other shapes/keys.
     """
     checkpoint = _read_checkpoint(path)
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     if not state:
         raise SSLCheckpointError(
             f"ssl_checkpoint: {path!r} has no weights under {prefix!r} (is it an SSL checkpoint? first keys: "
@@ -86,8 +86,11 @@ def load_ssl_checkpoint(
         expected = encoder.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
-        shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs encoder {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+        shapes = [
+            f"{k}: checkpoint {tuple(state[k].shape)} vs encoder {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in state and state[k].shape != v.shape
+        ]
         if missing or unexpected or shapes:
             raise SSLCheckpointError(
                 f"ssl_checkpoint: {path!r} does not match the encoder {type(encoder).__name__}: "
@@ -103,7 +106,8 @@ class LinearEvalModule(ConfiguredModule):
     """Linear classifier on a frozen SSL encoder; logs ``train/loss``, ``train/acc``, ``val/acc``, ``test/acc``.
 
     Args:
-        ssl_checkpoint: the SSL run's ``.ckpt`` (required; ``None`` only so that configs can leave it to the command line).
+        ssl_checkpoint: the SSL run's ``.ckpt`` (required; ``None`` only so that configs can leave it to the
+            command line).
         num_classes: number of labels.
         encoder: an encoder with the SSL run's architecture; ``None`` rebuilds it from the checkpoint.
         encoder_key: where the encoder lives in the SSL module (``encoder``; ``encoder_y`` for ``G``).

@@ -13,14 +13,14 @@ from torch import Tensor
 from ..bounds import Bound, PairScores
 from ..critics import Critic
 from ..data.batch import check_mi_batch
+from ..results import EstimateResult, write_results
 from .finite import NonFinitePolicy
 from .guarded import GuardedModule
-from ..results import EstimateResult, write_results
 from .held_out import HeldOutEstimates, unit_of
 from .level_snapshots import LevelSnapshots, batch_level
-from .reporting import _level_order, gather_intervals, log_interval, results_table, run_directory
 from .pmi_reference import ReferenceSample, describe_normalizer, reference_from_loaders, reference_pmi
 from .pointwise_eval import pointwise_record
+from .reporting import _level_order, gather_intervals, log_interval, results_table, run_directory
 
 __all__ = ["MIEstimationModule"]
 
@@ -77,10 +77,12 @@ class MIEstimationModule(GuardedModule):
         summary: bool = True,
     ) -> None:
         super().__init__(bound, estimator, optimizer, scheduler, non_finite, max_consecutive_skips)
-        if isinstance(pmi_reference_size, bool) or not (isinstance(pmi_reference_size, int)
-                                                         and (pmi_reference_size == 0 or pmi_reference_size >= 2)):
-            raise ValueError(f"pmi_reference_size: expected 0 (in-batch statistics) or an integer >= 2, "
-                             f"got {pmi_reference_size!r}")
+        if isinstance(pmi_reference_size, bool) or not (
+            isinstance(pmi_reference_size, int) and (pmi_reference_size == 0 or pmi_reference_size >= 2)
+        ):
+            raise ValueError(
+                f"pmi_reference_size: expected 0 (in-batch statistics) or an integer >= 2, got {pmi_reference_size!r}"
+            )
         self.critic = critic
         self.level_snapshots = LevelSnapshots() if level_snapshots else None
         self.pmi_reference_size = pmi_reference_size
@@ -160,8 +162,9 @@ class MIEstimationModule(GuardedModule):
         output, estimate = self.evaluate_bounds(pairs)
         bad = self.guard.check(output, self.bound, f"{stage} bound", self.global_step, count=False)
         if estimate is not output:
-            bad = bad + self.guard.check(estimate, self.reporting_bound, f"{stage} estimator",
-                                         self.global_step, count=False, reported_only=True)
+            bad = bad + self.guard.check(
+                estimate, self.reporting_bound, f"{stage} estimator", self.global_step, count=False, reported_only=True
+            )
         if bad:  # only reached under non_finite="skip": the batch is left out of the aggregates
             self._held_out.skipped += 1
             return None
@@ -193,8 +196,9 @@ class MIEstimationModule(GuardedModule):
             weights = self.level_snapshots.describe(level) if self.level_snapshots is not None else "final weights"
             results.append(EstimateResult(interval, self.reporting_bound.label, true_mi=level, weights=weights))
         if stage == "test" and self._trainer is not None and self.trainer.is_global_zero:
-            title = (f"Held-out MI, reported by {self.reporting_bound.label}"
-                     + (f" (trained with {self.bound.label})" if self.estimator is not None else ""))
+            title = f"Held-out MI, reported by {self.reporting_bound.label}" + (
+                f" (trained with {self.bound.label})" if self.estimator is not None else ""
+            )
             path = write_results(run_directory(self.trainer), results, stage, self.global_step, dict(self.hparams))
             rank_zero_info(results_table(results, title) + f"\n(written to {path})")
 
@@ -222,11 +226,13 @@ class MIEstimationModule(GuardedModule):
         """Which weights evaluate now (a level snapshot or the live ones): keys the reference's cached statistic."""
         return hash(self.level_snapshots._loaded if self.level_snapshots is not None else None)
 
-    def _pointwise_outputs(self, batch: dict[str, Tensor], level: Optional[float],
-                           stage: str) -> Optional[dict[str, Any]]:
+    def _pointwise_outputs(
+        self, batch: dict[str, Tensor], level: Optional[float], stage: str
+    ) -> Optional[dict[str, Any]]:
         """``{"record": PointwiseRecord}`` of a batch with exact PMI (:mod:`.pointwise_eval`), else ``None``."""
-        record = pointwise_record(self.reporting_bound, self.critic, batch, level, self._pmi_reference, stage,
-                                  version=self._weights_version())
+        record = pointwise_record(
+            self.reporting_bound, self.critic, batch, level, self._pmi_reference, stage, version=self._weights_version()
+        )
         return None if record is None else {"record": record}
 
     def on_validation_start(self) -> None:
@@ -244,11 +250,19 @@ class MIEstimationModule(GuardedModule):
         with the weights of the pair's MI level (see ``level_snapshots``) and, for bounds whose PMI
         needs batch statistics, normalised on the fixed reference (``pmi_reference_size``), so it does
         not depend on the batch. Returned with the batch's ``index``, ``label``, true MI level
-        (``mi``) and exact PMI (the batch's ``pmi``, as ``pmi_true``) when present. Write it with ``pdlightning.callbacks.PMIWriter``."""
+        (``mi``) and exact PMI (the batch's ``pmi``, as ``pmi_true``) when present. Write it with
+        ``pdlightning.callbacks.PMIWriter``."""
         level = batch_level(batch)
         self._use_weights_for(level)
-        pmi = reference_pmi(self.reporting_bound, self.critic, batch["x"], batch["y"], level,
-                            self._pmi_reference, version=self._weights_version())
+        pmi = reference_pmi(
+            self.reporting_bound,
+            self.critic,
+            batch["x"],
+            batch["y"],
+            level,
+            self._pmi_reference,
+            version=self._weights_version(),
+        )
         n = pmi.shape[0]
         out = {"pmi": pmi.float()}
         if level is not None:

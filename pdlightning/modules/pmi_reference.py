@@ -51,8 +51,9 @@ class ReferenceSample:
         return self._global[key]
 
 
-def collect_reference(batches: Iterable[Any], size: int, device: torch.device,
-                      max_batches: int = 10_000) -> ReferenceSample:
+def collect_reference(
+    batches: Iterable[Any], size: int, device: torch.device, max_batches: int = 10_000
+) -> ReferenceSample:
     """The first ``size`` pairs of each MI level found in ``batches`` (at least 2 per level)."""
     xs: dict[Optional[float], list[Tensor]] = {}
     ys: dict[Optional[float], list[Tensor]] = {}
@@ -72,14 +73,17 @@ def collect_reference(batches: Iterable[Any], size: int, device: torch.device,
     for level in xs:
         x, y = torch.cat(xs[level]).to(device), torch.cat(ys[level]).to(device)
         if x.shape[0] < 2:
-            raise ValueError(f"pmi_reference_size: the evaluation data hold only {x.shape[0]} pair(s) at level "
-                             f"{level}; a reference needs at least 2")
+            raise ValueError(
+                f"pmi_reference_size: the evaluation data hold only {x.shape[0]} pair(s) at level "
+                f"{level}; a reference needs at least 2"
+            )
         pairs[level] = (x, y)
     return ReferenceSample(pairs)
 
 
-def reference_from_loaders(loaders: Any, size: int, device: torch.device,
-                           require_key: Optional[str] = None) -> Optional[ReferenceSample]:
+def reference_from_loaders(
+    loaders: Any, size: int, device: torch.device, require_key: Optional[str] = None
+) -> Optional[ReferenceSample]:
     """The reference sample of an evaluation run: :func:`collect_reference` over the batches of ``loaders`` (one
     loader or a list, as ``trainer.{val,test,predict}_dataloaders`` hold them). With ``require_key``, ``None`` when
     the first batch lacks that key (e.g. ``"pmi"``: no pointwise evaluation on these data, nothing to collect)."""
@@ -92,8 +96,15 @@ def reference_from_loaders(loaders: Any, size: int, device: torch.device,
         return collect_reference(itertools.chain([first], batches), size, device)
 
 
-def reference_pmi(bound: Bound, critic: Critic, x: Tensor, y: Tensor, level: Optional[float],
-                  reference: Optional[ReferenceSample], version: int = 0) -> Tensor:
+def reference_pmi(
+    bound: Bound,
+    critic: Critic,
+    x: Tensor,
+    y: Tensor,
+    level: Optional[float],
+    reference: Optional[ReferenceSample],
+    version: int = 0,
+) -> Tensor:
     """``[n]`` PMI ``log r_hat(x_i, y_i)`` of each pair, a function of the pair alone (and of the
     reference at its level). ``reference=None`` takes batch statistics from this batch (the bounds'
     own in-batch definition; needs ``n >= 2`` for normalising bounds)."""
@@ -107,7 +118,8 @@ def reference_pmi(bound: Bound, critic: Critic, x: Tensor, y: Tensor, level: Opt
             raise ValueError(
                 f"predict batch: {type(bound).__name__} reads the PMI off in-batch statistics, which need at least "
                 f"2 pairs; got {x.shape[0]} (set model.init_args.pmi_reference_size > 1 for a fixed reference "
-                "sample, or raise the datamodule's eval_batch_size)")
+                "sample, or raise the datamodule's eval_batch_size)"
+            )
         return bound.pmi(critic(x, y)).diagonal()
     if bound.pmi_normalizer == "global":
         return joint - reference.global_normalizer(bound, critic, level, version)
@@ -127,5 +139,7 @@ def describe_normalizer(bound: Bound, reference: Optional[ReferenceSample]) -> O
     if reference is None:
         return f"{bound.label}'s PMI uses in-batch statistics (it depends on the batch a pair lands in)"
     sizes = sorted({int(x.shape[0]) for x, _ in reference.pairs.values()})
-    return (f"{bound.label}'s PMI normaliser ({bound.pmi_normalizer}) is estimated on a fixed reference of "
-            f"{'/'.join(map(str, sizes))} held-out pairs per level")
+    return (
+        f"{bound.label}'s PMI normaliser ({bound.pmi_normalizer}) is estimated on a fixed reference of "
+        f"{'/'.join(map(str, sizes))} held-out pairs per level"
+    )

@@ -55,9 +55,16 @@ class PointwiseRecord:
     member: Optional[str] = None
 
 
-def pointwise_record(bound: Bound, critic: Critic, batch: Any, level: Optional[float],
-                     reference: Optional[ReferenceSample], stage: str, version: int = 0,
-                     member: Optional[str] = None) -> Optional[PointwiseRecord]:
+def pointwise_record(
+    bound: Bound,
+    critic: Critic,
+    batch: Any,
+    level: Optional[float],
+    reference: Optional[ReferenceSample],
+    stage: str,
+    version: int = 0,
+    member: Optional[str] = None,
+) -> Optional[PointwiseRecord]:
     """The record of ``batch`` (``None`` when it carries no exact ``pmi``).
 
     ``reference=None`` takes a normalising bound's statistics from the batch: its own in-batch definition for the
@@ -73,12 +80,20 @@ def pointwise_record(bound: Bound, critic: Critic, batch: Any, level: Optional[f
         if "x_product" in batch:
             if reference is None and bound.pmi_normalizer is not None:
                 reference = ReferenceSample({level: (x, y)})
-            product = reference_pmi(bound, critic, batch["x_product"], batch["y_product"], level, reference,
-                                    version=version).float()
+            product = reference_pmi(
+                bound, critic, batch["x_product"], batch["y_product"], level, reference, version=version
+            ).float()
     return PointwiseRecord(
-        stage=stage, pmi=pmi.float(), pmi_true=batch["pmi"], pmi_product=product,
-        pmi_product_true=batch.get("pmi_product") if product is not None else None, true_mi=level,
-        bound_label=bound.label, up_to_constant=bool(bound.pmi_up_to_constant), member=member)
+        stage=stage,
+        pmi=pmi.float(),
+        pmi_true=batch["pmi"],
+        pmi_product=product,
+        pmi_product_true=batch.get("pmi_product") if product is not None else None,
+        true_mi=level,
+        bound_label=bound.label,
+        up_to_constant=bool(bound.pmi_up_to_constant),
+        member=member,
+    )
 
 
 def pointwise_records(outputs: Any) -> list[PointwiseRecord]:

@@ -37,8 +37,14 @@ def gather_intervals(module: L.LightningModule, held_out: HeldOutEstimates) -> d
     return merged.intervals()
 
 
-def log_interval(module: L.LightningModule, stage: str, interval: Interval, level: Optional[float],
-                 member: Optional[str] = None, group: bool = False) -> None:
+def log_interval(
+    module: L.LightningModule,
+    stage: str,
+    interval: Interval,
+    level: Optional[float],
+    member: Optional[str] = None,
+    group: bool = False,
+) -> None:
     """``<stage>/mi_estimate[/<member>]@<level>`` and its ``mi_bias``, ``mi_stderr``, ``mi_ci_low``,
     ``mi_ci_high`` (the interval's only where there are two or more units)."""
     name = "" if member is None else f"/{'seeds/' if group else ''}{member}"
@@ -58,19 +64,24 @@ def results_table(results: Sequence[EstimateResult], title: str) -> str:
     members = any(r.member is not None or r.group is not None for r in results)
     header = (f"{'member':>18} " if members else "") + (
         f"{'true MI':>8} {'estimate':>9} {'std.err':>8} {'95% interval':>19} {'n':>10} {'bias':>8}   weights"
-        + ("; reported by" if members else ""))
+        + ("; reported by" if members else "")
+    )
     lines = [f"\n{title}:", header]
     for r in results:
         iv = r.interval
-        who = (f"{(r.member or f'{r.group} (seeds)'):>18} " if members else "")
+        who = f"{(r.member or f'{r.group} (seeds)'):>18} " if members else ""
         true = f"{r.true_mi:8.2f}" if r.true_mi is not None else f"{'-':>8}"
         bias = f"{iv.estimate - r.true_mi:+8.3f}" if r.true_mi is not None else f"{'-':>8}"
         if iv.n > 1:
             spread = f"{iv.stderr:8.3f} {f'[{iv.low:.3f}, {iv.high:.3f}]':>19}"
         else:
             spread = f"{'-':>8} {'n = 1: none':>19}"
-        lines.append(f"{who}{true} {iv.estimate:9.3f} {spread} {iv.count:>10} {bias}   "
-                     f"{r.weights if r.group is None else 'across seeds'}" + (f"; {r.label}" if members else ""))
-    lines.append("intervals: percentile bootstrap of the mean over held-out pairs (plug-in estimators) or "
-                 "batches (bounds with in-batch negatives), Student t over seeds; see pdlightning.uncertainty")
+        lines.append(
+            f"{who}{true} {iv.estimate:9.3f} {spread} {iv.count:>10} {bias}   "
+            f"{r.weights if r.group is None else 'across seeds'}" + (f"; {r.label}" if members else "")
+        )
+    lines.append(
+        "intervals: percentile bootstrap of the mean over held-out pairs (plug-in estimators) or "
+        "batches (bounds with in-batch negatives), Student t over seeds; see pdlightning.uncertainty"
+    )
     return "\n".join(lines)

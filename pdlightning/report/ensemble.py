@@ -34,8 +34,11 @@ class EnsembleSpec:
     @property
     def run_id(self) -> str:
         """Names the estimators, so that sweeps of other estimators into the same ``--out`` add runs."""
-        return f"{self.task}-{self.critic}-" + "+".join(self.estimators) + (
-            f"-{self.seeds}seeds" if self.seeds > 1 else "")
+        return (
+            f"{self.task}-{self.critic}-"
+            + "+".join(self.estimators)
+            + (f"-{self.seeds}seeds" if self.seeds > 1 else "")
+        )
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -59,7 +62,7 @@ def parse_member(name: str) -> tuple[str, int]:
 def _fragment_model(configs: Path, estimator: str) -> dict[str, Any]:
     path = Path(configs) / "mi" / "bounds" / f"{estimator}.yaml"
     content = yaml.safe_load(path.read_text()) or {}
-    init = ((content.get("model") or {}).get("init_args") or {})
+    init = (content.get("model") or {}).get("init_args") or {}
     if "bound" not in init:
         raise ValueError(f"estimators: {path} sets no model.init_args.bound")
     return {key: init[key] for key in ("bound", "estimator") if key in init}
@@ -70,8 +73,12 @@ def ensemble_members(estimators: Sequence[str], configs: Path, seeds: int, base_
     members = []
     for s in range(seeds):
         for estimator in estimators:
-            member = {"name": member_name(estimator, s), **_fragment_model(configs, estimator),
-                      "seed": base_seed + s, "group": estimator}
+            member = {
+                "name": member_name(estimator, s),
+                **_fragment_model(configs, estimator),
+                "seed": base_seed + s,
+                "group": estimator,
+            }
             if seeds > 1:
                 member["replica"] = s
             members.append(member)
@@ -83,9 +90,10 @@ def to_ensemble_run(spec: EnsembleSpec, budget: Any, configs: Path, single_run: 
     critic (``single_run``, built for the first estimator) with the model swapped for the ensemble
     (its critic and optimiser carry over from the task's config)."""
     members = ensemble_members(spec.estimators, configs, spec.seeds, budget.seed)
-    model = {"class_path": "pdlightning.modules.MIEnsembleModule",
-             "init_args": {"members": members, "data": "replicas" if spec.seeds > 1 else "shared",
-                           "summary": False}}
+    model = {
+        "class_path": "pdlightning.modules.MIEnsembleModule",
+        "init_args": {"members": members, "data": "replicas" if spec.seeds > 1 else "shared", "summary": False},
+    }
     bound_fragment = str(Path(configs) / "mi" / "bounds")
     files = tuple(c for c in single_run.configs if not c.startswith(bound_fragment))
     # YAML flow style, not JSON: a fragment's `.inf` (SMILE's tau) has no JSON spelling the parser accepts
@@ -108,8 +116,10 @@ def run_ensemble(run: Run, run_dir: Path) -> RunRecord:
             _write_streams(recorder, directory)
         members = recorder.streams.recorded_members()
         record.steps = max((len(recorder.streams[m]) for m in members), default=0)
-        record.extra = {"labels": {m: recorder.streams.labels.get(m) for m in members},
-                        "ceilings": {m: recorder.streams.ceiling(m) for m in members}}
+        record.extra = {
+            "labels": {m: recorder.streams.labels.get(m) for m in members},
+            "ceilings": {m: recorder.streams.ceiling(m) for m in members},
+        }
         return record
 
     return in_process(run, Path(run_dir), execute)
@@ -135,10 +145,17 @@ def read_member_streams(path: Path) -> dict[str, tuple[Any, Any, Any]]:
     columns: dict[str, list[tuple[int, float, float]]] = {}
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            columns.setdefault(row["member"], []).append((int(row["step"]), float(row["true_mi"]),
-                                                          float(row["estimate"])))
-    return {m: (np.asarray([r[0] for r in rows], dtype=np.int64), np.asarray([r[1] for r in rows]),
-                np.asarray([r[2] for r in rows])) for m, rows in columns.items()}
+            columns.setdefault(row["member"], []).append(
+                (int(row["step"]), float(row["true_mi"]), float(row["estimate"]))
+            )
+    return {
+        m: (
+            np.asarray([r[0] for r in rows], dtype=np.int64),
+            np.asarray([r[1] for r in rows]),
+            np.asarray([r[2] for r in rows]),
+        )
+        for m, rows in columns.items()
+    }
 
 
 def held_out_results(run_dir: Path) -> Optional[dict[str, Any]]:

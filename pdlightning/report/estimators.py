@@ -18,8 +18,17 @@ import yaml
 
 from pdlightning.cli.configs import packaged_configs_dir
 
-__all__ = ["Documented", "DOCUMENTED", "ALIASES", "DEFAULT_ESTIMATORS", "Estimator", "estimators", "resolve",
-           "label_of", "fragment_label"]
+__all__ = [
+    "Documented",
+    "DOCUMENTED",
+    "ALIASES",
+    "DEFAULT_ESTIMATORS",
+    "Estimator",
+    "estimators",
+    "resolve",
+    "label_of",
+    "fragment_label",
+]
 
 
 @dataclass(frozen=True)
@@ -54,11 +63,24 @@ DOCUMENTED: dict[str, Documented] = {
     "pd_ratio_fitting": Documented("Density-Ratio Fitting", 2000),
 }
 #: Report keys of the previous release -> the key (accepted with a FutureWarning until the next one).
-ALIASES: dict[str, str] = {"cpc": "infonce", "pc": "pd_classifier", "drf": "pd_ratio_fitting",
-                           "dm1": "pd_matching_1", "dm2": "pd_matching_2"}
+ALIASES: dict[str, str] = {
+    "cpc": "infonce",
+    "pc": "pd_classifier",
+    "drf": "pd_ratio_fitting",
+    "dm1": "pd_matching_1",
+    "dm2": "pd_matching_2",
+}
 #: Song & Ermon's Table 2 rows, ReMINE, and the PD paper's two plug-in estimators with the lowest variance.
-DEFAULT_ESTIMATORS = ("infonce", "nwj", "smile_tau1", "smile_tau5", "smile_tauinf", "remine", "pd_classifier",
-                      "pd_ratio_fitting")
+DEFAULT_ESTIMATORS = (
+    "infonce",
+    "nwj",
+    "smile_tau1",
+    "smile_tau5",
+    "smile_tauinf",
+    "remine",
+    "pd_classifier",
+    "pd_ratio_fitting",
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +119,10 @@ def estimators(configs: Optional[Path] = None) -> dict[str, Estimator]:
     """Every fragment of ``<configs>/mi/bounds/`` (default: the packaged configs), in report order."""
     folder = Path(configs if configs is not None else packaged_configs_dir()) / "mi" / "bounds"
     if not folder.is_dir():
-        raise FileNotFoundError(f"configs: {folder.parent.parent} has no mi/bounds/ folder of bound fragments; "
-                                "pass --configs <folder with mi/gaussian.yaml and mi/bounds/>")
+        raise FileNotFoundError(
+            f"configs: {folder.parent.parent} has no mi/bounds/ folder of bound fragments; "
+            "pass --configs <folder with mi/gaussian.yaml and mi/bounds/>"
+        )
     fragments = {p.stem: p for p in folder.glob("*.yaml")}
     found = {}
     for key in order(list(fragments)):
@@ -115,8 +139,12 @@ def resolve(names: Sequence[str], known: Sequence[str]) -> list[str]:
     keys = []
     for name in names:
         if name in ALIASES and name not in known:
-            warnings.warn(f"estimator {name!r} is now {ALIASES[name]!r} (the fragment's name); the old name works "
-                          "until the next release", FutureWarning, stacklevel=2)
+            warnings.warn(
+                f"estimator {name!r} is now {ALIASES[name]!r} (the fragment's name); the old name works "
+                "until the next release",
+                FutureWarning,
+                stacklevel=2,
+            )
             name = ALIASES[name]
         keys.append(name)
     unknown = [k for k in keys if k not in known]

@@ -16,8 +16,14 @@ from .results import RunResult
 __all__ = ["staircase_grid"]
 
 
-def staircase_grid(results: Sequence[RunResult], estimators: Sequence[str], tasks: Sequence[str],
-                   critics: Sequence[str], path: Path, span: Optional[float] = None) -> Figure:
+def staircase_grid(
+    results: Sequence[RunResult],
+    estimators: Sequence[str],
+    tasks: Sequence[str],
+    critics: Sequence[str],
+    path: Path,
+    span: Optional[float] = None,
+) -> Figure:
     """Draw and save the grid; empty cells are runs not finished yet."""
     rows = [(task, critic) for task in tasks for critic in critics]
     by_key: dict = {}
@@ -34,8 +40,9 @@ def staircase_grid(results: Sequence[RunResult], estimators: Sequence[str], task
                 continue
             limit = result.ceiling  # the reporting bound's own ceiling (log K for InfoNCE), as recorded
             title = result.label + (" (diverged)" if result.record.status != "ok" else "")
-            staircase_panel(ax, result.steps, result.estimates, result.true_mi, span, limit, title,
-                            legend=(i == 0 and j == 0))
+            staircase_panel(
+                ax, result.steps, result.estimates, result.true_mi, span, limit, title, legend=(i == 0 and j == 0)
+            )
             if j == 0:
                 ax.set_ylabel(f"{task} / {critic}\nMI (nats)")
             else:

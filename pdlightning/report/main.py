@@ -33,32 +33,58 @@ __all__ = ["main", "parser", "render"]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pdlightning-report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="pdlightning-report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=Path("reports/sweep"), help="sweep directory (default: reports/sweep)")
-    p.add_argument("--steps-per-level", type=int, default=4000,
-                   help="training steps per MI level (budget; default 4000, the papers' protocol)")
+    p.add_argument(
+        "--steps-per-level",
+        type=int,
+        default=4000,
+        help="training steps per MI level (budget; default 4000, the papers' protocol)",
+    )
     p.add_argument("--levels", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0], help="MI levels in nats")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="base seed (replicate s trains from seed + s)")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="replicate seeds per estimator (each its own critic seed and data stream); the tables give "
-                        "the mean ± standard error across seeds")
-    p.add_argument("--single-fits", action="store_true",
-                   help="one fit per estimator instead of one vectorised ensemble per task and critic")
-    p.add_argument("--estimators", nargs="+", default=list(DEFAULT_ESTIMATORS),
-                   help="report rows: fragment names of <configs>/mi/bounds/, or 'all' "
-                        f"(default: {' '.join(DEFAULT_ESTIMATORS)})")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="replicate seeds per estimator (each its own critic seed and data stream); the tables give "
+        "the mean ± standard error across seeds",
+    )
+    p.add_argument(
+        "--single-fits",
+        action="store_true",
+        help="one fit per estimator instead of one vectorised ensemble per task and critic",
+    )
+    p.add_argument(
+        "--estimators",
+        nargs="+",
+        default=list(DEFAULT_ESTIMATORS),
+        help=f"report rows: fragment names of <configs>/mi/bounds/, or 'all' (default: {' '.join(DEFAULT_ESTIMATORS)})",
+    )
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--critics", nargs="+", default=list(CRITICS), choices=list(CRITICS))
-    p.add_argument("--configs", type=Path, default=None,
-                   help="folder of the configs (default: the packaged ones, `pdlightning --print-configs-dir`)")
+    p.add_argument(
+        "--configs",
+        type=Path,
+        default=None,
+        help="folder of the configs (default: the packaged ones, `pdlightning --print-configs-dir`)",
+    )
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs (resume later)")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs that diverged")
-    p.add_argument("--render-only", action="store_true",
-                   help="only write the report of the finished runs (each under its own recorded budget)")
-    p.add_argument("--burn-in", type=float, default=0.0,
-                   help="fraction of each level's first steps left out of the statistics (default 0, as the papers)")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only write the report of the finished runs (each under its own recorded budget)",
+    )
+    p.add_argument(
+        "--burn-in",
+        type=float,
+        default=0.0,
+        help="fraction of each level's first steps left out of the statistics (default 0, as the papers)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     add_parallel_arguments(p)  # --workers, --address, --cpus-per-run, --gpus-per-run, --max-retries (Ray)
     return p
@@ -87,19 +113,24 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
         estimators = order([r.spec.estimator for r in results])
         tasks = [t for t in TASKS if any(r.spec.task == t for r in results)]
         critics = [c for c in CRITICS if any(r.spec.critic == c for r in results)]
-        sections.append(report_markdown(results, rows, budget, estimators, tasks, critics, burn_in,
-                                        held_out_results(out, runs)))
+        sections.append(
+            report_markdown(results, rows, budget, estimators, tasks, critics, burn_in, held_out_results(out, runs))
+        )
         if results:
             grid = "staircase_grid.png" if index == 0 else f"staircase_grid_{index + 1}.png"
             staircase_grid(results, estimators, tasks, critics, out / grid)
     write_results_csv(all_results, out / "results.csv", burn_in)
     markdown = sections[0] if all_results else f"# MI estimator benchmark\n\nNo finished runs under {out} yet.\n"
     if len(sections) > 1:
-        budgets = "; ".join(f"({i + 1}) {Budget.from_json(json.loads(key)).describe()}: {len(runs)} runs"
-                            for i, (key, runs) in enumerate(ordered))
-        warning = (f"**{out} holds runs of {len(sections)} budgets** — {budgets}. Each section below is one budget "
-                   "(grids: staircase_grid.png, staircase_grid_2.png, ...); numbers of different budgets are "
-                   "never in one table.")
+        budgets = "; ".join(
+            f"({i + 1}) {Budget.from_json(json.loads(key)).describe()}: {len(runs)} runs"
+            for i, (key, runs) in enumerate(ordered)
+        )
+        warning = (
+            f"**{out} holds runs of {len(sections)} budgets** — {budgets}. Each section below is one budget "
+            "(grids: staircase_grid.png, staircase_grid_2.png, ...); numbers of different budgets are "
+            "never in one table."
+        )
         log(f"warning: {warning.replace('**', '')}")
         markdown = warning + "\n\n" + "\n---\n\n".join(sections)
     (out / "report.md").write_text(markdown)
@@ -135,16 +166,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     unfinished = []
     if not args.render_only:
         try:
-            records = run_sweep(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log,
-                                ensemble=not args.single_fits, seeds=args.seeds, parallel=parallel)
+            records = run_sweep(
+                specs,
+                budget,
+                args.out,
+                args.configs,
+                args.max_runs,
+                args.retry_failed,
+                log,
+                ensemble=not args.single_fits,
+                seeds=args.seeds,
+                parallel=parallel,
+            )
         except (BudgetMismatch, SweepBusy, FileNotFoundError, ValueError) as exc:  # another budget / sweep, no configs
             parser().error(str(exc))
         unfinished = [getattr(key, "run_id", key) for key, record in records.items() if record.status == "crashed"]
     render(args.out, args.burn_in, log)
     log(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}")
     if unfinished:  # exit status 1 for batch jobs; the report holds the rest
-        log(f"{len(unfinished)} run(s) did not finish (logs under {args.out / 'logs'}); run the sweep again to retry: "
-            f"{', '.join(unfinished)}")
+        log(
+            f"{len(unfinished)} run(s) did not finish (logs under {args.out / 'logs'}); run the sweep again to retry: "
+            f"{', '.join(unfinished)}"
+        )
         return 1
     return 0
 

@@ -48,8 +48,9 @@ class RunResult:
 
     @property
     def label(self) -> str:
-        recorded = self.record.label if self.member is None else (self.record.extra or {}).get("labels", {}).get(
-            self.member)
+        recorded = (
+            self.record.label if self.member is None else (self.record.extra or {}).get("labels", {}).get(self.member)
+        )
         return label_of(self.spec.estimator, recorded)
 
     @property
@@ -64,9 +65,23 @@ class RunResult:
 
     def rows(self, burn_in: float = 0.0) -> list[ResultRow]:
         stats = level_statistics(self.estimates, self.true_mi, burn_in)
-        return [ResultRow(self.spec.task, self.spec.critic, self.spec.estimator, s.true_mi, s.steps, s.mean,
-                          s.bias, s.variance, s.mse, self.record.status, self.budget.steps_per_level, self.seed)
-                for s in stats]
+        return [
+            ResultRow(
+                self.spec.task,
+                self.spec.critic,
+                self.spec.estimator,
+                s.true_mi,
+                s.steps,
+                s.mean,
+                s.bias,
+                s.variance,
+                s.mse,
+                self.record.status,
+                self.budget.steps_per_level,
+                self.seed,
+            )
+            for s in stats
+        ]
 
 
 def finished_runs(out: Path) -> dict[str, tuple[Any, RunRecord]]:
@@ -100,8 +115,17 @@ def load_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> list[RunR
             base = int(record.budget.get("seed", 0))
             for member, (steps, true_mi, estimates) in read_member_streams(path).items():
                 estimator, seed = parse_member(member)
-                results.append(RunResult(RunSpec(spec.task, spec.critic, estimator), record, steps, true_mi,
-                                         estimates, seed=base + seed, member=member))
+                results.append(
+                    RunResult(
+                        RunSpec(spec.task, spec.critic, estimator),
+                        record,
+                        steps,
+                        true_mi,
+                        estimates,
+                        seed=base + seed,
+                        member=member,
+                    )
+                )
             continue
         steps, true_mi, estimates = EstimateStream.from_csv(str(path)).arrays()
         results.append(RunResult(spec, record, steps, true_mi, estimates, seed=int(record.budget.get("seed", 0))))
@@ -122,8 +146,11 @@ def lookup(rows: Iterable[ResultRow], task: str, critic: str, estimator: str, le
 
 def cell_rows(rows: Iterable[ResultRow], task: str, critic: str, estimator: str, level: float) -> list[ResultRow]:
     """Every seed's row of a table cell."""
-    return [row for row in rows if (row.task, row.critic, row.estimator) == (task, critic, estimator)
-            and abs(row.true_mi - level) < 1e-6]
+    return [
+        row
+        for row in rows
+        if (row.task, row.critic, row.estimator) == (task, critic, estimator) and abs(row.true_mi - level) < 1e-6
+    ]
 
 
 def held_out_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> dict[tuple[str, str, str, float], dict]:
@@ -132,7 +159,7 @@ def held_out_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> dict[
     from pdlightning.results import read_results
 
     found: dict[tuple[str, str, str, float], dict] = {}
-    for name, (spec, record) in runs.items():
+    for name, (spec, _record) in runs.items():
         files = sorted((Path(out) / "runs" / name).rglob("results.json"))
         if not files:
             continue

@@ -25,8 +25,19 @@ from .estimators import DEFAULT_ESTIMATORS, estimators, label_of, resolve
 if TYPE_CHECKING:
     from pdlightning.runner import RaySettings
 
-__all__ = ["DEFAULT_ESTIMATORS", "TASKS", "CRITICS", "Budget", "RunSpec", "RunRecord", "plan", "to_run", "run_one",
-           "run_sweep", "default_configs_dir"]
+__all__ = [
+    "DEFAULT_ESTIMATORS",
+    "TASKS",
+    "CRITICS",
+    "Budget",
+    "RunSpec",
+    "RunRecord",
+    "plan",
+    "to_run",
+    "run_one",
+    "run_sweep",
+    "default_configs_dir",
+]
 
 TASKS = {"gaussian": "mi/gaussian.yaml", "cubic": "mi/cubic.yaml"}
 CRITICS = {"joint": None, "separable": "report/separable_critic.yaml"}
@@ -58,8 +69,12 @@ class Budget:
     @classmethod
     def from_json(cls, data: dict) -> "Budget":
         """The budget a ``run.json`` recorded."""
-        return cls(int(data["steps_per_level"]), tuple(float(v) for v in data["levels"]), int(data["batch_size"]),
-                   int(data["seed"]))
+        return cls(
+            int(data["steps_per_level"]),
+            tuple(float(v) for v in data["levels"]),
+            int(data["batch_size"]),
+            int(data["seed"]),
+        )
 
     def as_json(self) -> dict:
         """The budget as ``run.json`` stores it (lists, not tuples)."""
@@ -76,8 +91,9 @@ class Budget:
 
     def describe(self) -> str:
         levels = ", ".join(f"{v:g}" for v in self.levels)
-        return (f"levels {levels} nats, {self.steps_per_level} steps per level, batch {self.batch_size}, "
-                f"seed {self.seed}")
+        return (
+            f"levels {levels} nats, {self.steps_per_level} steps per level, batch {self.batch_size}, seed {self.seed}"
+        )
 
 
 @dataclass(frozen=True)
@@ -91,8 +107,9 @@ class RunSpec:
         return f"{self.task}-{self.critic}-{self.estimator}"
 
 
-def plan(names: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
-         configs: Optional[Path] = None) -> list[RunSpec]:
+def plan(
+    names: Sequence[str], tasks: Sequence[str], critics: Sequence[str], configs: Optional[Path] = None
+) -> list[RunSpec]:
     """One run per (task, critic, estimator); estimator names are fragment keys, ``all``, or old
     report keys (with a warning)."""
     keys = resolve(names, list(estimators(configs)))
@@ -110,20 +127,26 @@ def to_run(spec: RunSpec, budget: Budget, configs: Path) -> Run:
     if critic is not None:
         files.append(configs / critic)
     levels = "[" + ", ".join(f"{v:g}" for v in budget.levels) + "]"
-    return Run(spec.run_id, tuple(map(str, files)), (
-        f"--seed_everything={budget.seed}",
-        f"--data.init_args.seed={budget.seed}",
-        f"--data.init_args.mi_schedule={levels}",
-        f"--data.init_args.steps_per_level={budget.steps_per_level}",
-        f"--data.init_args.batch_size={budget.batch_size}",
-        f"--trainer.max_steps={budget.total_steps}",
-        "--trainer.logger.init_args.save_dir={run_dir}",
-        "--trainer.logger.init_args.name=",
-        "--trainer.logger.init_args.version=tb",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_checkpointing=false",
-        "--trainer.limit_val_batches=0",
-    ), spec=asdict(spec), budget=budget.as_json())
+    return Run(
+        spec.run_id,
+        tuple(map(str, files)),
+        (
+            f"--seed_everything={budget.seed}",
+            f"--data.init_args.seed={budget.seed}",
+            f"--data.init_args.mi_schedule={levels}",
+            f"--data.init_args.steps_per_level={budget.steps_per_level}",
+            f"--data.init_args.batch_size={budget.batch_size}",
+            f"--trainer.max_steps={budget.total_steps}",
+            "--trainer.logger.init_args.save_dir={run_dir}",
+            "--trainer.logger.init_args.name=",
+            "--trainer.logger.init_args.version=tb",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_checkpointing=false",
+            "--trainer.limit_val_batches=0",
+        ),
+        spec=asdict(spec),
+        budget=budget.as_json(),
+    )
 
 
 def run_one(spec: RunSpec, budget: Budget, configs: Path, run_dir: Path) -> RunRecord:
@@ -179,14 +202,29 @@ def run_sweep(
     runs = [to_run(spec, budget, configs) for spec in specs]
     by_id = {run.run_id: spec for run, spec in zip(runs, specs)}
     log(f"budget: {budget.describe()} ({budget.total_steps} steps per run)")
-    records = run_all(runs, Path(out), lambda run, run_dir: run_one(by_id[run.run_id], budget, configs, run_dir),
-                      max_runs=max_runs, retry_failed=retry_failed, log=log, parallel=parallel)
+    records = run_all(
+        runs,
+        Path(out),
+        lambda run, run_dir: run_one(by_id[run.run_id], budget, configs, run_dir),
+        max_runs=max_runs,
+        retry_failed=retry_failed,
+        log=log,
+        parallel=parallel,
+    )
     return {by_id[run_id]: record for run_id, record in records.items()}
 
 
-def _run_ensembles(specs: Sequence[RunSpec], budget: Budget, out: Path, configs: Path, seeds: int,
-                   max_runs: Optional[int], retry_failed: bool, log: Callable[[str], None],
-                   parallel: Optional["RaySettings"] = None) -> dict:
+def _run_ensembles(
+    specs: Sequence[RunSpec],
+    budget: Budget,
+    out: Path,
+    configs: Path,
+    seeds: int,
+    max_runs: Optional[int],
+    retry_failed: bool,
+    log: Callable[[str], None],
+    parallel: Optional["RaySettings"] = None,
+) -> dict:
     """One ensemble fit per (task, critic) holding every estimator x seed (:mod:`.ensemble`)."""
     from .ensemble import EnsembleSpec, run_ensemble, to_ensemble_run
 
@@ -199,10 +237,11 @@ def _run_ensembles(specs: Sequence[RunSpec], budget: Budget, out: Path, configs:
     for (task, critic), members in cells.items():
         ensemble = EnsembleSpec(task, critic, tuple(m.estimator for m in members), seeds)
         runs.append(to_ensemble_run(ensemble, budget, configs, to_run(members[0], budget, configs)))
-    log(f"budget: {budget.describe()} ({budget.total_steps} steps per run); {len(runs)} ensemble fits of "
-        f"{len(specs) // max(len(runs), 1)} estimators x {seeds} seeds")
-    return run_all(runs, out, run_ensemble, max_runs=max_runs, retry_failed=retry_failed, log=log,
-                   parallel=parallel)
+    log(
+        f"budget: {budget.describe()} ({budget.total_steps} steps per run); {len(runs)} ensemble fits of "
+        f"{len(specs) // max(len(runs), 1)} estimators x {seeds} seeds"
+    )
+    return run_all(runs, out, run_ensemble, max_runs=max_runs, retry_failed=retry_failed, log=log, parallel=parallel)
 
 
 def _write_record(run_dir: Path, record: RunRecord) -> None:

@@ -63,16 +63,25 @@ def short_estimators(estimators: Sequence[str], steps_per_level: int) -> list[st
     return [e for e in estimators if e in DOCUMENTED and (DOCUMENTED[e].settles_at or 0) > steps_per_level]
 
 
-def table2_markdown(rows: Sequence[ResultRow], critic: str, estimators: Sequence[str], tasks: Sequence[str],
-                    labels: Optional[Mapping[str, str]] = None, short: Sequence[str] = ()) -> str:
+def table2_markdown(
+    rows: Sequence[ResultRow],
+    critic: str,
+    estimators: Sequence[str],
+    tasks: Sequence[str],
+    labels: Optional[Mapping[str, str]] = None,
+    short: Sequence[str] = (),
+) -> str:
     """One critic's table; ``labels`` overrides row labels, estimators in ``short`` are marked."""
     levels = _levels(rows)
     header = ["", "estimator"] + [f"{task.capitalize()} {level:g}" for task in tasks for level in levels]
     lines = []
     for metric, name in _METRICS:
         for i, estimator in enumerate(estimators):
-            cells = [_formatted(cell_rows(rows, task, critic, estimator, level), metric)
-                     for task in tasks for level in levels]
+            cells = [
+                _formatted(cell_rows(rows, task, critic, estimator, level), metric)
+                for task in tasks
+                for level in levels
+            ]
             failed = any(r.status == "failed" for r in rows if (r.critic, r.estimator) == (critic, estimator))
             label = (labels or {}).get(estimator) or label_of(estimator)
             label += (f" {SHORT}" if estimator in short else "") + (" (diverged)" if failed else "")
@@ -105,21 +114,32 @@ def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], ta
 
 def _ensemble_id(result: RunResult) -> str:
     spec = result.record.spec
-    return (f"{spec['task']}-{spec['critic']}: one ensemble fit of {len(spec['estimators'])} estimators x "
-            f"{spec.get('seeds', 1)} seeds")
+    return (
+        f"{spec['task']}-{spec['critic']}: one ensemble fit of {len(spec['estimators'])} estimators x "
+        f"{spec.get('seeds', 1)} seeds"
+    )
 
 
 def _seeds_note(results: Sequence[RunResult], budget: Budget) -> str:
     seeds = sorted({r.seed for r in results})
     if len(seeds) <= 1:
         return f" Seed {seeds[0] if seeds else budget.seed} (one seed: n = 1, no standard errors)."
-    return (f" Seeds {', '.join(map(str, seeds))}: each cell is the mean over the {len(seeds)} seeds ± its standard "
-            "error across seeds.")
+    return (
+        f" Seeds {', '.join(map(str, seeds))}: each cell is the mean over the {len(seeds)} seeds ± its standard "
+        "error across seeds."
+    )
 
 
-def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], budget: Budget,
-                    estimators: Sequence[str], tasks: Sequence[str], critics: Sequence[str],
-                    burn_in: float = 0.0, held_out: Optional[Mapping] = None) -> str:
+def report_markdown(
+    results: Sequence[RunResult],
+    rows: Sequence[ResultRow],
+    budget: Budget,
+    estimators: Sequence[str],
+    tasks: Sequence[str],
+    critics: Sequence[str],
+    burn_in: float = 0.0,
+    held_out: Optional[Mapping] = None,
+) -> str:
     """The report of runs that share one ``budget`` (the one their ``run.json`` recorded)."""
     labels = {r.spec.estimator: r.label for r in results}
     short = short_estimators(estimators, budget.steps_per_level)
@@ -128,31 +148,49 @@ def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], bud
         "",
         f"Correlated Gaussian / Cubic, d = 20, batch {budget.batch_size}, levels "
         f"{', '.join(f'{v:g}' for v in budget.levels)} nats, **{budget.steps_per_level} steps per level**"
-        + (" (the papers' protocol)." if budget.is_protocol else
-           " (not the papers' protocol of 4,000 steps at 2, 4, 6, 8, 10 nats, batch 64).")
-        + _seeds_note(results, budget) + " Statistics over the raw per-step training estimates of each level"
-        + (" (no burn-in), as Song & Ermon's Table 2" if burn_in == 0 else
-           f" after leaving out the first {burn_in:.0%} of each level's steps (the papers use none)")
+        + (
+            " (the papers' protocol)."
+            if budget.is_protocol
+            else " (not the papers' protocol of 4,000 steps at 2, 4, 6, 8, 10 nats, batch 64)."
+        )
+        + _seeds_note(results, budget)
+        + " Statistics over the raw per-step training estimates of each level"
+        + (
+            " (no burn-in), as Song & Ermon's Table 2"
+            if burn_in == 0
+            else f" after leaving out the first {burn_in:.0%} of each level's steps (the papers use none)"
+        )
         + "; biases are absolute values.",
         "",
     ]
     if short:
         needs = ", ".join(f"{label_of(e)} {DOCUMENTED[e].settles_at}" for e in short)
-        lines += [f"{SHORT} Levels shorter than the steps per level this estimator needs on the protocol before its "
-                  f"statistics settle (README, \"Budgets\"): {needs}. Read those rows as under-trained.", ""]
+        lines += [
+            f"{SHORT} Levels shorter than the steps per level this estimator needs on the protocol before its "
+            f'statistics settle (README, "Budgets"): {needs}. Read those rows as under-trained.',
+            "",
+        ]
     for critic in critics:
         if any(r.critic == critic for r in rows):
-            lines += [f"## {critic.capitalize()} critic", "",
-                      table2_markdown(rows, critic, estimators, tasks, labels, short)]
+            lines += [
+                f"## {critic.capitalize()} critic",
+                "",
+                table2_markdown(rows, critic, estimators, tasks, labels, short),
+            ]
     comparison = comparison_markdown(rows, estimators, tasks)
     if comparison:
         lines += ["## Against the published rows (SMILE Table 2; ReMINE λ=1)", "", comparison]
     if held_out:
-        lines += ["## Held-out estimates (`pdlightning test`, each level by its own critic)", "",
-                  "Mean ± standard error and the count of independent units from each run's `results.json`: held-out "
-                  "pairs for plug-in estimators, held-out batches for bounds with in-batch negatives, seeds where the "
-                  "run had replicates (see `pdlightning.uncertainty`).", "",
-                  held_out_markdown(held_out, estimators, tasks, critics), ""]
+        lines += [
+            "## Held-out estimates (`pdlightning test`, each level by its own critic)",
+            "",
+            "Mean ± standard error and the count of independent units from each run's `results.json`: held-out "
+            "pairs for plug-in estimators, held-out batches for bounds with in-batch negatives, seeds where the "
+            "run had replicates (see `pdlightning.uncertainty`).",
+            "",
+            held_out_markdown(held_out, estimators, tasks, critics),
+            "",
+        ]
     failed = [r for r in results if r.record.status != "ok"]
     if failed:
         lines += ["## Runs that stopped", ""]
@@ -162,13 +200,23 @@ def report_markdown(results: Sequence[RunResult], rows: Sequence[ResultRow], bud
     for r in results:  # an ensemble run holds several results: list each run once
         run_id = (r.record.spec or {}).get("run_id") or r.spec.run_id if r.member is None else _ensemble_id(r)
         runs.setdefault(run_id, r.record)
-    lines += ["## Runs", "", markdown_table(["run", "status", "steps", "seconds"], [
-        [run_id, record.status, record.steps, f"{record.seconds:.0f}"] for run_id, record in runs.items()])]
+    lines += [
+        "## Runs",
+        "",
+        markdown_table(
+            ["run", "status", "steps", "seconds"],
+            [[run_id, record.status, record.steps, f"{record.seconds:.0f}"] for run_id, record in runs.items()],
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
-def held_out_markdown(held_out: Mapping[tuple[str, str, str, float], Mapping], estimators: Sequence[str],
-                      tasks: Sequence[str], critics: Sequence[str]) -> str:
+def held_out_markdown(
+    held_out: Mapping[tuple[str, str, str, float], Mapping],
+    estimators: Sequence[str],
+    tasks: Sequence[str],
+    critics: Sequence[str],
+) -> str:
     """The runs' ``results.json`` (``pdlightning test`` on held-out batches at every level, each level with
     its own critic): estimate ± standard error per estimator and level, with the unit count; across
     seeds where the run had several."""
@@ -187,7 +235,7 @@ def held_out_markdown(held_out: Mapping[tuple[str, str, str, float], Mapping], e
                     if result is None:
                         row.append("–")
                         continue
-                    spread = (f" ± {result['stderr']:.2f}" if result.get("stderr") is not None else "")
+                    spread = f" ± {result['stderr']:.2f}" if result.get("stderr") is not None else ""
                     row.append(f"{result['estimate']:.2f}{spread} (n = {count_of(result['n'], result['unit'])})")
                 body.append([label_of(estimator)] + row)
             header = ["estimator"] + [f"{level:g}" for level in levels]

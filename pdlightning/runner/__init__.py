@@ -9,11 +9,30 @@ from .cli import config_path, function_cli
 from .execute import execute_in_process, in_process
 from .plan import Run, run_id
 from .progress import Progress
-from .record import RunRecord, package_versions, read_record, read_records, write_record
 from .ray_executor import RaySettings, ray_available
+from .record import RunRecord, package_versions, read_record, read_records, write_record
 from .schedule import BudgetMismatch, Executor, SweepBusy, run_all
 from .writers import markdown_table, write_csv
 
-__all__ = ["Run", "run_id", "RunRecord", "read_record", "read_records", "write_record", "package_versions",
-           "Executor", "BudgetMismatch", "SweepBusy", "run_all", "RaySettings", "ray_available", "Progress",
-           "execute_in_process", "in_process", "markdown_table", "write_csv", "function_cli", "config_path"]
+__all__ = [
+    "Run",
+    "run_id",
+    "RunRecord",
+    "read_record",
+    "read_records",
+    "write_record",
+    "package_versions",
+    "Executor",
+    "BudgetMismatch",
+    "SweepBusy",
+    "run_all",
+    "RaySettings",
+    "ray_available",
+    "Progress",
+    "execute_in_process",
+    "in_process",
+    "markdown_table",
+    "write_csv",
+    "function_cli",
+    "config_path",
+]

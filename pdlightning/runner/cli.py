@@ -24,8 +24,9 @@ def config_path(value: Any) -> str:
     return resolve_config(str(value), error)[0]
 
 
-def function_arguments(function: Callable[..., Any], args: Optional[Sequence[str]] = None,
-                       prog: Optional[str] = None) -> dict[str, Any]:
+def function_arguments(
+    function: Callable[..., Any], args: Optional[Sequence[str]] = None, prog: Optional[str] = None
+) -> dict[str, Any]:
     """``function``'s keyword arguments from ``--config file.yaml`` and/or flags, parsed and checked
     against its signature (not called). The ``--config`` file is found as ``pdlightning -c`` finds
     one (here, else among the packaged configs)."""

@@ -30,8 +30,9 @@ class RunProbe(L.Callback):
         self.ceiling: Optional[float] = None
         self.candidates: Optional[int] = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         for record in step_records(outputs):
             if record.estimate is None:
                 continue
@@ -67,10 +68,20 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
         for result in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False):
             metrics.update(_scalars(result))
     reporting = getattr(cli.model, "reporting_bound", None)
-    return RunRecord(spec=run.spec, budget=run.budget, status=status, seconds=round(time.perf_counter() - start, 2),
-                     steps=int(cli.trainer.global_step), label=probe.label or getattr(reporting, "label", None),
-                     ceiling=probe.ceiling, candidates=probe.candidates, metrics=metrics,
-                     command=run.command_in(run_dir), versions=package_versions(), error=error)
+    return RunRecord(
+        spec=run.spec,
+        budget=run.budget,
+        status=status,
+        seconds=round(time.perf_counter() - start, 2),
+        steps=int(cli.trainer.global_step),
+        label=probe.label or getattr(reporting, "label", None),
+        ceiling=probe.ceiling,
+        candidates=probe.candidates,
+        metrics=metrics,
+        command=run.command_in(run_dir),
+        versions=package_versions(),
+        error=error,
+    )
 
 
 def fresh_directory(run_dir: Path) -> None:
@@ -90,8 +101,7 @@ def worker_info() -> dict:
     return info
 
 
-def in_process(run: Run, run_dir: Path,
-               execute: Callable[[Run, Path], RunRecord] = execute_in_process) -> RunRecord:
+def in_process(run: Run, run_dir: Path, execute: Callable[[Run, Path], RunRecord] = execute_in_process) -> RunRecord:
     """The default executor of :func:`~pdlightning.runner.run_all`: empty the directory, execute, and
     write ``run.json`` (with :func:`worker_info` as ``extra["worker"]``)."""
     fresh_directory(run_dir)

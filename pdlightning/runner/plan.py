@@ -20,8 +20,11 @@ def run_id(*parts: object) -> str:
 
 def command_line(configs: Sequence[str], overrides: Sequence[str], subcommand: str = "fit") -> str:
     """The equivalent shell command (for logs, records and reports)."""
-    return " ".join(["pdlightning", subcommand] + [f"-c {shlex.quote(str(c))}" for c in configs]
-                    + [shlex.quote(o) for o in overrides])
+    return " ".join(
+        ["pdlightning", subcommand]
+        + [f"-c {shlex.quote(str(c))}" for c in configs]
+        + [shlex.quote(o) for o in overrides]
+    )
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,11 @@ class Run:
 
     def args(self, run_dir: Path) -> list[str]:
         """The CLI arguments of the run (no subcommand); Lightning's own files go to ``run_dir``."""
-        return ([f"--config={c}" for c in self.configs] + [f"--trainer.default_root_dir={run_dir}"]
-                + [o.replace("{run_dir}", str(run_dir)) for o in self.overrides])
+        return (
+            [f"--config={c}" for c in self.configs]
+            + [f"--trainer.default_root_dir={run_dir}"]
+            + [o.replace("{run_dir}", str(run_dir)) for o in self.overrides]
+        )
 
     @property
     def command(self) -> str:

@@ -25,13 +25,20 @@ class Progress:
         bar: draw a ``tqdm`` bar on stderr; ``None``: only when stderr is a terminal.
     """
 
-    def __init__(self, total: int, finished_before: int = 0, log: Callable[[str], None] = print,
-                 bar: Optional[bool] = None) -> None:
+    def __init__(
+        self, total: int, finished_before: int = 0, log: Callable[[str], None] = print, bar: Optional[bool] = None
+    ) -> None:
         self.total, self.done, self.log = total, finished_before, log
         self.failed = self.retried = self.new = 0
         self.start = time.perf_counter()
-        self.bar = tqdm(total=total, initial=finished_before, unit="run", file=sys.stderr, dynamic_ncols=True,
-                        disable=(not sys.stderr.isatty()) if bar is None else not bar)
+        self.bar = tqdm(
+            total=total,
+            initial=finished_before,
+            unit="run",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=(not sys.stderr.isatty()) if bar is None else not bar,
+        )
 
     def _say(self, line: str) -> None:
         with tqdm.external_write_mode(file=sys.stderr):
@@ -68,16 +75,20 @@ class Progress:
         extra = f" on {where}" if where else ""
         extra += f", attempt {attempt} (its worker died before)" if attempt > 1 else ""
         note = f"; {record.error.splitlines()[0][:160]}" if record.error else ""
-        self._say(f"[{index}/{self.total}] {run.run_id}: {record.status} in {record.seconds:.0f}s ({rate:.0f} steps/s)"
-                  f"{extra}; {self._counts()}{note}")
+        self._say(
+            f"[{index}/{self.total}] {run.run_id}: {record.status} in {record.seconds:.0f}s ({rate:.0f} steps/s)"
+            f"{extra}; {self._counts()}{note}"
+        )
 
     def crashed(self, index: int, run: Run, error: str, log_path: Optional[str], attempts: int) -> None:
         """``run`` did not finish: it raised, or its worker died on each of its ``attempts``."""
         self._advance(True, attempts > 1)
         where = f"; log: {log_path}" if log_path else ""
         tries = f" after {attempts} attempt{'s' if attempts > 1 else ''}" if attempts else ""
-        self._say(f"[{index}/{self.total}] {run.run_id}: did not finish{tries} "
-                  f"({error.splitlines()[0][:200] if error else 'no error'}){where}; {self._counts()}")
+        self._say(
+            f"[{index}/{self.total}] {run.run_id}: did not finish{tries} "
+            f"({error.splitlines()[0][:200] if error else 'no error'}){where}; {self._counts()}"
+        )
 
     def close(self) -> None:
         self.bar.close()

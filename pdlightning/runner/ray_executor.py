@@ -32,8 +32,7 @@ from .plan import Run
 from .progress import Progress
 from .record import RunRecord, read_record
 
-__all__ = ["RaySettings", "ray_available", "run_on_ray", "add_parallel_arguments", "parallel_from_args",
-           "INSTALL_HINT"]
+__all__ = ["RaySettings", "ray_available", "run_on_ray", "add_parallel_arguments", "parallel_from_args", "INSTALL_HINT"]
 
 INSTALL_HINT = "pip install 'pdlightning[sweep]'"
 ATTEMPT_HEADER = "=== attempt "
@@ -98,8 +97,10 @@ class RaySettings:
         return self.threads or max(1, math.floor(self.cpus_per_run))
 
     def describe(self) -> str:
-        return (f"each run asks for {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU, "
-                f"{self.threads_per_run} torch thread(s), up to {self.max_retries} retries")
+        return (
+            f"each run asks for {self.cpus_per_run:g} CPU and {self.gpus_per_run:g} GPU, "
+            f"{self.threads_per_run} torch thread(s), up to {self.max_retries} retries"
+        )
 
 
 # --- inside the Ray task ---------------------------------------------------------------------------
@@ -114,8 +115,10 @@ def _attempt(log_path: Path, run_id: str) -> int:
         previous = sum(line.startswith(ATTEMPT_HEADER) for line in log_path.read_text(errors="replace").splitlines())
     node = ray.get_runtime_context().get_node_id()
     with open(log_path, "a") as f:
-        f.write(f"{ATTEMPT_HEADER}{previous + 1} of {run_id}: host {socket.gethostname()}, pid {os.getpid()}, "
-                f"ray node {node}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.write(
+            f"{ATTEMPT_HEADER}{previous + 1} of {run_id}: host {socket.gethostname()}, pid {os.getpid()}, "
+            f"ray node {node}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
     return previous + 1
 
 
@@ -142,8 +145,15 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def _run_task(execute: Callable[[Run, Path], RunRecord], run: Run, run_dir: str, log_path: str, cwd: str,
-              threads: int, gpus: float) -> dict[str, Any]:
+def _run_task(
+    execute: Callable[[Run, Path], RunRecord],
+    run: Run,
+    run_dir: str,
+    log_path: str,
+    cwd: str,
+    threads: int,
+    gpus: float,
+) -> dict[str, Any]:
     """The body of one run's Ray task: the run's record, the attempt number and where it ran."""
     import ray
     import torch
@@ -153,15 +163,21 @@ def _run_task(execute: Callable[[Run, Path], RunRecord], run: Run, run_dir: str,
     attempt = _attempt(log, run.run_id)
     with _output_to(log):
         if not os.path.isdir(cwd):
-            raise FileNotFoundError(f"the sweep's working directory {cwd} does not exist on {socket.gethostname()}: "
-                                    "run the sweep from a filesystem every node shares")
+            raise FileNotFoundError(
+                f"the sweep's working directory {cwd} does not exist on {socket.gethostname()}: "
+                "run the sweep from a filesystem every node shares"
+            )
         os.chdir(cwd)  # relative paths of the plan mean what they mean to the driver
         if not gpus:  # Ray leaves CUDA_VISIBLE_DEVICES alone for a task that asked for no GPU
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
         torch.set_num_threads(threads)
         record = execute(run, Path(run_dir))
-    return {"record": record, "attempt": attempt, "node": ray.get_runtime_context().get_node_id(),
-            "host": socket.gethostname()}
+    return {
+        "record": record,
+        "attempt": attempt,
+        "node": ray.get_runtime_context().get_node_id(),
+        "host": socket.gethostname(),
+    }
 
 
 # --- the driver ------------------------------------------------------------------------------------
@@ -184,18 +200,29 @@ def _start(settings: RaySettings, log: Callable[[str], None]) -> bool:
         what = f"joined the Ray cluster at {address}"
     else:
         cpus = math.ceil(settings.workers * settings.cpus_per_run)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 object_store_memory=128 * 1024**2)  # records only go through it
+        ray.init(
+            num_cpus=cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            object_store_memory=128 * 1024**2,
+        )  # records only go through it
         what = f"started Ray here for {settings.workers} runs at once"
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     total = ray.cluster_resources()
-    log(f"ray: {what} in {time.perf_counter() - start:.1f}s: {len(nodes)} node(s), {total.get('CPU', 0):g} CPUs, "
-        f"{total.get('GPU', 0):g} GPUs; {settings.describe()}")
-    fits = any(n["Resources"].get("CPU", 0) >= settings.cpus_per_run
-               and n["Resources"].get("GPU", 0) >= settings.gpus_per_run for n in nodes)
+    log(
+        f"ray: {what} in {time.perf_counter() - start:.1f}s: {len(nodes)} node(s), {total.get('CPU', 0):g} CPUs, "
+        f"{total.get('GPU', 0):g} GPUs; {settings.describe()}"
+    )
+    fits = any(
+        n["Resources"].get("CPU", 0) >= settings.cpus_per_run and n["Resources"].get("GPU", 0) >= settings.gpus_per_run
+        for n in nodes
+    )
     if not fits:
-        message = (f"no Ray node has {settings.cpus_per_run:g} CPU and {settings.gpus_per_run:g} GPU for a run "
-                   "(--cpus-per-run, --gpus-per-run)")
+        message = (
+            f"no Ray node has {settings.cpus_per_run:g} CPU and {settings.gpus_per_run:g} GPU for a run "
+            "(--cpus-per-run, --gpus-per-run)"
+        )
         if not address:
             ray.shutdown()
             raise ValueError(f"gpus_per_run / cpus_per_run: {message}")
@@ -203,8 +230,13 @@ def _start(settings: RaySettings, log: Callable[[str], None]) -> bool:
     return True
 
 
-def run_on_ray(todo: Sequence[tuple[int, Run]], out: Path, execute: Callable[[Run, Path], RunRecord],
-               settings: RaySettings, progress: Progress) -> dict[str, RunRecord]:
+def run_on_ray(
+    todo: Sequence[tuple[int, Run]],
+    out: Path,
+    execute: Callable[[Run, Path], RunRecord],
+    settings: RaySettings,
+    progress: Progress,
+) -> dict[str, RunRecord]:
     """Run ``todo`` (``(index in the plan, run)`` pairs) as Ray tasks; the records, by run id, of those
     that finished (written to ``out/runs/<run_id>/run.json``) and of those that did not (status
     ``crashed``, not written: the run raised, or its worker died ``max_retries + 1`` times; a sweep
@@ -216,8 +248,12 @@ def run_on_ray(todo: Sequence[tuple[int, Run]], out: Path, execute: Callable[[Ru
     records: dict[str, RunRecord] = {}
     try:
         task = ray.remote(_run_task)
-        resources = dict(num_cpus=settings.cpus_per_run, num_gpus=settings.gpus_per_run,
-                         max_retries=settings.max_retries, retry_exceptions=False)
+        resources = dict(
+            num_cpus=settings.cpus_per_run,
+            num_gpus=settings.gpus_per_run,
+            max_retries=settings.max_retries,
+            retry_exceptions=False,
+        )
         executor = ray.put(execute)
         pending: dict[Any, tuple[int, Run, Path]] = {}
         for index, run in todo:
@@ -225,8 +261,14 @@ def run_on_ray(todo: Sequence[tuple[int, Run]], out: Path, execute: Callable[[Ru
             log_path.parent.mkdir(parents=True, exist_ok=True)
             log_path.write_text("")  # a new sweep: attempts are counted afresh
             ref = task.options(name=f"pdlightning:{run.run_id}", **resources).remote(
-                executor, run, str(out / "runs" / run.run_id), str(log_path), os.getcwd(), settings.threads_per_run,
-                settings.gpus_per_run)
+                executor,
+                run,
+                str(out / "runs" / run.run_id),
+                str(log_path),
+                os.getcwd(),
+                settings.threads_per_run,
+                settings.gpus_per_run,
+            )
             pending[ref] = (index, run, log_path)
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
@@ -246,8 +288,10 @@ def run_on_ray(todo: Sequence[tuple[int, Run]], out: Path, execute: Callable[[Ru
                 continue
             record = read_record(out / "runs" / run.run_id)
             if record is None:
-                error = (f"no run.json in {out / 'runs' / run.run_id} on this machine, though the run finished on "
-                         f"{result['host']}: --out must be a filesystem every node shares")
+                error = (
+                    f"no run.json in {out / 'runs' / run.run_id} on this machine, though the run finished on "
+                    f"{result['host']}: --out must be a filesystem every node shares"
+                )
                 records[run.run_id] = _crashed(run, error, log_path)
                 progress.crashed(index, run, error, str(log_path), result["attempt"])
                 continue
@@ -271,8 +315,15 @@ def _crashed(run: Run, error: str, log_path: Path, details: str = "") -> RunReco
     """The record of a run that did not finish; the driver adds why to the run's log."""
     with open(log_path, "a") as f:
         f.write(f"=== the sweep's driver: the run did not finish: {details or error}\n")
-    return RunRecord(spec=run.spec, budget=run.budget, status="crashed", seconds=0.0, steps=0,
-                     command=run.command, error=f"{error} (log: {log_path})")
+    return RunRecord(
+        spec=run.spec,
+        budget=run.budget,
+        status="crashed",
+        seconds=0.0,
+        steps=0,
+        command=run.command,
+        error=f"{error} (log: {log_path})",
+    )
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -281,31 +332,54 @@ def _crashed(run: Run, error: str, log_path: Path, details: str = "") -> RunReco
 def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
     """``--workers``, ``--address``, ``--cpus-per-run``, ``--gpus-per-run``, ``--max-retries``."""
     group = parser.add_argument_group(
-        "parallel runs (Ray)", f"Runs go one at a time in this process unless --workers > 1 or --address "
-        f"(needs Ray: {INSTALL_HINT}).")
-    group.add_argument("--workers", type=int, default=1,
-                       help="runs at once on a Ray started in this process (default 1: no Ray, one after another)")
-    group.add_argument("--address", default=None,
-                       help="submit the runs to a running Ray cluster: 'auto' (this node's) or host:port")
-    group.add_argument("--cpus-per-run", type=float, default=1.0,
-                       help="CPUs a run asks Ray for; also its torch threads unless --threads (default 1)")
-    group.add_argument("--gpus-per-run", type=float, default=0.0,
-                       help="GPUs a run asks Ray for; fractions share a GPU, e.g. 0.25 = four runs per GPU (default 0)")
-    group.add_argument("--max-retries", type=int, default=2,
-                       help="restarts of a run whose worker process died (default 2)")
+        "parallel runs (Ray)",
+        f"Runs go one at a time in this process unless --workers > 1 or --address (needs Ray: {INSTALL_HINT}).",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runs at once on a Ray started in this process (default 1: no Ray, one after another)",
+    )
+    group.add_argument(
+        "--address", default=None, help="submit the runs to a running Ray cluster: 'auto' (this node's) or host:port"
+    )
+    group.add_argument(
+        "--cpus-per-run",
+        type=float,
+        default=1.0,
+        help="CPUs a run asks Ray for; also its torch threads unless --threads (default 1)",
+    )
+    group.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=0.0,
+        help="GPUs a run asks Ray for; fractions share a GPU, e.g. 0.25 = four runs per GPU (default 0)",
+    )
+    group.add_argument(
+        "--max-retries", type=int, default=2, help="restarts of a run whose worker process died (default 2)"
+    )
 
 
 def parallel_from_args(args: argparse.Namespace, log: Callable[[str], None] = print) -> Optional[RaySettings]:
     """The :class:`RaySettings` the arguments ask for; ``None``: one run after another in this process
     (``--workers 1`` and no ``--address``, or Ray missing, which is said with how to get it)."""
-    settings = RaySettings(args.workers, args.address, args.cpus_per_run, args.gpus_per_run, args.max_retries,
-                           getattr(args, "threads", None))
+    settings = RaySettings(
+        args.workers,
+        args.address,
+        args.cpus_per_run,
+        args.gpus_per_run,
+        args.max_retries,
+        getattr(args, "threads", None),
+    )
     if settings.address is None and settings.workers == 1:
         return None
     if not ray_available():
         if settings.address is not None:
             raise ValueError(f"address: joining a Ray cluster needs Ray ({INSTALL_HINT})")
-        log(f"note: Ray is not installed, so the runs go one after another in this process; {INSTALL_HINT} "
-            f"runs {settings.workers} at once")
+        log(
+            f"note: Ray is not installed, so the runs go one after another in this process; {INSTALL_HINT} "
+            f"runs {settings.workers} at once"
+        )
         return None
     return settings

@@ -49,8 +49,10 @@ def sweep_lock(out: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise SweepBusy(f"out: another sweep (pid {holder}) is running in {out}; wait for it to finish, or "
-                            "run the sweep once with more workers (--workers N, or a Ray cluster: --address)") from None
+            raise SweepBusy(
+                f"out: another sweep (pid {holder}) is running in {out}; wait for it to finish, or "
+                "run the sweep once with more workers (--workers N, or a Ray cluster: --address)"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -65,9 +67,15 @@ def _budget_text(budget: dict) -> str:
     return json.dumps(budget, sort_keys=True)
 
 
-def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_runs: Optional[int] = None,
-            retry_failed: bool = False, log: Callable[[str], None] = print,
-            parallel: Optional["RaySettings"] = None) -> dict[str, RunRecord]:
+def run_all(
+    runs: Sequence[Run],
+    out: Path,
+    execute: Executor = in_process,
+    max_runs: Optional[int] = None,
+    retry_failed: bool = False,
+    log: Callable[[str], None] = print,
+    parallel: Optional["RaySettings"] = None,
+) -> dict[str, RunRecord]:
     """Run every run not finished under its budget in ``out/runs/<run_id>``; at most ``max_runs`` new
     runs. Returns the records of the plan's runs that finished (on disk), and of those that did not
     (status ``crashed``, not written: a sweep started again retries them), by run id.
@@ -87,8 +95,10 @@ def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_
     for done_id, record in read_records(out).items():
         if _budget_text(record.budget) not in budgets:
             planned = next(iter(budgets)) if len(budgets) == 1 else sorted(budgets)
-            raise BudgetMismatch(f"out: {out} holds run {done_id} with budget {record.budget}, not {planned}; "
-                                 "use another --out for another budget")
+            raise BudgetMismatch(
+                f"out: {out} holds run {done_id} with budget {record.budget}, not {planned}; "
+                "use another --out for another budget"
+            )
     with sweep_lock(out):
         records: dict[str, RunRecord] = {}
         for run in runs:
@@ -100,8 +110,9 @@ def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_
         todo = []
         for index, run in enumerate(runs, 1):
             if run.run_id in records:
-                progress.say(f"[{index}/{len(runs)}] {run.run_id}: finished earlier ({records[run.run_id].status}), "
-                             "skipped")
+                progress.say(
+                    f"[{index}/{len(runs)}] {run.run_id}: finished earlier ({records[run.run_id].status}), skipped"
+                )
             else:
                 todo.append((index, run))
         try:
@@ -109,8 +120,7 @@ def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_
                 from .ray_executor import run_on_ray
 
                 if max_runs is not None and len(todo) > max_runs:
-                    progress.say(f"running {max_runs} of the {len(todo)} runs left (--max-runs); run again to "
-                                 "continue")
+                    progress.say(f"running {max_runs} of the {len(todo)} runs left (--max-runs); run again to continue")
                     todo = todo[:max_runs]
                 records.update(run_on_ray(todo, out, execute, parallel, progress))
             else:
@@ -120,8 +130,9 @@ def run_all(runs: Sequence[Run], out: Path, execute: Executor = in_process, max_
     return records
 
 
-def _run_here(todo: Sequence[tuple[int, Run]], out: Path, execute: Executor, max_runs: Optional[int],
-              progress: Progress) -> dict[str, RunRecord]:
+def _run_here(
+    todo: Sequence[tuple[int, Run]], out: Path, execute: Executor, max_runs: Optional[int], progress: Progress
+) -> dict[str, RunRecord]:
     """The runs one after another in this process (an exception of a run stops the sweep)."""
     records: dict[str, RunRecord] = {}
     for index, run in todo:

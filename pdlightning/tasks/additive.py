@@ -63,7 +63,8 @@ class AdditiveUniformTask(Task):
 
     def pmi_of_latents(self, latent_x: Tensor, latent_y: Tensor) -> Tensor:
         x, y = latent_x.double()[..., 0], latent_y.double()[..., 0]
-        overlap = torch.minimum(y + self.epsilon, torch.ones_like(y)) - torch.maximum(y - self.epsilon,
-                                                                                        torch.zeros_like(y))
+        overlap = torch.minimum(y + self.epsilon, torch.ones_like(y)) - torch.maximum(
+            y - self.epsilon, torch.zeros_like(y)
+        )
         inside = (y - x).abs() <= self.epsilon
         return torch.where(inside, -torch.log(overlap), torch.full_like(overlap, -math.inf))

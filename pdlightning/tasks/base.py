@@ -135,10 +135,7 @@ class Task(ABC):
         n, m = latent_x.shape[0], latent_y.shape[0]
         width = max(latent_x.shape[-1], latent_y.shape[-1], 1)
         rows = max(1, _BLOCK_ELEMENTS // max(m * width, 1))
-        blocks = [
-            self.pmi_of_latents(latent_x[i:i + rows, None, :], latent_y[None, :, :])
-            for i in range(0, n, rows)
-        ]
+        blocks = [self.pmi_of_latents(latent_x[i : i + rows, None, :], latent_y[None, :, :]) for i in range(0, n, rows)]
         return torch.cat(blocks, dim=0) if blocks else latent_x.new_zeros(0, m)
 
     def observe_x(self, latent_x: Tensor) -> Tensor:

@@ -142,7 +142,7 @@ class GaussianTask(Task):
         device = draw_device(generator)
         noise = torch.randn(n, self._covariance.shape[0], generator=generator, dtype=torch.float64, device=device)
         z = noise @ self._cholesky.to(device).T
-        return z[:, :self._x_dim], z[:, self._x_dim:]
+        return z[:, : self._x_dim], z[:, self._x_dim :]
 
     def pmi_of_latents(self, latent_x: Tensor, latent_y: Tensor) -> Tensor:
         q, q_x, q_y = self._forms.pairs(latent_x.double(), latent_y.double())
@@ -198,8 +198,11 @@ class SparseGaussianTask(GaussianTask):
     def __init__(self, x_dim: int, y_dim: int, n_interacting: int = 2, strength: float = 2.0) -> None:
         check_positive_int("x_dim", x_dim)
         check_positive_int("y_dim", y_dim)
-        if isinstance(n_interacting, bool) or not isinstance(n_interacting, int) \
-                or not 0 <= n_interacting <= min(x_dim, y_dim):
+        if (
+            isinstance(n_interacting, bool)
+            or not isinstance(n_interacting, int)
+            or not 0 <= n_interacting <= min(x_dim, y_dim)
+        ):
             raise ValueError(
                 f"n_interacting must be an integer between 0 and min(x_dim, y_dim) = {min(x_dim, y_dim)}, "
                 f"got {n_interacting!r}"

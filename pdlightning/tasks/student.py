@@ -80,13 +80,14 @@ class StudentTTask(Task):
         else:
             scale = as_covariance(dispersion, "dispersion")
             if scale.shape[0] != total:
-                raise ValueError(
-                    f"dispersion must be {total}x{total} (x_dim + y_dim), got {tuple(scale.shape)}"
-                )
+                raise ValueError(f"dispersion must be {total}x{total} (x_dim + y_dim), got {tuple(scale.shape)}")
         self._x_dim, self._y_dim, self.dof = x_dim, y_dim, dof
         dof_text = str(int(dof)) if dof.is_integer() else repr(dof)
-        default = f"student-identity-{x_dim}-{y_dim}-{dof_text}" if dispersion is None \
+        default = (
+            f"student-identity-{x_dim}-{y_dim}-{dof_text}"
+            if dispersion is None
             else f"student-{x_dim}-{y_dim}-{dof_text}"
+        )
         self._name = name or default
         self._dispersion = scale
         self._cholesky = torch.linalg.cholesky(scale)
@@ -95,8 +96,9 @@ class StudentTTask(Task):
         self.correction = student_t_mi_correction(x_dim, y_dim, dof)
         self._mi = self.gaussian_part + self.correction
         # The PMI's constant: c_{dx+dy} - c_dx - c_dy + I_Gauss(Σ) (the log-determinants of Σ and its blocks).
-        self._pmi_offset = (_log_normaliser(total, dof) - _log_normaliser(x_dim, dof) - _log_normaliser(y_dim, dof)
-                            + self.gaussian_part)
+        self._pmi_offset = (
+            _log_normaliser(total, dof) - _log_normaliser(x_dim, dof) - _log_normaliser(y_dim, dof) + self.gaussian_part
+        )
 
     @property
     def name(self) -> str:
@@ -128,14 +130,16 @@ class StudentTTask(Task):
         chi2 = 2.0 * scipy.special.gammaincinv(0.5 * self.dof, uniform.cpu().numpy())
         scale = torch.from_numpy(np.sqrt(self.dof / chi2)).to(device)
         t = z * scale[:, None]
-        return t[:, :self._x_dim], t[:, self._x_dim:]
+        return t[:, : self._x_dim], t[:, self._x_dim :]
 
     def _pmi(self, q: Tensor, q_x: Tensor, q_y: Tensor) -> Tensor:
         nu = self.dof
-        return (self._pmi_offset
-                - 0.5 * (nu + self._x_dim + self._y_dim) * torch.log1p(q / nu)
-                + 0.5 * (nu + self._x_dim) * torch.log1p(q_x / nu)
-                + 0.5 * (nu + self._y_dim) * torch.log1p(q_y / nu))
+        return (
+            self._pmi_offset
+            - 0.5 * (nu + self._x_dim + self._y_dim) * torch.log1p(q / nu)
+            + 0.5 * (nu + self._x_dim) * torch.log1p(q_x / nu)
+            + 0.5 * (nu + self._y_dim) * torch.log1p(q_y / nu)
+        )
 
     def pmi_of_latents(self, latent_x: Tensor, latent_y: Tensor) -> Tensor:
         return self._pmi(*self._forms.pairs(latent_x.double(), latent_y.double()))

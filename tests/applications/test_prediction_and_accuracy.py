@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from pdlightning.callbacks import PMIWriter, cross_scores
-from pdlightning.modules import MIEstimationModule
 from pdlightning.bounds import DV, ProbabilisticClassifier
+from pdlightning.callbacks import PMIWriter, cross_scores
 from pdlightning.critics import DotProductCritic, EncodedCritic, JointCritic, SeparableCritic
 from pdlightning.encoders import ImageEncoder
+from pdlightning.modules import MIEstimationModule
 
 
 @pytest.mark.parametrize("bound", [ProbabilisticClassifier(), DV()])
@@ -30,8 +30,10 @@ def test_predict_step_is_the_diagonal_of_the_pmi_matrix(bound):
 def test_pmi_writer_writes_one_row_per_pair(tmp_path):
     path = tmp_path / "out" / "pmi.csv"
     writer = PMIWriter(str(path))
-    predictions = [{"pmi": torch.tensor([0.5, -1.0]), "index": torch.tensor([0, 1])},
-                   {"pmi": torch.tensor([2.0]), "index": torch.tensor([2])}]
+    predictions = [
+        {"pmi": torch.tensor([0.5, -1.0]), "index": torch.tensor([0, 1])},
+        {"pmi": torch.tensor([2.0]), "index": torch.tensor([2])},
+    ]
     writer.write_on_epoch_end(None, None, predictions, None)
     rows = list(csv.reader(open(path)))
     assert rows[0] == ["row", "index", "pmi"]

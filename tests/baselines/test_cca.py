@@ -20,12 +20,14 @@ def with_exact_covariance(task: GaussianTask, n: int, seed: int) -> np.ndarray:
     return z @ np.linalg.cholesky(task.covariance.numpy()).T
 
 
-@pytest.mark.parametrize("task_id", ["1v1-normal-0.75", "multinormal-dense-5-5-0.5", "multinormal-dense-25-25-0.5",
-                                     "multinormal-sparse-5-5-2-2.0"])
+@pytest.mark.parametrize(
+    "task_id",
+    ["1v1-normal-0.75", "multinormal-dense-5-5-0.5", "multinormal-dense-25-25-0.5", "multinormal-sparse-5-5-2-2.0"],
+)
 def test_exact_when_the_sample_covariance_is_the_true_covariance(task_id):
     task = get_task(task_id)
     data = with_exact_covariance(task, 2000, seed=0)
-    result = CCA().estimate(data[:, :task.x_dim], data[:, task.x_dim:])
+    result = CCA().estimate(data[:, : task.x_dim], data[:, task.x_dim :])
     assert result.mi == pytest.approx(task.mi, abs=1e-10)
     assert result.pmi.mean().item() == pytest.approx(result.mi, abs=1e-10)
 

@@ -25,8 +25,7 @@ def brute_force_ksg(x: np.ndarray, y: np.ndarray, k: int, norm: float = np.inf) 
 
 
 @pytest.mark.parametrize("k", [1, 5, 10])
-@pytest.mark.parametrize("metric, algorithm", [("chebyshev", "kdtree"), ("chebyshev", "brute"),
-                                               ("euclidean", "brute")])
+@pytest.mark.parametrize("metric, algorithm", [("chebyshev", "kdtree"), ("chebyshev", "brute"), ("euclidean", "brute")])
 def test_matches_brute_force(k, metric, algorithm):
     sample = DenseGaussianTask(2, 3, 0.5).sample(400, generator=k, dtype=torch.float64)
     x, y = sample.x.numpy(), sample.y.numpy()
@@ -43,9 +42,16 @@ def test_kd_tree_and_brute_force_agree_in_high_dimension():
     torch.testing.assert_close(tree.pmi, brute.pmi, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("task", [BivariateNormalTask(0.75), DenseGaussianTask(2, 2, 0.5),
-                                  get_task("multinormal-sparse-2-2-2-2.0"), DenseGaussianTask(2, 3, 0.5)],
-                         ids=lambda task: task.name)
+@pytest.mark.parametrize(
+    "task",
+    [
+        BivariateNormalTask(0.75),
+        DenseGaussianTask(2, 2, 0.5),
+        get_task("multinormal-sparse-2-2-2-2.0"),
+        DenseGaussianTask(2, 3, 0.5),
+    ],
+    ids=lambda task: task.name,
+)
 @pytest.mark.parametrize("k", [5, 10])
 def test_within_five_hundredths_of_a_nat_on_low_dimensional_gaussians(task, k):
     """n = 5,000: 2-d (1x1), 4-d (2x2) and 5-d (2x3) joint Gaussians."""
@@ -62,15 +68,21 @@ def test_near_zero_for_independent_variables_and_invariant_to_column_scales():
     assert scaled.mi == pytest.approx(ksg_mi(sample.x, sample.y).mi, abs=1e-9)
 
 
-@pytest.mark.parametrize("call, parameter", [
-    (lambda: KSG(0), "k must be a positive integer"),
-    (lambda: KSG(5, metric="manhattan"), "metric must be"),
-    (lambda: ksg_mi(np.ones((20, 1)), np.ones((20, 1)), metric="euclidean", algorithm="kdtree"), "algorithm='kdtree' supports"),
-    (lambda: ksg_mi(np.zeros((5, 1)), np.zeros((5, 1)), k=5), "more pairs than k"),
-    (lambda: ksg_mi(np.zeros((20, 1)), np.random.default_rng(0).normal(size=(20, 1))), "x has a constant column"),
-    (lambda: ksg_mi(np.zeros((20, 1)), np.zeros((21, 1))), "x and y must hold the same number"),
-    (lambda: ksg_mi(np.full((20, 1), np.nan), np.zeros((20, 1))), "x must be finite"),
-])
+@pytest.mark.parametrize(
+    "call, parameter",
+    [
+        (lambda: KSG(0), "k must be a positive integer"),
+        (lambda: KSG(5, metric="manhattan"), "metric must be"),
+        (
+            lambda: ksg_mi(np.ones((20, 1)), np.ones((20, 1)), metric="euclidean", algorithm="kdtree"),
+            "algorithm='kdtree' supports",
+        ),
+        (lambda: ksg_mi(np.zeros((5, 1)), np.zeros((5, 1)), k=5), "more pairs than k"),
+        (lambda: ksg_mi(np.zeros((20, 1)), np.random.default_rng(0).normal(size=(20, 1))), "x has a constant column"),
+        (lambda: ksg_mi(np.zeros((20, 1)), np.zeros((21, 1))), "x and y must hold the same number"),
+        (lambda: ksg_mi(np.full((20, 1), np.nan), np.zeros((20, 1))), "x must be finite"),
+    ],
+)
 def test_bad_inputs(call, parameter):
     with pytest.raises(ValueError, match=parameter):
         call()

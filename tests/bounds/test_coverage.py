@@ -47,7 +47,8 @@ def test_every_exported_bound_is_in_the_zoo_and_the_closed_form_table():
     assert len(exported) >= 14
     assert uncovered(exported, BOUNDS.values()) == [], "add the new bound to tests/bounds/zoo.py"
     assert uncovered(exported, [make for make, _ in OPTIMAL.values()]) == [], (
-        "add the new bound's optimal critic to OPTIMAL in tests/bounds/test_closed_form.py")
+        "add the new bound's optimal critic to OPTIMAL in tests/bounds/test_closed_form.py"
+    )
 
 
 class ToyCeilingBound(Bound):
@@ -80,11 +81,21 @@ def test_a_new_bound_is_flagged_by_the_coverage_check():
 def test_callbacks_read_a_new_bounds_metadata_without_being_edited(tmp_path):
     """Label, value ceiling and second-term target reach the callbacks through the step record."""
     torch.manual_seed(0)
-    callbacks = [StaircaseFigure(output_dir=str(tmp_path)), DriftMonitor(output_dir=str(tmp_path)),
-                 BiasVarianceMSE(output_dir=str(tmp_path), verbose=False)]
-    trainer = L.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                        callbacks=callbacks)
+    callbacks = [
+        StaircaseFigure(output_dir=str(tmp_path)),
+        DriftMonitor(output_dir=str(tmp_path)),
+        BiasVarianceMSE(output_dir=str(tmp_path), verbose=False),
+    ]
+    trainer = L.Trainer(
+        max_steps=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=callbacks,
+    )
     module = MIEstimationModule(JointCritic(2, 2, [8]), ToyCeilingBound())
     trainer.fit(module, CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=6, batch_size=8))
     staircase, drift, bias_variance = callbacks

@@ -24,8 +24,12 @@ from pdlightning.modules.finite import NonFiniteGuard, non_finite_terms
 
 from .zoo import BOUNDS
 
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def score_matrices(elements: st.SearchStrategy[float], max_n: int = 10) -> st.SearchStrategy[np.ndarray]:

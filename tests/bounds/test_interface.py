@@ -11,14 +11,27 @@ import pdlightning.bounds as B
 from pdlightning.bounds import PairScores
 
 ALL_BOUNDS = {
-    "NWJ": B.NWJ, "TUBA": lambda: B.TUBA(learn_log_a=True), "DV": B.DV, "MINE": B.MINE, "JS": B.JS,
-    "InfoNCE": B.InfoNCE, "SMILE": B.SMILE, "SMILE(inf)": lambda: B.SMILE(tau=None), "EtaDV": B.EtaDV,
-    "VariationalPlugIn": B.VariationalPlugIn, "ProbabilisticClassifier": B.ProbabilisticClassifier,
-    "DensityRatioFitting": B.DensityRatioFitting, "DensityRatioFitting(alpha)": lambda: B.DensityRatioFitting(alpha=0.5),
-    "DensityMatchingI": B.DensityMatchingI, "DensityMatchingII": B.DensityMatchingII,
-    "ReMINE": lambda: B.Regularized(B.DV()), "ReNWJ": lambda: B.Regularized(B.NWJ(), distance="log_euclidean", clip=10.0),
-    "ReSMILE": lambda: B.Regularized(B.SMILE(tau=10.0)), "ReInfoNCE": lambda: B.Regularized(B.InfoNCE()),
-    "ReTUBA": lambda: B.Regularized(B.TUBA(), distance="log_euclidean", clip=10.0), "ReJS": lambda: B.Regularized(B.JS(), clip=10.0),
+    "NWJ": B.NWJ,
+    "TUBA": lambda: B.TUBA(learn_log_a=True),
+    "DV": B.DV,
+    "MINE": B.MINE,
+    "JS": B.JS,
+    "InfoNCE": B.InfoNCE,
+    "SMILE": B.SMILE,
+    "SMILE(inf)": lambda: B.SMILE(tau=None),
+    "EtaDV": B.EtaDV,
+    "VariationalPlugIn": B.VariationalPlugIn,
+    "ProbabilisticClassifier": B.ProbabilisticClassifier,
+    "DensityRatioFitting": B.DensityRatioFitting,
+    "DensityRatioFitting(alpha)": lambda: B.DensityRatioFitting(alpha=0.5),
+    "DensityMatchingI": B.DensityMatchingI,
+    "DensityMatchingII": B.DensityMatchingII,
+    "ReMINE": lambda: B.Regularized(B.DV()),
+    "ReNWJ": lambda: B.Regularized(B.NWJ(), distance="log_euclidean", clip=10.0),
+    "ReSMILE": lambda: B.Regularized(B.SMILE(tau=10.0)),
+    "ReInfoNCE": lambda: B.Regularized(B.InfoNCE()),
+    "ReTUBA": lambda: B.Regularized(B.TUBA(), distance="log_euclidean", clip=10.0),
+    "ReJS": lambda: B.Regularized(B.JS(), clip=10.0),
 }
 
 
@@ -160,11 +173,17 @@ def test_regularizer_rejects_impossible_settings():
         B.Regularized(B.NWJ(), lam=-1.0)
 
 
-@pytest.mark.parametrize("factory, parameter", [
-    (lambda: B.SMILE(tau=0.0), "tau"), (lambda: B.MINE(ema_rate=0.0), "ema_rate"),
-    (lambda: B.DensityRatioFitting(alpha=1.0), "alpha"), (lambda: B.DensityMatchingII(eta=0.0), "eta"),
-    (lambda: B.DensityMatchingI(lam=-1.0), "lam"), (lambda: B.TUBA(log_a=float("nan")), "log_a"),
-])
+@pytest.mark.parametrize(
+    "factory, parameter",
+    [
+        (lambda: B.SMILE(tau=0.0), "tau"),
+        (lambda: B.MINE(ema_rate=0.0), "ema_rate"),
+        (lambda: B.DensityRatioFitting(alpha=1.0), "alpha"),
+        (lambda: B.DensityMatchingII(eta=0.0), "eta"),
+        (lambda: B.DensityMatchingI(lam=-1.0), "lam"),
+        (lambda: B.TUBA(log_a=float("nan")), "log_a"),
+    ],
+)
 def test_bad_hyperparameters_name_the_parameter(factory, parameter):
     with pytest.raises(ValueError, match=parameter):
         factory()
@@ -186,10 +205,16 @@ def test_eta_dv_learns_the_log_partition():
 def test_density_ratio_fitting_floors_the_plug_in_log_ratio():
     scores = torch.tensor([[-200.0, 0.0], [0.0, 3.0]])
     floored = B.DensityRatioFitting()(scores).mi.item()
-    assert floored == pytest.approx(0.5 * (math.log(1e-6) + math.log(torch.nn.functional.softplus(torch.tensor(3.0)).item())))
+    assert floored == pytest.approx(
+        0.5 * (math.log(1e-6) + math.log(torch.nn.functional.softplus(torch.tensor(3.0)).item()))
+    )
     unfloored = B.DensityRatioFitting(min_ratio=0.0)(scores).mi.item()
-    assert unfloored == pytest.approx(0.5 * (-200.0 + math.log(torch.nn.functional.softplus(torch.tensor(3.0)).item())), rel=1e-4)
+    assert unfloored == pytest.approx(
+        0.5 * (-200.0 + math.log(torch.nn.functional.softplus(torch.tensor(3.0)).item())), rel=1e-4
+    )
     identity = B.DensityRatioFitting(link="identity")
-    assert identity(torch.tensor([[2.0, 0.1], [0.3, -1.0]])).mi.item() == pytest.approx(0.5 * (math.log(2.0) + math.log(1e-6)))
+    assert identity(torch.tensor([[2.0, 0.1], [0.3, -1.0]])).mi.item() == pytest.approx(
+        0.5 * (math.log(2.0) + math.log(1e-6))
+    )
     with pytest.raises(ValueError, match="min_ratio"):
         B.DensityRatioFitting(link="identity", min_ratio=0.0)

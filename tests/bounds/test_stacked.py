@@ -1,13 +1,22 @@
 """Many bounds on stacked scores (an ensemble's members): one vmapped call per group of identical
 stateless bounds gives exactly what each bound gives on its own slice."""
 
-import pytest
 import torch
 
 from pdlightning.bounds import (
-    DV, JS, MINE, NWJ, SMILE, TUBA, DensityRatioFitting, InfoNCE, PairScores, ProbabilisticClassifier, Regularized,
+    DV,
+    JS,
+    MINE,
+    NWJ,
+    SMILE,
+    TUBA,
+    DensityRatioFitting,
+    InfoNCE,
+    PairScores,
+    ProbabilisticClassifier,
+    Regularized,
+    stacked,
 )
-from pdlightning.bounds import stacked
 from pdlightning.bounds.stacked import evaluate_stacked, matrix_to_pairs
 
 
@@ -20,8 +29,19 @@ def test_matrix_to_pairs_is_from_matrix_per_member():
 
 
 def test_groups_are_vmapped_and_equal_one_by_one_evaluation():
-    makers = [InfoNCE, NWJ, lambda: SMILE(1.0), lambda: SMILE(5.0), lambda: SMILE(None), lambda: Regularized(DV()),
-              DensityRatioFitting, JS, ProbabilisticClassifier, MINE, lambda: TUBA(0.3, learn_log_a=True)]
+    makers = [
+        InfoNCE,
+        NWJ,
+        lambda: SMILE(1.0),
+        lambda: SMILE(5.0),
+        lambda: SMILE(None),
+        lambda: Regularized(DV()),
+        DensityRatioFitting,
+        JS,
+        ProbabilisticClassifier,
+        MINE,
+        lambda: TUBA(0.3, learn_log_a=True),
+    ]
     bounds = [make() for make in makers for _ in range(3)]  # three members of each
     torch.manual_seed(0)
     scores = torch.randn(len(bounds), 16, 16, requires_grad=True)

@@ -78,9 +78,8 @@ def test_extreme_scores_are_finite_or_reported_never_nan_gradients(name: str, sc
         assert not torch.isnan(grad).any(), f"{name} @ {scenario}: NaN gradient from a finite loss"
         assert torch.isfinite(grad).all(), f"{name} @ {scenario}: infinite gradient from a finite loss"
     bad = non_finite_terms(output)
-    finite_expected = (
-        (scenario != "marginal=-inf" and name in LOG_DOMAIN)
-        or (scenario in MODERATE and (name, scenario) not in SQUARED_EXP_OVERFLOW)
+    finite_expected = (scenario != "marginal=-inf" and name in LOG_DOMAIN) or (
+        scenario in MODERATE and (name, scenario) not in SQUARED_EXP_OVERFLOW
     )
     if finite_expected:
         assert bad == [], f"{name} @ {scenario}: non-finite {bad} where the math allows finite values"
@@ -129,10 +128,18 @@ def test_high_mi_optimal_critic_is_finite(name: str, mi: float) -> None:
 def test_training_at_20_nats_in_20_dimensions_stays_finite(name: str) -> None:
     L.seed_everything(0)
     module = MIEstimationModule(JointCritic(20, 20, (32,)), BOUNDS[name]())
-    trainer = L.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
-    trainer.fit(module, CorrelatedGaussianDataModule(dim=20, mi_schedule=[20.0, 24.0], steps_per_level=3,
-                                                     batch_size=16))
+    trainer = L.Trainer(
+        max_steps=6,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        limit_val_batches=0,
+    )
+    trainer.fit(
+        module, CorrelatedGaussianDataModule(dim=20, mi_schedule=[20.0, 24.0], steps_per_level=3, batch_size=16)
+    )
     assert trainer.global_step == 6
     assert all(torch.isfinite(p).all() for p in module.parameters())
     assert math.isfinite(float(trainer.logged_metrics["mi/estimate"]))

@@ -8,8 +8,21 @@ from __future__ import annotations
 from typing import Callable
 
 from pdlightning.bounds import (
-    DV, JS, MINE, NWJ, SMILE, TUBA, Bound, DensityMatchingI, DensityMatchingII, DensityRatioFitting, EtaDV,
-    InfoNCE, ProbabilisticClassifier, Regularized, VariationalPlugIn,
+    DV,
+    JS,
+    MINE,
+    NWJ,
+    SMILE,
+    TUBA,
+    Bound,
+    DensityMatchingI,
+    DensityMatchingII,
+    DensityRatioFitting,
+    EtaDV,
+    InfoNCE,
+    ProbabilisticClassifier,
+    Regularized,
+    VariationalPlugIn,
 )
 
 BOUNDS: dict[str, Callable[[], Bound]] = {
@@ -45,7 +58,19 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
 #: bounds whose every term is a log-domain quantity (logsumexp / softplus / plug-in log r): finite
 #: for any finite scores, even at |f| = 1e4.
 LOG_DOMAIN = {
-    "dv", "mine", "infonce", "smile_tau5", "smile_tau1", "smile_tauinf", "pd_variational", "pd_classifier",
-    "pd_classifier_balanced", "pd_ratio_fitting", "pd_ratio_fitting_relative", "pd_matching_2",
-    "remine", "resmile", "reinfonce",
+    "dv",
+    "mine",
+    "infonce",
+    "smile_tau5",
+    "smile_tau1",
+    "smile_tauinf",
+    "pd_variational",
+    "pd_classifier",
+    "pd_classifier_balanced",
+    "pd_ratio_fitting",
+    "pd_ratio_fitting_relative",
+    "pd_matching_2",
+    "remine",
+    "resmile",
+    "reinfonce",
 }

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pdlightning.bounds import DV, NWJ, BoundOutput, PairScores, StepRecord
+from pdlightning.bounds import DV, NWJ, PairScores, StepRecord
 from pdlightning.callbacks import DriftMonitor
 from pdlightning.callbacks.drift import pair_groups
 from pdlightning.callbacks.figures import drift_figure
@@ -57,9 +57,15 @@ def test_record_pads_tags_that_appear_late_with_nan():
     np.testing.assert_array_equal(np.isnan(series["b"]), [True, False, True])
 
 
-@pytest.mark.parametrize("kwargs, name", [({"quantiles": (0.0,)}, "quantiles"), ({"quantiles": (0.101, 0.102)}, "quantiles"),
-                                          ({"histogram_every_n_steps": -1}, "histogram_every_n_steps"),
-                                          ({"ewm_span": 0}, "ewm_span")])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"quantiles": (0.0,)}, "quantiles"),
+        ({"quantiles": (0.101, 0.102)}, "quantiles"),
+        ({"histogram_every_n_steps": -1}, "histogram_every_n_steps"),
+        ({"ewm_span": 0}, "ewm_span"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
         DriftMonitor(**kwargs)
@@ -68,8 +74,10 @@ def test_bad_arguments_are_named(kwargs, name):
 def test_drift_figure_has_the_three_panels():
     steps = np.arange(50)
     series = {"first_term": steps * 0.1, "second_term": steps * 0.1 - 2.0, "mi_estimate": np.full(50, 2.0)}
-    outputs = {"joint": {"mean": steps * 0.1, "low": steps * 0.1 - 1, "high": steps * 0.1 + 1},
-               "marginal_off_support": {"mean": -steps * 0.1}}
+    outputs = {
+        "joint": {"mean": steps * 0.1, "low": steps * 0.1 - 1, "high": steps * 0.1 + 1},
+        "marginal_off_support": {"mean": -steps * 0.1},
+    }
     figure = drift_figure(steps, series, outputs, span=10, c_star=0.0, true_mi=np.full(50, 2.0))
     assert len(figure.axes) == 3
     labels = [line.get_label() for line in figure.axes[0].get_lines()]

@@ -25,16 +25,26 @@ ESTIMATORS = ("mine", "dv", "nwj", "remine", "renwj")
 
 
 def drift_fit(tmp_path, estimator: str, batch_size: int, steps: int = 4):
-    return build_cli([
-        "fit", "-c", os.path.join(DRIFT, "onehot.yaml"), "-c", os.path.join(BOUNDS, f"{estimator}.yaml"),
-        f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.enable_progress_bar=false",
-        f"--trainer.max_steps={steps}", f"--data.init_args.steps={steps}",
-        f"--data.init_args.batch_size={batch_size}",
-        "--model.init_args.critic.init_args.hidden_dims=[16, 16]",
-    ])
+    return build_cli(
+        [
+            "fit",
+            "-c",
+            os.path.join(DRIFT, "onehot.yaml"),
+            "-c",
+            os.path.join(BOUNDS, f"{estimator}.yaml"),
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.max_steps={steps}",
+            f"--data.init_args.steps={steps}",
+            f"--data.init_args.batch_size={batch_size}",
+            "--model.init_args.critic.init_args.hidden_dims=[16, 16]",
+        ]
+    )
 
 
-@pytest.mark.parametrize("estimator, batch_size", [("mine", 100), ("dv", 32), ("nwj", 32), ("remine", 32), ("renwj", 100)])
+@pytest.mark.parametrize(
+    "estimator, batch_size", [("mine", 100), ("dv", 32), ("nwj", 32), ("remine", 32), ("renwj", 100)]
+)
 def test_drift_config_fits_and_writes_the_figure(estimator, batch_size, tmp_path):
     steps = 4
     cli = drift_fit(tmp_path, estimator, batch_size, steps)

@@ -36,9 +36,15 @@ def data(task: str = TASK) -> TaskDataModule:
 
 def run_test(tmp_path, bound, offset: float = 0.0, task: str = TASK, **callback_kwargs):
     module = MIEstimationModule(ExactPMICritic(get_task(task), offset=offset), bound, summary=False)
-    trainer = L.Trainer(logger=TensorBoardLogger(str(tmp_path), name="run"), enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[PointwiseAccuracy(**callback_kwargs)], accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        logger=TensorBoardLogger(str(tmp_path), name="run"),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[PointwiseAccuracy(**callback_kwargs)],
+        accelerator="cpu",
+        devices=1,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         metrics = trainer.test(module, data(task), verbose=False)[0]
@@ -89,8 +95,14 @@ def test_a_constant_error_is_bias_and_rmse_but_not_centred_rmse(tmp_path):
 def test_a_pmi_defined_up_to_a_constant_logs_only_shift_invariant_statistics(tmp_path):
     metrics, events, _ = run_test(tmp_path, ShiftInvariantPlugIn(), offset=2.0, figure=False)
     logged = {k.removeprefix("test/") for k in metrics if k.startswith("test/pmi_")}
-    assert logged == {"pmi_joint_centred_rmse", "pmi_joint_spearman", "pmi_product_centred_rmse",
-                      "pmi_product_spearman", "pmi_product_off_support", "pmi_exact_mean"}
+    assert logged == {
+        "pmi_joint_centred_rmse",
+        "pmi_joint_spearman",
+        "pmi_product_centred_rmse",
+        "pmi_product_spearman",
+        "pmi_product_off_support",
+        "pmi_exact_mean",
+    }
     assert metrics["test/pmi_joint_centred_rmse"] == pytest.approx(0.0, abs=1e-3)
     assert "test/pmi_profile/estimated" in events.Tags()["histograms"] and not events.Tags()["images"]
 

@@ -10,8 +10,10 @@ def test_matches_the_weighted_mean_definition():
     rng = np.random.default_rng(0)
     x, span = rng.normal(size=300), 20.0
     alpha = 2 / (span + 1)
-    expected = [np.sum((1 - alpha) ** np.arange(t, -1, -1) * x[: t + 1]) / np.sum((1 - alpha) ** np.arange(t + 1))
-                for t in range(len(x))]
+    expected = [
+        np.sum((1 - alpha) ** np.arange(t, -1, -1) * x[: t + 1]) / np.sum((1 - alpha) ** np.arange(t + 1))
+        for t in range(len(x))
+    ]
     np.testing.assert_allclose(ewm(x, span), expected, rtol=1e-10)
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pdlightning.bounds import DV, InfoNCE, Regularized, SMILE
+from pdlightning.bounds import DV, SMILE, InfoNCE, Regularized
 from pdlightning.callbacks.figures import staircase_figure
 
 
@@ -48,9 +48,12 @@ def test_identical_critic_output_curves_are_named_not_hidden():
 
     steps = np.arange(50)
     same = {"mean": np.linspace(0, 1, 50)}
-    figure = drift_figure(steps, {"first_term": steps * 0.0, "second_term": steps * 0.0, "mi_estimate": steps * 0.0},
-                          {"joint": same, "marginal_in_support": dict(same), "marginal_off_support": {"mean": -steps}},
-                          span=5)
+    figure = drift_figure(
+        steps,
+        {"first_term": steps * 0.0, "second_term": steps * 0.0, "mi_estimate": steps * 0.0},
+        {"joint": same, "marginal_in_support": dict(same), "marginal_off_support": {"mean": -steps}},
+        span=5,
+    )
     labels = [line.get_label() for line in figure.axes[2].get_lines()]
     assert "T on joint = T on marginal in support (identical)" in labels and "T on marginal off support" in labels
     assert [ax.get_ylabel() for ax in figure.axes] == ["term value (nats)", "MI (nats)", "critic output T"]

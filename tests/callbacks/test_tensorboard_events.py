@@ -16,10 +16,19 @@ from pdlightning.modules import MIEstimationModule
 
 
 def _fit(tmp_path, module, datamodule, steps, callbacks, log_every=1):
-    trainer = L.Trainer(max_steps=steps, max_epochs=1, logger=TensorBoardLogger(str(tmp_path), name="run"),
-                        callbacks=callbacks, log_every_n_steps=log_every, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
-                        accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        max_steps=steps,
+        max_epochs=1,
+        logger=TensorBoardLogger(str(tmp_path), name="run"),
+        callbacks=callbacks,
+        log_every_n_steps=log_every,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+        devices=1,
+    )
     trainer.fit(module, datamodule)
     accumulator = EventAccumulator(trainer.logger.log_dir, size_guidance={"scalars": 0, "histograms": 0, "images": 0})
     accumulator.Reload()
@@ -28,8 +37,9 @@ def _fit(tmp_path, module, datamodule, steps, callbacks, log_every=1):
 
 def _onehot_module(seed=0):
     torch.manual_seed(seed)
-    return MIEstimationModule(JointCritic(16, 16, (32, 32)), MINE(),
-                              optimizer=lambda params: torch.optim.SGD(params, lr=0.1))
+    return MIEstimationModule(
+        JointCritic(16, 16, (32, 32)), MINE(), optimizer=lambda params: torch.optim.SGD(params, lr=0.1)
+    )
 
 
 def test_onehot_fit_logs_every_tag_at_every_step(tmp_path):
@@ -38,8 +48,10 @@ def test_onehot_fit_logs_every_tag_at_every_step(tmp_path):
     trainer, events = _fit(tmp_path, _onehot_module(), OneHotDataModule(batch_size=64, steps=steps), steps, callbacks)
     tags = events.Tags()
     expected = ["drift/first_term", "drift/second_term", "drift/mi_estimate"] + [
-        f"drift/T_{group}_{stat}" for group in ("joint", "marginal", "marginal_off_support")
-        for stat in ("mean", "q10", "q50", "q90")]
+        f"drift/T_{group}_{stat}"
+        for group in ("joint", "marginal", "marginal_off_support")
+        for stat in ("mean", "q10", "q50", "q90")
+    ]
     for tag in expected:
         assert [e.step for e in events.Scalars(tag)] == list(range(steps)), tag
     # Same step index as the module's own scalars.
@@ -65,8 +77,14 @@ def test_onehot_fit_logs_every_tag_at_every_step(tmp_path):
 
 
 def test_logging_cadence_follows_log_every_n_steps(tmp_path):
-    trainer, events = _fit(tmp_path, _onehot_module(), OneHotDataModule(batch_size=16, steps=9), 9,
-                           [DriftMonitor(histogram_every_n_steps=0, figure=False)], log_every=3)
+    trainer, events = _fit(
+        tmp_path,
+        _onehot_module(),
+        OneHotDataModule(batch_size=16, steps=9),
+        9,
+        [DriftMonitor(histogram_every_n_steps=0, figure=False)],
+        log_every=3,
+    )
     assert [e.step for e in events.Scalars("drift/first_term")] == [2, 5, 8]
     assert [e.step for e in events.Scalars("mi/estimate")] == [2, 5, 8]
     assert not events.Tags()["histograms"] and not events.Tags()["images"]
@@ -76,7 +94,9 @@ def test_gaussian_fit_has_no_support_split_and_one_bias_row_per_level(tmp_path):
     torch.manual_seed(0)
     module = MIEstimationModule(JointCritic(20, 20, (32, 32)), InfoNCE())
     data = CorrelatedGaussianDataModule(mi_schedule=[2.0, 4.0], steps_per_level=5, batch_size=16)
-    _, events = _fit(tmp_path, module, data, 10, [DriftMonitor(histogram_every_n_steps=5), BiasVarianceMSE(verbose=False)])
+    _, events = _fit(
+        tmp_path, module, data, 10, [DriftMonitor(histogram_every_n_steps=5), BiasVarianceMSE(verbose=False)]
+    )
     scalars = events.Tags()["scalars"]
     assert "drift/T_marginal_mean" in scalars and not any("support" in tag for tag in scalars)
     assert {"bias_variance/bias@2", "bias_variance/bias@4"} <= set(scalars)

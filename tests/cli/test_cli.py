@@ -22,20 +22,31 @@ BOUNDS = os.path.join(REPO, "configs", "mi", "bounds")
 
 def quiet(tmp_path, steps: int) -> list[str]:
     return [
-        f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}",
-        "--trainer.enable_progress_bar=false", f"--trainer.max_steps={steps}",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.max_steps={steps}",
     ]
 
 
 @pytest.mark.parametrize("fragment", ["smile_tau5.yaml", "pd_classifier.yaml"])
 def test_short_fit_at_two_nats_converges_within_0_3(fragment, tmp_path):
     steps = 1500
-    cli = build_cli([
-        "fit", "-c", GAUSSIAN, "-c", os.path.join(BOUNDS, fragment), *quiet(tmp_path, steps),
-        "--data.init_args.mi_schedule=[2.0]", f"--data.init_args.steps_per_level={steps}",
-        "--data.init_args.eval_batch_size=1024", "--data.init_args.eval_batches_per_level=4",
-        "--model.init_args.optimizer.init_args.lr=1e-3",
-    ])
+    cli = build_cli(
+        [
+            "fit",
+            "-c",
+            GAUSSIAN,
+            "-c",
+            os.path.join(BOUNDS, fragment),
+            *quiet(tmp_path, steps),
+            "--data.init_args.mi_schedule=[2.0]",
+            f"--data.init_args.steps_per_level={steps}",
+            "--data.init_args.eval_batch_size=1024",
+            "--data.init_args.eval_batches_per_level=4",
+            "--model.init_args.optimizer.init_args.lr=1e-3",
+        ]
+    )
     assert cli.trainer.global_step == steps
     cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
     estimate = cli.trainer.callback_metrics["test/mi_estimate@2"].item()
@@ -44,10 +55,18 @@ def test_short_fit_at_two_nats_converges_within_0_3(fragment, tmp_path):
 
 def test_every_bound_fragment_composes_and_trains_a_few_steps(tmp_path):
     for fragment in sorted(os.listdir(BOUNDS)):
-        cli = build_cli([
-            "fit", "-c", GAUSSIAN, "-c", os.path.join(BOUNDS, fragment), *quiet(tmp_path, 3),
-            "--model.init_args.critic.init_args.hidden_dims=[16]", "--trainer.limit_val_batches=0",
-        ])
+        cli = build_cli(
+            [
+                "fit",
+                "-c",
+                GAUSSIAN,
+                "-c",
+                os.path.join(BOUNDS, fragment),
+                *quiet(tmp_path, 3),
+                "--model.init_args.critic.init_args.hidden_dims=[16]",
+                "--trainer.limit_val_batches=0",
+            ]
+        )
         assert cli.trainer.global_step == 3, fragment
         logged = cli.trainer.logged_metrics
         assert {"mi/estimate", "mi/true", "bound/first_term", "bound/second_term", "train/loss"} <= set(logged)
@@ -82,17 +101,28 @@ class UserPairs(L.LightningDataModule):
         x = torch.randn(320, 4, generator=generator)
         y = x + self.noise * torch.randn(320, 4, generator=generator)
         mi = 2.0 * torch.log(torch.tensor(1 + 1 / self.noise**2))  # 4 dims x 1/2 log(1 + SNR)
-        data = [{"x": x[i:i + self.batch_size], "y": y[i:i + self.batch_size], "mi": mi}
-                for i in range(0, 320, self.batch_size)]
+        data = [
+            {"x": x[i : i + self.batch_size], "y": y[i : i + self.batch_size], "mi": mi}
+            for i in range(0, 320, self.batch_size)
+        ]
         return DataLoader(data, batch_size=None)
 
 
 def test_a_user_datamodule_plugs_in_by_class_path(tmp_path):
-    cli = build_cli([
-        "fit", "-c", GAUSSIAN, *quiet(tmp_path, 10), "--trainer.limit_val_batches=0",
-        "--data=tests.cli.test_cli.UserPairs", "--data.init_args.noise=0.3", "--data.init_args.batch_size=32",
-        "--model.init_args.critic.init_args.x_dim=4", "--model.init_args.critic.init_args.y_dim=4",
-    ])
+    cli = build_cli(
+        [
+            "fit",
+            "-c",
+            GAUSSIAN,
+            *quiet(tmp_path, 10),
+            "--trainer.limit_val_batches=0",
+            "--data=tests.cli.test_cli.UserPairs",
+            "--data.init_args.noise=0.3",
+            "--data.init_args.batch_size=32",
+            "--model.init_args.critic.init_args.x_dim=4",
+            "--model.init_args.critic.init_args.y_dim=4",
+        ]
+    )
     assert isinstance(cli.datamodule, UserPairs) and cli.datamodule.noise == 0.3
     assert cli.trainer.global_step == 10
 
@@ -119,12 +149,19 @@ def test_bad_schedule_is_reported_with_the_parameter(schedule, tmp_path, capsys)
 
 def test_console_script_runs_fit_and_test(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "pdlightning")
-    common = ["-c", GAUSSIAN, *quiet(tmp_path, 5), "--data.init_args.steps_per_level=5",
-              "--data.init_args.mi_schedule=[1.0]", "--model.init_args.critic.init_args.hidden_dims=[16]"]
+    common = [
+        "-c",
+        GAUSSIAN,
+        *quiet(tmp_path, 5),
+        "--data.init_args.steps_per_level=5",
+        "--data.init_args.mi_schedule=[1.0]",
+        "--model.init_args.critic.init_args.hidden_dims=[16]",
+    ]
     fit = subprocess.run([script, "fit", *common], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert fit.returncode == 0, fit.stderr[-2000:]
-    test = subprocess.run([script, "test", *common, "--ckpt_path=last"], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=300)
+    test = subprocess.run(
+        [script, "test", *common, "--ckpt_path=last"], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert test.returncode == 0, test.stderr[-2000:]
     assert "true MI" in test.stdout + test.stderr and "estimate" in test.stdout + test.stderr
 
@@ -136,22 +173,44 @@ def test_optimizer_and_scheduler_come_from_yaml(tmp_path):
         "    optimizer:\n      class_path: torch.optim.SGD\n      init_args: {lr: 0.1, momentum: 0.5}\n"
         "    scheduler:\n      class_path: torch.optim.lr_scheduler.StepLR\n      init_args: {step_size: 2, gamma: 0.5}\n"
     )
-    cli = build_cli(["fit", "-c", GAUSSIAN, "-c", str(config), *quiet(tmp_path, 4), "--trainer.limit_val_batches=0",
-                     "--model.init_args.critic.init_args.hidden_dims=[8]"])
+    cli = build_cli(
+        [
+            "fit",
+            "-c",
+            GAUSSIAN,
+            "-c",
+            str(config),
+            *quiet(tmp_path, 4),
+            "--trainer.limit_val_batches=0",
+            "--model.init_args.critic.init_args.hidden_dims=[8]",
+        ]
+    )
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.5
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)  # stepped every optimiser step
 
 
 def test_predict_writes_the_pmi_of_each_held_out_pair(tmp_path):
-    common = ["-c", GAUSSIAN, *quiet(tmp_path, 4), "--data.init_args.steps_per_level=4",
-              "--data.init_args.mi_schedule=[1.0]", "--data.init_args.eval_batches_per_level=2",
-              "--model.init_args.critic.init_args.hidden_dims=[8]"]
+    common = [
+        "-c",
+        GAUSSIAN,
+        *quiet(tmp_path, 4),
+        "--data.init_args.steps_per_level=4",
+        "--data.init_args.mi_schedule=[1.0]",
+        "--data.init_args.eval_batches_per_level=2",
+        "--model.init_args.critic.init_args.hidden_dims=[8]",
+    ]
     build_cli(["fit", *common])
     output = tmp_path / "pmi.csv"
-    build_cli(["predict", *common, "--ckpt_path=last",
-               "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
-               f"--trainer.callbacks.output_path={output}"])
+    build_cli(
+        [
+            "predict",
+            *common,
+            "--ckpt_path=last",
+            "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
+            f"--trainer.callbacks.output_path={output}",
+        ]
+    )
     rows = output.read_text().splitlines()
     assert rows[0] == "row,mi,pmi" and len(rows) == 1 + 2 * 64  # each pair with its true-MI level
     assert all(float(r.split(",")[1]) == 1.0 and math.isfinite(float(r.split(",")[2])) for r in rows[1:])

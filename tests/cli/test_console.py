@@ -22,14 +22,28 @@ SCRIPT = os.path.join(os.path.dirname(sys.executable), "pdlightning")
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PDLIGHTNING_DEBUG": "", **env})
+    return subprocess.run(
+        [SCRIPT, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PDLIGHTNING_DEBUG": "", **env},
+    )
 
 
 def small(tmp_path: Path) -> list[str]:
-    return ["-c", GAUSSIAN, f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.enable_progress_bar=false",
-            "--data.init_args.mi_schedule=[1.0]", "--data.init_args.steps_per_level=4", "--trainer.max_steps=4",
-            "--data.init_args.eval_batches_per_level=1", "--model.init_args.critic.init_args.hidden_dims=[8]"]
+    return [
+        "-c",
+        GAUSSIAN,
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--data.init_args.mi_schedule=[1.0]",
+        "--data.init_args.steps_per_level=4",
+        "--trainer.max_steps=4",
+        "--data.init_args.eval_batches_per_level=1",
+        "--model.init_args.critic.init_args.hidden_dims=[8]",
+    ]
 
 
 def assert_one_message(result: subprocess.CompletedProcess, *expected: str) -> None:
@@ -45,14 +59,22 @@ def assert_one_message(result: subprocess.CompletedProcess, *expected: str) -> N
 @pytest.mark.parametrize("case", ["schedule", "critic-dims", "missing-ckpt", "damaged-ckpt"])
 def test_an_input_error_is_one_message_naming_the_parameter(case, tmp_path):
     args, expected = {
-        "schedule": (["fit", *small(tmp_path), "--data.init_args.mi_schedule=[2.0, -1.0]"],
-                     ["mi_schedule: every level must be a finite MI > 0 nats"]),
-        "critic-dims": (["fit", *small(tmp_path), "--model.init_args.critic.init_args.x_dim=19"],
-                        ["critic x_dim", "set model.init_args.critic.init_args.x_dim: 20"]),
-        "missing-ckpt": (["test", *small(tmp_path), "--ckpt_path=nope.ckpt"],
-                         ["ckpt_path: no checkpoint file at 'nope.ckpt'"]),
-        "damaged-ckpt": (["test", *small(tmp_path), "--ckpt_path=bad.ckpt"],
-                         ["ckpt_path: 'bad.ckpt' is not a loadable checkpoint: the file is truncated"]),
+        "schedule": (
+            ["fit", *small(tmp_path), "--data.init_args.mi_schedule=[2.0, -1.0]"],
+            ["mi_schedule: every level must be a finite MI > 0 nats"],
+        ),
+        "critic-dims": (
+            ["fit", *small(tmp_path), "--model.init_args.critic.init_args.x_dim=19"],
+            ["critic x_dim", "set model.init_args.critic.init_args.x_dim: 20"],
+        ),
+        "missing-ckpt": (
+            ["test", *small(tmp_path), "--ckpt_path=nope.ckpt"],
+            ["ckpt_path: no checkpoint file at 'nope.ckpt'"],
+        ),
+        "damaged-ckpt": (
+            ["test", *small(tmp_path), "--ckpt_path=bad.ckpt"],
+            ["ckpt_path: 'bad.ckpt' is not a loadable checkpoint: the file is truncated"],
+        ),
     }[case]
     (tmp_path / "bad.ckpt").write_bytes(b"PK\x03\x04 a torch zip cut short")
     assert_one_message(run(args, tmp_path), *expected)
@@ -74,17 +96,14 @@ ALLOWED_STDERR = {
     r"^`Trainer\.fit` stopped: `max_steps=\d+` reached\.$": "Lightning: why the fit ended",
     r"^Restoring states from the checkpoint path at ": "Lightning: which checkpoint is loaded",
     r"^Loaded model weights from the checkpoint at ": "Lightning: which checkpoint is loaded",
-    r"^(test|predict): .*: critic, bound and estimator from the checkpoint \(trained with .*\)$":
-        "pdlightning: which bound reports (issue 13 item 1)",
+    r"^(test|predict): .*: critic, bound and estimator from the checkpoint \(trained with .*\)$": "pdlightning: which bound reports (issue 13 item 1)",
     # pdlightning's own results, through rank_zero_info: the end-of-fit summary (issue 13 item 3) and the
     # held-out table of `test` (issue 11), with where they were written
     r"^### .*$|^\| .* \|$|^\|---": "pdlightning: the per-level bias / variance / MSE summary table",
     r"^\(written to .*\)$": "pdlightning: where a table was written",
-    r"'s PMI normaliser \((global|row)\) is estimated on a fixed reference of ":
-        "pdlightning: where predict's PMI normaliser comes from (issue 14 item 6)",
+    r"'s PMI normaliser \((global|row)\) is estimated on a fixed reference of ": "pdlightning: where predict's PMI normaliser comes from (issue 14 item 6)",
     r"^PMIWriter: \d+ pairs -> ": "pdlightning: where the PMIs were written",
-    r"^Held-out MI.*:$|^\s*true MI\s+estimate|^\s*[-\d.]+\s+[-\d.]+\s+|^intervals: ":
-        "pdlightning: the held-out test table with standard errors and intervals",
+    r"^Held-out MI.*:$|^\s*true MI\s+estimate|^\s*[-\d.]+\s+[-\d.]+\s+|^intervals: ": "pdlightning: the held-out test table with standard errors and intervals",
     # --- not ours to fix here (the lead must drop each entry once its owner's fix is merged) ---
     r"data\.py:\d+: Your `IterableDataset` has `__len__` defined": "data layer (the data helper rewrites the streams)",
     r"prediction_loop\.py:\d+: Couldn't infer the batch indices": "PMIWriter is a BasePredictionWriter (applications)",
@@ -97,8 +116,17 @@ def test_a_fit_test_and_predict_print_nothing_but_the_allowed_lines(tmp_path):
     outputs = [run(["fit", *small(tmp_path)], tmp_path)]
     ckpt = tmp_path / "mi" / "version_0" / "checkpoints" / "last.ckpt"
     outputs.append(run(["test", *small(tmp_path), f"--ckpt_path={ckpt}"], tmp_path))
-    outputs.append(run(["predict", *small(tmp_path), f"--ckpt_path={ckpt}",
-                        "--trainer.callbacks+=pdlightning.callbacks.PMIWriter"], tmp_path))
+    outputs.append(
+        run(
+            [
+                "predict",
+                *small(tmp_path),
+                f"--ckpt_path={ckpt}",
+                "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
+            ],
+            tmp_path,
+        )
+    )
     for result in outputs:
         assert result.returncode == 0, result.stderr[-3000:]
         for line in filter(str.strip, result.stderr.splitlines()):
@@ -117,7 +145,7 @@ def test_the_threads_setting_reaches_torch_before_anything_runs(tmp_path):
     code = textwrap.dedent(f"""
         import os, torch
         from pdlightning.cli.main import DEFAULT_THREADS, build_cli
-        args = {['-c', GAUSSIAN]!r}
+        args = {["-c", GAUSSIAN]!r}
         torch.set_num_threads(2)
         build_cli(args, run=False)  # from Python: the caller's setting stays
         assert torch.get_num_threads() == 2, torch.get_num_threads()
@@ -130,6 +158,7 @@ def test_the_threads_setting_reaches_torch_before_anything_runs(tmp_path):
         assert torch.get_num_threads() == 2, torch.get_num_threads()
         """)
     env = {**os.environ, "OMP_NUM_THREADS": "4", "PDLIGHTNING_THREADS": ""}
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -27,7 +27,8 @@ STEPS = 12  # 2 levels x 6 steps
 
 def tiny(tmp_path: Path, bound: str = "pdlightning.bounds.SMILE") -> Path:
     config = tmp_path / f"{bound.rsplit('.', 1)[-1].lower()}.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         seed_everything: 0
         trainer:
           max_epochs: 1
@@ -40,7 +41,7 @@ def tiny(tmp_path: Path, bound: str = "pdlightning.bounds.SMILE") -> Path:
           accelerator: cpu
           logger:
             class_path: lightning.pytorch.loggers.TensorBoardLogger
-            init_args: {{save_dir: {tmp_path / 'logs'}, name: mi}}
+            init_args: {{save_dir: {tmp_path / "logs"}, name: mi}}
         model:
           class_path: pdlightning.modules.MIEstimationModule
           init_args:
@@ -50,7 +51,8 @@ def tiny(tmp_path: Path, bound: str = "pdlightning.bounds.SMILE") -> Path:
         data:
           class_path: pdlightning.data.CorrelatedGaussianDataModule
           init_args: {{dim: 3, mi_schedule: [0.5, 1.0], steps_per_level: 6, batch_size: 16, seed: 5}}
-        """))
+        """)
+    )
     return config
 
 
@@ -64,10 +66,19 @@ def lr_of(checkpoint: Path) -> float:
 
 # ------------------------------------------------------------------------------------ identity
 def test_the_identity_ignores_budget_logging_and_loading_but_not_the_experiment():
-    base = {"seed_everything": 0, "trainer": {"max_steps": 100, "max_epochs": 1, "precision": "32-true",
-                                              "logger": {"init_args": {"save_dir": "a"}}, "callbacks": []},
-            "model": {"class_path": "M", "init_args": {"bound": {"class_path": "NWJ"}, "lr": 0.1}},
-            "data": {"class_path": "D", "init_args": {"seed": 1, "num_workers": 0}}, "ckpt_path": None}
+    base = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_steps": 100,
+            "max_epochs": 1,
+            "precision": "32-true",
+            "logger": {"init_args": {"save_dir": "a"}},
+            "callbacks": [],
+        },
+        "model": {"class_path": "M", "init_args": {"bound": {"class_path": "NWJ"}, "lr": 0.1}},
+        "data": {"class_path": "D", "init_args": {"seed": 1, "num_workers": 0}},
+        "ckpt_path": None,
+    }
     identity = identity_of(defining_config(base))
 
     def changed(path: str, value) -> str:
@@ -79,15 +90,26 @@ def test_the_identity_ignores_budget_logging_and_loading_but_not_the_experiment(
         node[key] = value
         return identity_of(defining_config(config))
 
-    for same in [("trainer.max_steps", 5000), ("trainer.max_epochs", 3), ("trainer.logger.init_args.save_dir", "b"),
-                 ("trainer.callbacks", [{"class_path": "X"}]), ("data.init_args.num_workers", 4),
-                 ("ckpt_path", "last")]:
+    for same in [
+        ("trainer.max_steps", 5000),
+        ("trainer.max_epochs", 3),
+        ("trainer.logger.init_args.save_dir", "b"),
+        ("trainer.callbacks", [{"class_path": "X"}]),
+        ("data.init_args.num_workers", 4),
+        ("ckpt_path", "last"),
+    ]:
         assert changed(*same) == identity, same
-    for other in [("seed_everything", 1), ("model.init_args.lr", 0.05), ("model.init_args.bound.class_path", "DV"),
-                  ("data.init_args.seed", 2), ("trainer.precision", "bf16-mixed")]:
+    for other in [
+        ("seed_everything", 1),
+        ("model.init_args.lr", 0.05),
+        ("model.init_args.bound.class_path", "DV"),
+        ("data.init_args.seed", 2),
+        ("trainer.precision", "bf16-mixed"),
+    ]:
         assert changed(*other) != identity, other
     assert identity_of(defining_config({**base, "seed_everything": 7}, random_seed=True)) == identity_of(
-        defining_config({**base, "seed_everything": 8}, random_seed=True))
+        defining_config({**base, "seed_everything": 8}, random_seed=True)
+    )
 
 
 def test_last_refuses_the_newer_run_of_another_experiment_and_touches_none_of_its_files(tmp_path):
@@ -137,8 +159,16 @@ def test_a_forced_resume_applies_the_new_learning_rate_and_records_both_configs(
     run = tmp_path / "logs" / "mi" / "version_0"
     first_config = (run / "config.yaml").read_bytes()
     with pytest.warns(UserWarning, match=r"forced resume: optimizer 0 lr: 0.01 -> 0.05 from step 4 on"):
-        cli = build_cli(["fit", "-c", str(config), "--ckpt_path=last", "--model.init_args.optimizer.init_args.lr=0.05",
-                         "--force_resume=true"])
+        cli = build_cli(
+            [
+                "fit",
+                "-c",
+                str(config),
+                "--ckpt_path=last",
+                "--model.init_args.optimizer.init_args.lr=0.05",
+                "--force_resume=true",
+            ]
+        )
     assert cli.trainer.global_step == STEPS
     assert lr_of(run / "checkpoints" / "last.ckpt") == 0.05  # what ran, not the restored 0.01
     assert (run / "config.yaml").read_bytes() == first_config
@@ -180,9 +210,14 @@ def test_a_resume_past_the_end_of_its_data_says_why_it_trains_nothing(tmp_path):
 
 # ------------------------------------------------------------------------- test / predict
 def gaussian_args(tmp_path: Path) -> list[str]:
-    return [f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.enable_progress_bar=false",
-            "--data.init_args.mi_schedule=[1.0]", "--data.init_args.steps_per_level=5", "--trainer.max_steps=5",
-            "--data.init_args.eval_batches_per_level=2"]
+    return [
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--data.init_args.mi_schedule=[1.0]",
+        "--data.init_args.steps_per_level=5",
+        "--trainer.max_steps=5",
+        "--data.init_args.eval_batches_per_level=2",
+    ]
 
 
 @pytest.fixture
@@ -199,8 +234,17 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
     """The README's line after an NWJ fit: ``test -c gaussian.yaml --ckpt_path <NWJ run>`` (no bound
     fragment) reports with NWJ, says so, and uses the trained critic (here 16 hidden units, not the
     config's 2 x 256)."""
-    build_cli(["fit", "-c", GAUSSIAN, "-c", NWJ_FRAGMENT, *gaussian_args(tmp_path),
-               "--model.init_args.critic.init_args.hidden_dims=[16]"])
+    build_cli(
+        [
+            "fit",
+            "-c",
+            GAUSSIAN,
+            "-c",
+            NWJ_FRAGMENT,
+            *gaussian_args(tmp_path),
+            "--model.init_args.critic.init_args.hidden_dims=[16]",
+        ]
+    )
     ckpt = tmp_path / "mi" / "nwj" / "version_0" / "checkpoints" / "last.ckpt"
     hparams = torch.load(ckpt, weights_only=True)["hyper_parameters"]
     assert hparams["bound"]["class_path"] == "pdlightning.bounds.NWJ"
@@ -218,8 +262,16 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
     assert os.path.isdir(tmp_path / "mi" / "nwj" / "version_0" / "test")  # next to the run, no new version
     assert sorted(os.listdir(tmp_path / "mi" / "nwj")) == ["version_0"]
 
-    cli = build_cli(["predict", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
-                     "--trainer.callbacks+=pdlightning.callbacks.PMIWriter"])
+    cli = build_cli(
+        [
+            "predict",
+            "-c",
+            GAUSSIAN,
+            *gaussian_args(tmp_path),
+            f"--ckpt_path={ckpt}",
+            "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
+        ]
+    )
     assert isinstance(cli.model.bound, NWJ) and cli.model.reporting_bound is cli.model.bound
     rows = (tmp_path / "mi" / "nwj" / "version_0" / "predict" / "pmi.csv").read_text().splitlines()
     assert rows[0] == "row,mi,pmi" and len(rows) == 1 + 2 * 64
@@ -227,13 +279,30 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
 
 
 def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd, lightning_log):
-    build_cli(["fit", "-c", GAUSSIAN, "-c", NWJ_FRAGMENT, *gaussian_args(tmp_path),
-               "--model.init_args.critic.init_args.hidden_dims=[16]"])
+    build_cli(
+        [
+            "fit",
+            "-c",
+            GAUSSIAN,
+            "-c",
+            NWJ_FRAGMENT,
+            *gaussian_args(tmp_path),
+            "--model.init_args.critic.init_args.hidden_dims=[16]",
+        ]
+    )
     ckpt = str(tmp_path / "mi" / "nwj" / "version_0" / "checkpoints" / "last.ckpt")
     capfd.readouterr()
     with pytest.warns(UserWarning, match=r"reporting with DV \(from the command line\).*trained with NWJ"):
-        cli = build_cli(["test", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
-                         "--model.init_args.estimator=pdlightning.bounds.DV"])
+        cli = build_cli(
+            [
+                "test",
+                "-c",
+                GAUSSIAN,
+                *gaussian_args(tmp_path),
+                f"--ckpt_path={ckpt}",
+                "--model.init_args.estimator=pdlightning.bounds.DV",
+            ]
+        )
     assert isinstance(cli.model.bound, NWJ) and isinstance(cli.model.estimator, DV)
     assert "reported by DV (trained with NWJ)" in lightning_log.text
     smile = str(REPO / "configs" / "mi" / "bounds" / "smile_tau5.yaml")  # a bound fragment is explicit too
@@ -245,14 +314,33 @@ def test_an_explicit_reporting_bound_is_used_with_a_warning(tmp_path, capfd, lig
 def test_a_critic_that_does_not_match_the_checkpoint_is_a_clear_error(tmp_path):
     build_cli(["fit", "-c", GAUSSIAN, *gaussian_args(tmp_path), "--model.init_args.critic.init_args.hidden_dims=[16]"])
     (ckpt,) = (str(path) for path in tmp_path.glob("mi/**/version_0/checkpoints/last.ckpt"))
-    with pytest.raises(CheckpointError, match=r"model.init_args.critic: the checkpoint .* was trained with the critic "
-                                              r"JointCritic\(.*hidden_dims=\[16\]"):
-        build_cli(["test", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
-                   "--model.init_args.critic.init_args.hidden_dims=[32]"])
+    with pytest.raises(
+        CheckpointError,
+        match=r"model.init_args.critic: the checkpoint .* was trained with the critic "
+        r"JointCritic\(.*hidden_dims=\[16\]",
+    ):
+        build_cli(
+            [
+                "test",
+                "-c",
+                GAUSSIAN,
+                *gaussian_args(tmp_path),
+                f"--ckpt_path={ckpt}",
+                "--model.init_args.critic.init_args.hidden_dims=[32]",
+            ]
+        )
     with pytest.raises(CheckpointError, match=r"does not match the checkpoint .*critic"):  # the whole model given
-        build_cli(["test", "-c", GAUSSIAN, *gaussian_args(tmp_path), f"--ckpt_path={ckpt}",
-                   "--model=pdlightning.modules.MIEstimationModule",
-                   "--model.init_args.critic.init_args.hidden_dims=[8]"])
+        build_cli(
+            [
+                "test",
+                "-c",
+                GAUSSIAN,
+                *gaussian_args(tmp_path),
+                f"--ckpt_path={ckpt}",
+                "--model=pdlightning.modules.MIEstimationModule",
+                "--model.init_args.critic.init_args.hidden_dims=[8]",
+            ]
+        )
 
 
 @pytest.mark.parametrize("subcommand", ["test", "predict", "validate"])

@@ -23,17 +23,25 @@ CLASSIFIER = os.path.join(REPO, "configs", "mi", "bounds", "pd_classifier.yaml")
 
 def tiny(tmp_path, steps: int = 8) -> list[str]:
     """The CPU suite config on a tiny budget: 600 pairs, batch 64, validation every 4 steps."""
-    return [f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.enable_progress_bar=false",
-            f"--trainer.max_steps={steps}", f"--data.init_args.steps={steps}", "--trainer.val_check_interval=4",
-            "--data.init_args.n_samples=600", "--data.init_args.batch_size=64", "--data.init_args.eval_batch_size=100",
-            "--checkpoint.every_n_train_steps=4"]
+    return [
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.max_steps={steps}",
+        f"--data.init_args.steps={steps}",
+        "--trainer.val_check_interval=4",
+        "--data.init_args.n_samples=600",
+        "--data.init_args.batch_size=64",
+        "--data.init_args.eval_batch_size=100",
+        "--checkpoint.every_n_train_steps=4",
+    ]
 
 
 def tensorboard_tags(root) -> dict[str, set[str]]:
     """Every scalar / histogram / image tag in the event files under ``root`` (any run directory)."""
     tags: dict[str, set[str]] = {"scalars": set(), "histograms": set(), "images": set()}
-    directories = {os.path.dirname(p) for p in glob.glob(os.path.join(str(root), "**", "events.out.tfevents.*"),
-                                                         recursive=True)}
+    directories = {
+        os.path.dirname(p) for p in glob.glob(os.path.join(str(root), "**", "events.out.tfevents.*"), recursive=True)
+    }
     for directory in directories:
         events = EventAccumulator(directory, size_guidance={"scalars": 0, "histograms": 0, "images": 0})
         events.Reload()
@@ -42,8 +50,11 @@ def tensorboard_tags(root) -> dict[str, set[str]]:
     return tags
 
 
-TASKS = [("1v1-additive-0.1", (1, 1)), ("swissroll_x-normal_cdf-1v1-normal-0.75", (2, 1)),
-         ("multinormal-sparse-5-5-2-2.0", (5, 5))]
+TASKS = [
+    ("1v1-additive-0.1", (1, 1)),
+    ("swissroll_x-normal_cdf-1v1-normal-0.75", (2, 1)),
+    ("multinormal-sparse-5-5-2-2.0", (5, 5)),
+]
 ESTIMATORS = {"smile": [], "classifier": ["-c", CLASSIFIER]}  # the CPU config's SMILE, or the PD classifier
 
 
@@ -59,8 +70,15 @@ def test_fit_and_test_on_a_task_log_the_pmi_metrics_to_tensorboard(tmp_path, tas
     assert -1.0 <= test.trainer.callback_metrics["test/pmi_joint_spearman"] <= 1.0
     tags = tensorboard_tags(tmp_path)
     for stage in ("val", "test"):
-        for metric in ("pmi_joint_rmse", "pmi_joint_mae", "pmi_joint_spearman", "pmi_joint_plug_in_bias",
-                       "pmi_product_rmse", "pmi_product_spearman", "pmi_plug_in_mi"):
+        for metric in (
+            "pmi_joint_rmse",
+            "pmi_joint_mae",
+            "pmi_joint_spearman",
+            "pmi_joint_plug_in_bias",
+            "pmi_product_rmse",
+            "pmi_product_spearman",
+            "pmi_plug_in_mi",
+        ):
             assert f"{stage}/{metric}" in tags["scalars"], (stage, metric)
         assert {f"{stage}/pmi_profile/exact", f"{stage}/pmi_profile/estimated"} <= tags["histograms"]
         assert f"{stage}/pmi_profile" in tags["images"]
@@ -78,14 +96,25 @@ def test_the_saved_config_leaves_the_dims_to_the_task_and_reruns(tmp_path):
 
 def test_a_critic_dim_that_differs_from_the_task_names_the_parameter(tmp_path):
     with pytest.raises(ValueError, match=r"critic x_dim: .* expects 3 .* yields 1 \(x_dim\)"):
-        build_cli(["fit", "-c", CPU, "--data.init_args.task=1v1-normal-0.75", *tiny(tmp_path, 2),
-                   "--model.init_args.critic.init_args.x_dim=3"])
+        build_cli(
+            [
+                "fit",
+                "-c",
+                CPU,
+                "--data.init_args.task=1v1-normal-0.75",
+                *tiny(tmp_path, 2),
+                "--model.init_args.critic.init_args.x_dim=3",
+            ]
+        )
 
 
 def test_an_unknown_task_id_lists_close_matches(tmp_path):
     # (jsonargparse re-raises the datamodule's UnknownTaskError as a ValueError with the same message)
-    with pytest.raises(ValueError, match=r"task: unknown task id 'multinormal-dense-5-5-0\.75'; closest: "
-                                               r"multinormal-dense-5-5-0\.5"):
+    with pytest.raises(
+        ValueError,
+        match=r"task: unknown task id 'multinormal-dense-5-5-0\.75'; closest: "
+        r"multinormal-dense-5-5-0\.5",
+    ):
         build_cli(["fit", "-c", CPU, "--data.init_args.task=multinormal-dense-5-5-0.75", *tiny(tmp_path, 2)])
 
 
@@ -97,8 +126,13 @@ def test_too_few_samples_for_a_batch_names_n_samples(tmp_path):
 @pytest.mark.slow
 def test_the_console_script_reports_an_unknown_task_with_close_matches(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "pdlightning")
-    result = subprocess.run([script, "fit", "-c", CPU, "--data.init_args.task=1v1-normal-0.7", *tiny(tmp_path, 2)],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [script, "fit", "-c", CPU, "--data.init_args.task=1v1-normal-0.7", *tiny(tmp_path, 2)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert "unknown task id '1v1-normal-0.7'; closest: 1v1-normal-0.75" in result.stderr
 

@@ -25,11 +25,16 @@ def test_joint_critic_equals_the_tiled_concat_mlp_with_its_gradients(activation)
     assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads_fast, grads_slow))
 
 
-@pytest.mark.parametrize("critic", [
-    JointCritic(4, 6, [8]), SeparableCritic(4, 6, [8], embed_dim=5),
-    SeparableCritic(4, 6, [8], normalize=True, temperature=0.1), BilinearCritic(4, 6),
-    BaselineShiftedCritic(JointCritic(4, 6, [8])),
-])
+@pytest.mark.parametrize(
+    "critic",
+    [
+        JointCritic(4, 6, [8]),
+        SeparableCritic(4, 6, [8], embed_dim=5),
+        SeparableCritic(4, 6, [8], normalize=True, temperature=0.1),
+        BilinearCritic(4, 6),
+        BaselineShiftedCritic(JointCritic(4, 6, [8])),
+    ],
+)
 def test_pointwise_is_the_diagonal_of_the_score_matrix(critic):
     x, y = torch.randn(9, 4), torch.randn(9, 6)
     assert torch.allclose(critic.pointwise(x, y), critic(x, y).diagonal(), atol=1e-5)
@@ -73,11 +78,15 @@ def test_batch_size_mismatch_is_rejected():
         BilinearCritic(2, 2)(torch.randn(4, 2), torch.randn(5, 2))
 
 
-@pytest.mark.parametrize("factory, parameter", [
-    (lambda: JointCritic(0, 3), "x_dim"), (lambda: JointCritic(3, 3, []), "hidden_dims"),
-    (lambda: JointCritic(3, 3, activation="swish"), "activation"),
-    (lambda: SeparableCritic(3, 3, temperature=0.0), "temperature"),
-])
+@pytest.mark.parametrize(
+    "factory, parameter",
+    [
+        (lambda: JointCritic(0, 3), "x_dim"),
+        (lambda: JointCritic(3, 3, []), "hidden_dims"),
+        (lambda: JointCritic(3, 3, activation="swish"), "activation"),
+        (lambda: SeparableCritic(3, 3, temperature=0.0), "temperature"),
+    ],
+)
 def test_bad_critic_arguments_name_the_parameter(factory, parameter):
     with pytest.raises(ValueError, match=parameter):
         factory()

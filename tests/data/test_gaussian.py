@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from pdlightning.data import CorrelatedGaussianDataModule, MISchedule, gaussian_log_ratio, rho_from_mi
+from pdlightning.data import CorrelatedGaussianDataModule, MISchedule, rho_from_mi
 from tests.conftest import make_gaussian_batch
 
 
@@ -47,8 +47,11 @@ def test_batch_size_below_two_is_rejected():
 def test_stream_is_deterministic_and_carries_the_level():
     dm = CorrelatedGaussianDataModule(dim=3, mi_schedule=[1.0, 3.0], steps_per_level=4, batch_size=8, seed=5)
     first = list(dm.train_dataloader())
-    again = list(CorrelatedGaussianDataModule(dim=3, mi_schedule=[1.0, 3.0], steps_per_level=4,
-                                              batch_size=8, seed=5).train_dataloader())
+    again = list(
+        CorrelatedGaussianDataModule(
+            dim=3, mi_schedule=[1.0, 3.0], steps_per_level=4, batch_size=8, seed=5
+        ).train_dataloader()
+    )
     assert len(first) == 8
     assert [float(b["mi"]) for b in first] == [1.0] * 4 + [3.0] * 4
     assert all(torch.equal(a["x"], b["x"]) and torch.equal(a["y"], b["y"]) for a, b in zip(first, again))
@@ -57,8 +60,9 @@ def test_stream_is_deterministic_and_carries_the_level():
 
 
 def test_held_out_batches_differ_from_training_and_cover_each_level():
-    dm = CorrelatedGaussianDataModule(dim=3, mi_schedule=[1.0, 3.0], steps_per_level=4, batch_size=8,
-                                      eval_batches_per_level=2)
+    dm = CorrelatedGaussianDataModule(
+        dim=3, mi_schedule=[1.0, 3.0], steps_per_level=4, batch_size=8, eval_batches_per_level=2
+    )
     test = list(dm.test_dataloader())
     assert [float(b["mi"]) for b in test] == [1.0, 1.0, 3.0, 3.0]
     train_first = next(iter(dm.train_dataloader()))

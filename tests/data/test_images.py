@@ -41,8 +41,10 @@ def _write_cifar(folder: str, per_batch: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     os.makedirs(folder)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        entry = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "labels": rng.integers(0, 10, per_batch).tolist()}
+        entry = {
+            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, per_batch).tolist(),
+        }
         with open(os.path.join(folder, name), "wb") as f:
             pickle.dump(entry, f)
 
@@ -51,7 +53,7 @@ def test_cifar_format_reader_and_datamodule(tmp_path) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     _write_cifar(str(folder), per_batch=12)
     splits = load_cifar(str(tmp_path))
-    (train_x, train_y), (test_x, test_y) = splits["train"], splits["test"]
+    (train_x, train_y), (test_x, _) = splits["train"], splits["test"]
     assert train_x.shape == (60, 32, 32, 3) and train_x.dtype == np.uint8 and test_x.shape == (12, 32, 32, 3)
     with open(folder / "data_batch_1", "rb") as f:
         first = pickle.load(f)

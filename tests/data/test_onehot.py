@@ -56,8 +56,12 @@ def test_stream_is_a_function_of_seed_and_step():
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [({"num_classes": 1}, "num_classes"), ({"batch_size": 0}, "batch_size"), ({"steps": 0}, "steps"),
-     ({"eval_batches": 0}, "eval_batches")],
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"steps": 0}, "steps"),
+        ({"eval_batches": 0}, "eval_batches"),
+    ],
 )
 def test_bad_arguments_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=name):

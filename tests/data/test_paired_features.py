@@ -43,7 +43,9 @@ def test_misaligned_and_missing_files_are_named(tmp_path):
     with pytest.raises(ValueError, match="train_x and train_y: misaligned"):
         PairedFeaturesDataModule(paths["train_x"], str(tmp_path / "short.npy")).setup()
     with pytest.raises(FileNotFoundError, match="test_x"):
-        PairedFeaturesDataModule(paths["train_x"], paths["train_y"], str(tmp_path / "nope.npy"), paths["test_y"]).setup()
+        PairedFeaturesDataModule(
+            paths["train_x"], paths["train_y"], str(tmp_path / "nope.npy"), paths["test_y"]
+        ).setup()
     with pytest.raises(ValueError, match="val_x and val_y"):
         PairedFeaturesDataModule(paths["train_x"], paths["train_y"], val_x=paths["test_x"])
     with pytest.raises(ValueError, match="batch_size"):

@@ -43,4 +43,3 @@ def test_the_values_are_what_the_readers_need():
     assert SupervisedImagesDataModule("cifar100").num_classes == 100  # known before any file is read
     x, label = next(iter(SameClassPairsDataModule("digits").reference_dataloader()))
     assert x.shape[1:] == (1, 8, 8) and label.dtype.is_floating_point is False
-

@@ -32,8 +32,11 @@ def test_cifar100_reader_keeps_the_fine_labels(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     for name, n in (("train", 6), ("test", 4)):
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "fine_labels": list(range(90, 90 + n)),
-                 "coarse_labels": [0] * n}
+        entry = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "fine_labels": list(range(90, 90 + n)),
+            "coarse_labels": [0] * n,
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f)
     splits = load_cifar(str(folder), classes=100)  # root may be the release folder itself

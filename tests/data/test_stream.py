@@ -5,10 +5,13 @@ from pdlightning.data import CorrelatedGaussianDataModule, OneHotDataModule
 from pdlightning.data.stream import StreamLoader
 
 
-@pytest.mark.parametrize("make", [
-    lambda: CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0, 2.0], steps_per_level=5, batch_size=4),
-    lambda: OneHotDataModule(num_classes=4, batch_size=4, steps=10),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0, 2.0], steps_per_level=5, batch_size=4),
+        lambda: OneHotDataModule(num_classes=4, batch_size=4, steps=10),
+    ],
+)
 def test_a_resumed_stream_keeps_the_epoch_length_and_continues_at_its_step(make):
     fresh = list(make().train_dataloader())
     stream = make().train_stream

@@ -40,8 +40,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 MAKERS = {
-    "gaussian": lambda: CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0, 2.0, 3.0], steps_per_level=10,
-                                                     batch_size=4, seed=5),
+    "gaussian": lambda: CorrelatedGaussianDataModule(
+        dim=2, mi_schedule=[1.0, 2.0, 3.0], steps_per_level=10, batch_size=4, seed=5
+    ),
     "onehot": lambda: OneHotDataModule(num_classes=4, batch_size=4, steps=30, seed=5),
     "finite_sample": lambda: ShiftedPairs(batch_size=4, steps=30, seed=5, train_pool=10),
     "replicas": lambda: ShiftedPairs(batch_size=4, steps=30, seed=5, replicas=3),
@@ -80,9 +81,17 @@ class Crash(Callback):
 
 
 def trainer(tmp_path, *callbacks) -> L.Trainer:
-    return L.Trainer(max_steps=30, max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                     enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                     callbacks=[ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=4, save_top_k=-1), *callbacks])
+    return L.Trainer(
+        max_steps=30,
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=4, save_top_k=-1), *callbacks],
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(MAKERS))
@@ -141,8 +150,9 @@ def test_finite_sample_serves_a_fixed_sample_in_seeded_passes():
 @pytest.mark.parametrize("options", [{}, {"train_pool": 8}])
 def test_replica_k_is_the_stream_of_its_derived_seed(options):
     stacked = ShiftedPairs(batch_size=4, steps=6, seed=7, replicas=3, eval_batches=2, **options)
-    singles = [ShiftedPairs(batch_size=4, steps=6, seed=replica_seed(7, k), eval_batches=2, **options)
-               for k in range(3)]
+    singles = [
+        ShiftedPairs(batch_size=4, steps=6, seed=replica_seed(7, k), eval_batches=2, **options) for k in range(3)
+    ]
     for stream, steps in ((SubStream.TRAIN, 6), (SubStream.VAL, 2), (SubStream.TEST, 2)):
         for t in range(steps):
             batch = stacked.batch_at(t, stream)
@@ -153,11 +163,17 @@ def test_replica_k_is_the_stream_of_its_derived_seed(options):
     assert len({replica_seed(s, k) for s in range(20) for k in range(20)}) == 400
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"replicas": 0}, "replicas"), ({"train_pool": 3}, "train_pool"), ({"steps": 0}, "steps"),
-    ({"eval_batches": 0}, "eval_batches"), ({"batch_size": 1}, "batch_size"),
-    ({"eval_batch_size": 1}, "eval_batch_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"replicas": 0}, "replicas"),
+        ({"train_pool": 3}, "train_pool"),
+        ({"steps": 0}, "steps"),
+        ({"eval_batches": 0}, "eval_batches"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"eval_batch_size": 1}, "eval_batch_size"),
+    ],
+)
 def test_bad_base_arguments_name_the_parameter(kwargs, name):
     with pytest.raises(ValueError, match=f"^{name}:"):
         ShiftedPairs(**{"batch_size": 4, "steps": 5, **kwargs})

@@ -97,8 +97,9 @@ def test_standardisation_is_one_affine_map_from_the_training_sample_and_keeps_th
                 assert torch.allclose(scaled[key] * scale + mean, plain[key], atol=1e-5), key
         assert torch.equal(scaled["pmi"], plain["pmi"])
     # the map is the training sample's in stream mode too (not the held-out pairs')
-    assert torch.equal(small(task="1v1-bimodal-0.75", stream=True).standardization(data.seed)["x"][0],
-                       statistics["x"][0])
+    assert torch.equal(
+        small(task="1v1-bimodal-0.75", stream=True).standardization(data.seed)["x"][0], statistics["x"][0]
+    )
 
 
 def test_determinism_under_a_seed():

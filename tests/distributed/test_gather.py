@@ -9,13 +9,12 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from pdlightning.bounds import DV, InfoNCE, ProbabilisticClassifier, DensityRatioFitting
+from pdlightning.bounds import DV, DensityRatioFitting, InfoNCE, ProbabilisticClassifier
 from pdlightning.critics import SeparableCritic
 from pdlightning.distributed import all_gather_with_grad, world_size
 from pdlightning.modules import ContrastiveSSLModule
@@ -139,8 +138,9 @@ def test_lightning_ddp_trainer_uses_global_negatives(tmp_path) -> None:
     script = tmp_path / "ddp_fit.py"
     script.write_text(_TRAINER_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(_free_port()), "PL_DISABLE_FORK": "1"}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
     for r in ranks:

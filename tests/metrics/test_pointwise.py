@@ -50,8 +50,10 @@ def test_a_constant_shift_moves_only_the_shift_sensitive_metrics():
     task = get_task("multinormal-dense-3-3-0.5")
     sample = task.sample(2000, generator=0, dtype=torch.float64)
     shifted = sample.pmi - 0.7
-    values = {key: value.item() for key, value in
-              feed_collection(pointwise_pmi_metrics(true_mi=task.mi), shifted, sample.pmi).items()}
+    values = {
+        key: value.item()
+        for key, value in feed_collection(pointwise_pmi_metrics(true_mi=task.mi), shifted, sample.pmi).items()
+    }
     assert values["rmse"] == pytest.approx(0.7) and values["mae"] == pytest.approx(0.7)
     assert values["plug_in_bias"] == pytest.approx(sample.pmi.mean().item() - 0.7 - task.mi)
     assert values["centred_rmse"] == pytest.approx(0.0, abs=1e-6)
@@ -86,8 +88,13 @@ def test_pairs_outside_the_joint_support_are_skipped_by_errors_and_ranked_lowest
 def test_merged_states_equal_one_metric_over_all_pairs():
     """``merge_state`` applies each state's ``dist_reduce_fx``, the reduction DDP uses across processes."""
     preds, target = pairs(900, 1)
-    for make in (PMIRootMeanSquaredError, lambda: PMIRootMeanSquaredError(centred=True), PMIMeanAbsoluteError,
-                 PlugInMIBias, PMISpearmanCorrCoef):
+    for make in (
+        PMIRootMeanSquaredError,
+        lambda: PMIRootMeanSquaredError(centred=True),
+        PMIMeanAbsoluteError,
+        PlugInMIBias,
+        PMISpearmanCorrCoef,
+    ):
         first, second, whole = make(), make(), make()
         first.update(preds[:400], target[:400])
         second.update(preds[400:], target[400:])

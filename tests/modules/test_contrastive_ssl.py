@@ -16,8 +16,17 @@ from pdlightning.modules import ContrastiveSSLModule
 
 
 def _trainer(steps: int, **kwargs) -> L.Trainer:
-    options = dict(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    options = dict(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     options.update(kwargs)
     return L.Trainer(**options)
 
@@ -26,8 +35,11 @@ def _deep_module(bound, **kwargs) -> ContrastiveSSLModule:
     torch.manual_seed(0)
     encoder = ResNetEncoder("cifar", in_channels=1, widths=[4, 8])
     return ContrastiveSSLModule(
-        encoder, SeparableCritic(16, 16, hidden_dims=[], embed_dim=16, normalize=True, temperature=0.5), bound,
-        projection=ProjectionHead(8, [16], 16), **kwargs,
+        encoder,
+        SeparableCritic(16, 16, hidden_dims=[], embed_dim=16, normalize=True, temperature=0.5),
+        bound,
+        projection=ProjectionHead(8, [16], 16),
+        **kwargs,
     )
 
 
@@ -65,7 +77,9 @@ def test_bf16_mixed_on_cpu_gives_finite_losses_for_every_objective(objective: st
     assert any(not torch.equal(a, b) for a, b in zip(before, module.encoder.parameters())), "encoder did not train"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 AMP needs a GPU (Lightning turns 16-mixed into bf16 on CPU)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="fp16 AMP needs a GPU (Lightning turns 16-mixed into bf16 on CPU)"
+)
 def test_16_mixed_on_gpu_runs_with_float32_bounds() -> None:
     module = _deep_module(DensityRatioFitting())
     record = _Record()

@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from pdlightning.bounds import (
-    NWJ, SMILE, TUBA, DensityRatioFitting, PairScores, ProbabilisticClassifier, step_records,
+    NWJ,
+    SMILE,
+    TUBA,
+    DensityRatioFitting,
+    PairScores,
+    ProbabilisticClassifier,
+    step_records,
 )
 from pdlightning.critics import BilinearCritic, JointCritic, SeparableCritic
 from pdlightning.critics.ensemble import CriticEnsemble
@@ -42,7 +48,6 @@ class Recorder(L.Callback):
             self.estimates[record.member].append(float(record.estimate.mi) if record.estimate else math.nan)
 
 
-
 @pytest.fixture(autouse=True)
 def _in_tmp_path(tmp_path, monkeypatch):
     """Fits without a logger write their summary and results to the working directory: keep it temporary."""
@@ -50,9 +55,17 @@ def _in_tmp_path(tmp_path, monkeypatch):
 
 
 def _trainer(steps: int = STEPS, **kwargs: Any) -> L.Trainer:
-    return L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, accelerator="cpu",
-                     **kwargs)
+    return L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        accelerator="cpu",
+        **kwargs,
+    )
 
 
 def _fit(module: L.LightningModule, data: L.LightningDataModule, steps: int = STEPS, **kwargs: Any) -> Recorder:
@@ -64,8 +77,9 @@ def _fit(module: L.LightningModule, data: L.LightningDataModule, steps: int = ST
 
 
 def _gaussian(seed: int = 0, replicas: Optional[int] = None) -> CorrelatedGaussianDataModule:
-    return CorrelatedGaussianDataModule(dim=4, mi_schedule=[1.0, 2.0], steps_per_level=STEPS // 2, batch_size=16,
-                                        seed=seed, replicas=replicas)
+    return CorrelatedGaussianDataModule(
+        dim=4, mi_schedule=[1.0, 2.0], steps_per_level=STEPS // 2, batch_size=16, seed=seed, replicas=replicas
+    )
 
 
 MEMBERS: dict[str, Callable[[], tuple[Any, Any]]] = {
@@ -92,7 +106,11 @@ def _ensemble(data: str = "shared", **kwargs: Any) -> MIEnsembleModule:
 
 
 def test_critic_ensemble_matches_its_members_for_every_architecture():
-    for make in (lambda: JointCritic(5, 4, [16, 8]), lambda: SeparableCritic(5, 4, [16], 8), lambda: BilinearCritic(5, 4)):
+    for make in (
+        lambda: JointCritic(5, 4, [16, 8]),
+        lambda: SeparableCritic(5, 4, [16], 8),
+        lambda: BilinearCritic(5, 4),
+    ):
         critics = []
         for seed in range(3):
             torch.manual_seed(seed)
@@ -100,11 +118,16 @@ def test_critic_ensemble_matches_its_members_for_every_architecture():
         ensemble = CriticEnsemble(critics)
         x, y = torch.randn(6, 5), torch.randn(6, 4)
         torch.testing.assert_close(ensemble(x, y), torch.stack([c(x, y) for c in critics]), atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(ensemble.pointwise(x, y), torch.stack([c.pointwise(x, y) for c in critics]),
-                                   atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            ensemble.pointwise(x, y), torch.stack([c.pointwise(x, y) for c in critics]), atol=1e-6, rtol=1e-5
+        )
         xs, ys = torch.randn(3, 6, 5), torch.randn(3, 6, 4)
-        torch.testing.assert_close(ensemble(xs, ys, members_dim=True),
-                                   torch.stack([c(a, b) for c, a, b in zip(critics, xs, ys)]), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            ensemble(xs, ys, members_dim=True),
+            torch.stack([c(a, b) for c, a, b in zip(critics, xs, ys)]),
+            atol=1e-6,
+            rtol=1e-5,
+        )
         member = ensemble.member(1)
         for key, value in critics[1].state_dict().items():
             torch.testing.assert_close(member.state_dict()[key], value)
@@ -164,17 +187,24 @@ def test_adam_on_stacked_parameters_is_independent_adams():
 def test_one_members_nan_skips_only_that_member():
     """A member whose loss is non-finite (NWJ at scores of 1e4) is skipped alone under 'skip': the
     others train exactly as without it, its weights do not move, and it is counted."""
+
     class Poisoned(NWJ):
         def forward(self, scores=None, **kwargs):
             return super().forward(PairScores(scores.joint * 0 + 1e4, scores.marginal * 0 + 1e4))
 
     members = [EnsembleMember("bad", Poisoned(), seed=1), EnsembleMember("smile", SMILE(), seed=12)]
-    ensemble = MIEnsembleModule(members, critic=_critic(), non_finite="skip", summary=False, level_snapshots=False,
-                                max_consecutive_skips=1000)
+    ensemble = MIEnsembleModule(
+        members, critic=_critic(), non_finite="skip", summary=False, level_snapshots=False, max_consecutive_skips=1000
+    )
     before = ensemble.member_critic("bad").state_dict()
     recorder = _fit(ensemble, _gaussian(), steps=10)
-    alone = _fit(MIEnsembleModule([EnsembleMember("smile", SMILE(), seed=12)], critic=_critic(), summary=False,
-                                  level_snapshots=False), _gaussian(), steps=10).estimates["smile"]
+    alone = _fit(
+        MIEnsembleModule(
+            [EnsembleMember("smile", SMILE(), seed=12)], critic=_critic(), summary=False, level_snapshots=False
+        ),
+        _gaussian(),
+        steps=10,
+    ).estimates["smile"]
     assert max(abs(a - b) for a, b in zip(alone, recorder.estimates["smile"])) < TOLERANCE
     for key, value in ensemble.member_critic("bad").state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -195,11 +225,14 @@ def test_raise_policy_names_the_member():
 def test_learned_bound_parameters_and_explicit_pairs_match_standalone_runs():
     """TUBA with a learned baseline (a bound parameter per member) on the one-hot task (explicit
     marginal pairs) still equals the standalone runs."""
+
     def onehot():
         return OneHotDataModule(num_classes=4, batch_size=16, steps=20, seed=0)
 
-    members = [EnsembleMember("tuba", TUBA(log_a=0.3, learn_log_a=True), seed=5),
-               EnsembleMember("drf", DensityRatioFitting(), seed=6)]
+    members = [
+        EnsembleMember("tuba", TUBA(log_a=0.3, learn_log_a=True), seed=5),
+        EnsembleMember("drf", DensityRatioFitting(), seed=6),
+    ]
     ensemble = MIEnsembleModule(members, critic=JointCritic(4, 4, [16]), summary=False, level_snapshots=False)
     together = _fit(ensemble, onehot(), steps=20)
     for k, (member, bound) in enumerate((("tuba", TUBA(log_a=0.3, learn_log_a=True)), ("drf", DensityRatioFitting()))):
@@ -212,21 +245,38 @@ def test_learned_bound_parameters_and_explicit_pairs_match_standalone_runs():
     assert float(ensemble.bounds[0].log_a) != pytest.approx(0.3, abs=1e-4)  # the baseline did learn
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: MIEnsembleModule([], critic=_critic()), r"members: expected at least one member \(K = 0\)"),
-    (lambda: MIEnsembleModule([EnsembleMember("a", NWJ()), EnsembleMember("a", SMILE())], critic=_critic()),
-     r"members\[1\].name: duplicate member name 'a'"),
-    (lambda: MIEnsembleModule([EnsembleMember("a.b", NWJ())], critic=_critic()), r"members\[0\].name"),
-    (lambda: MIEnsembleModule([EnsembleMember("a", NWJ(), critic=JointCritic(4, 4, [8])),
-                               EnsembleMember("b", NWJ(), critic=SeparableCritic(4, 4, [8]))]),
-     r"members\[1\].critic \(b\): a SeparableCritic .* share one critic architecture"),
-    (lambda: MIEnsembleModule([EnsembleMember("a", NWJ(), critic=JointCritic(4, 4, [8])),
-                               EnsembleMember("b", NWJ(), critic=JointCritic(4, 4, [16]))]),
-     r"members\[1\].critic \(b\)"),
-    (lambda: MIEnsembleModule([EnsembleMember("a", NWJ())]), r"members\[0\].critic \(a\): no critic"),
-    (lambda: MIEnsembleModule([EnsembleMember("a", "NWJ")], critic=_critic()), r"members\[0\].bound \(a\)"),
-    (lambda: MIEnsembleModule([EnsembleMember("a", NWJ())], critic=_critic(), data="both"), r"data: expected"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: MIEnsembleModule([], critic=_critic()), r"members: expected at least one member \(K = 0\)"),
+        (
+            lambda: MIEnsembleModule([EnsembleMember("a", NWJ()), EnsembleMember("a", SMILE())], critic=_critic()),
+            r"members\[1\].name: duplicate member name 'a'",
+        ),
+        (lambda: MIEnsembleModule([EnsembleMember("a.b", NWJ())], critic=_critic()), r"members\[0\].name"),
+        (
+            lambda: MIEnsembleModule(
+                [
+                    EnsembleMember("a", NWJ(), critic=JointCritic(4, 4, [8])),
+                    EnsembleMember("b", NWJ(), critic=SeparableCritic(4, 4, [8])),
+                ]
+            ),
+            r"members\[1\].critic \(b\): a SeparableCritic .* share one critic architecture",
+        ),
+        (
+            lambda: MIEnsembleModule(
+                [
+                    EnsembleMember("a", NWJ(), critic=JointCritic(4, 4, [8])),
+                    EnsembleMember("b", NWJ(), critic=JointCritic(4, 4, [16])),
+                ]
+            ),
+            r"members\[1\].critic \(b\)",
+        ),
+        (lambda: MIEnsembleModule([EnsembleMember("a", NWJ())]), r"members\[0\].critic \(a\): no critic"),
+        (lambda: MIEnsembleModule([EnsembleMember("a", "NWJ")], critic=_critic()), r"members\[0\].bound \(a\)"),
+        (lambda: MIEnsembleModule([EnsembleMember("a", NWJ())], critic=_critic(), data="both"), r"data: expected"),
+    ],
+)
 def test_bad_ensembles_are_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
@@ -254,15 +304,28 @@ def test_cli_ensemble_members_equal_standalone_cli_runs(tmp_path):
     from tests.modules.test_resume import read_scalars
 
     repo = Path(__file__).resolve().parents[2]
-    common = ["--trainer.max_steps=12", "--data.init_args.steps_per_level=6", "--trainer.enable_progress_bar=false",
-              "--model.init_args.critic.init_args.hidden_dims=[16]", "--checkpoint.every_n_train_steps=0"]
+    common = [
+        "--trainer.max_steps=12",
+        "--data.init_args.steps_per_level=6",
+        "--trainer.enable_progress_bar=false",
+        "--model.init_args.critic.init_args.hidden_dims=[16]",
+        "--checkpoint.every_n_train_steps=0",
+    ]
 
     def fit(name: str, *configs: str) -> dict:
         save_dir = tmp_path / name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            build_cli(["fit", "-c", str(repo / "configs/mi/gaussian.yaml"), *[a for c in configs for a in ("-c", c)],
-                       *common, f"--trainer.logger.init_args.save_dir={save_dir}"])
+            build_cli(
+                [
+                    "fit",
+                    "-c",
+                    str(repo / "configs/mi/gaussian.yaml"),
+                    *[a for c in configs for a in ("-c", c)],
+                    *common,
+                    f"--trainer.logger.init_args.save_dir={save_dir}",
+                ]
+            )
         (run,) = save_dir.glob("**/version_0")  # mi/version_0, or mi/<fragment>/version_0 for a bound fragment
         return read_scalars(str(run))
 
@@ -310,9 +373,22 @@ def test_ensemble_fit_killed_mid_run_resumes_exactly(tmp_path):
     (tmp_path / "killer.py").write_text(CRASH_MODULE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(repo)])}
     killed = subprocess.run(
-        [sys.executable, "-m", "pdlightning.cli.main", "fit", "-c", str(config(tmp_path)),
-         "--trainer.callbacks+=killer.KillAtStep", f"--trainer.callbacks.step={KILL_AT}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pdlightning.cli.main",
+            "fit",
+            "-c",
+            str(config(tmp_path)),
+            "--trainer.callbacks+=killer.KillAtStep",
+            f"--trainer.callbacks.step={KILL_AT}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == 17, killed.stderr[-3000:]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -334,8 +410,11 @@ def test_callbacks_and_test_report_every_member(tmp_path, caplog):
     `test` prints one row per member and level."""
     from pdlightning.callbacks import BiasVarianceMSE, DriftMonitor, StaircaseFigure
 
-    callbacks = [BiasVarianceMSE(output_dir=str(tmp_path), save_stream=True, verbose=False),
-                 StaircaseFigure(output_dir=str(tmp_path)), DriftMonitor(output_dir=str(tmp_path))]
+    callbacks = [
+        BiasVarianceMSE(output_dir=str(tmp_path), save_stream=True, verbose=False),
+        StaircaseFigure(output_dir=str(tmp_path)),
+        DriftMonitor(output_dir=str(tmp_path)),
+    ]
     module = _ensemble()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -359,13 +438,19 @@ def test_callbacks_and_test_report_every_member(tmp_path, caplog):
 def test_members_can_share_a_replica_stream():
     """Estimators x seeds in one fit: members with `replica` s train on seed s's stream, so NWJ and
     SMILE on replica 1 equal their standalone runs on the stream of replica_seed(0, 1)."""
-    members = [EnsembleMember(f"{name}_{s}", *MEMBERS[name](), seed=SEEDS[name], replica=s)
-               for s in (0, 1) for name in ("nwj", "smile")]
+    members = [
+        EnsembleMember(f"{name}_{s}", *MEMBERS[name](), seed=SEEDS[name], replica=s)
+        for s in (0, 1)
+        for name in ("nwj", "smile")
+    ]
     ensemble = MIEnsembleModule(members, critic=_critic(), data="replicas", summary=False, level_snapshots=False)
     together = _fit(ensemble, _gaussian(seed=0, replicas=2))
     for name in ("nwj", "smile"):
         alone = _fit(_standalone(name), _gaussian(seed=replica_seed(0, 1))).estimates[None]
         assert max(abs(a - b) for a, b in zip(alone, together.estimates[f"{name}_1"])) < TOLERANCE, name
-    with pytest.raises(ValueError, match=r"members\[0\].replica \(a\): expected a stream index >= 0 with "
-                                         r"data='replicas', got 1 with data='shared'"):
+    with pytest.raises(
+        ValueError,
+        match=r"members\[0\].replica \(a\): expected a stream index >= 0 with "
+        r"data='replicas', got 1 with data='shared'",
+    ):
         MIEnsembleModule([EnsembleMember("a", NWJ(), replica=1)], critic=_critic())

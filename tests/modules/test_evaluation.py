@@ -19,7 +19,6 @@ from pdlightning.modules import MIEstimationModule
 STEPS = 30
 
 
-
 @pytest.fixture(autouse=True)
 def _in_tmp_path(tmp_path, monkeypatch):
     """Fits without a logger write their summary and results to the working directory: keep it temporary."""
@@ -27,13 +26,27 @@ def _in_tmp_path(tmp_path, monkeypatch):
 
 
 def _trainer(steps: int, **kwargs) -> L.Trainer:
-    return L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, **kwargs)
+    return L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        **kwargs,
+    )
 
 
 def _data(levels, eval_batch_size=None, batches=3) -> CorrelatedGaussianDataModule:
-    return CorrelatedGaussianDataModule(dim=3, mi_schedule=levels, steps_per_level=STEPS, batch_size=16,
-                                        eval_batches_per_level=batches, eval_batch_size=eval_batch_size)
+    return CorrelatedGaussianDataModule(
+        dim=3,
+        mi_schedule=levels,
+        steps_per_level=STEPS,
+        batch_size=16,
+        eval_batches_per_level=batches,
+        eval_batch_size=eval_batch_size,
+    )
 
 
 class _FixedPairs(L.LightningDataModule):
@@ -45,8 +58,10 @@ class _FixedPairs(L.LightningDataModule):
         self.x, self.y = sample_correlated_gaussian(48, 3, 1.0, torch.Generator().manual_seed(123))
 
     def predict_dataloader(self) -> DataLoader:
-        batches = [{"x": self.x[s:s + self.batch_size], "y": self.y[s:s + self.batch_size], "mi": torch.tensor(1.0)}
-                   for s in range(0, 48, self.batch_size)]
+        batches = [
+            {"x": self.x[s : s + self.batch_size], "y": self.y[s : s + self.batch_size], "mi": torch.tensor(1.0)}
+            for s in range(0, 48, self.batch_size)
+        ]
         return DataLoader(batches, batch_size=None)
 
 
@@ -100,8 +115,11 @@ def test_level_snapshots_survive_a_checkpoint():
         torch.testing.assert_close(restored.level_snapshots.snapshots[1.0][key], value)
 
 
-@pytest.mark.parametrize("make_bound", [DV, SMILE, InfoNCE, lambda: Regularized(DV()), ProbabilisticClassifier],
-                         ids=["dv", "smile", "infonce", "remine", "pc"])
+@pytest.mark.parametrize(
+    "make_bound",
+    [DV, SMILE, InfoNCE, lambda: Regularized(DV()), ProbabilisticClassifier],
+    ids=["dv", "smile", "infonce", "remine", "pc"],
+)
 def test_predicted_pmi_does_not_depend_on_the_batch(make_bound):
     """The same held-out pairs predicted with eval batches of 48, 2 and 5 (the last batch then holds
     one pair) get the same PMIs: batch statistics come from a fixed reference sample."""
@@ -135,9 +153,16 @@ def test_every_mi_fit_prints_the_per_level_summary(tmp_path, caplog):
     """No BiasVarianceMSE configured: the module adds one, which writes and prints the table."""
     L.seed_everything(0)
     module = MIEstimationModule(JointCritic(3, 3, [16]), SMILE())
-    trainer = L.Trainer(max_steps=2 * STEPS, default_root_dir=str(tmp_path), logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_steps=2 * STEPS,
+        default_root_dir=str(tmp_path),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     with warnings.catch_warnings(), caplog.at_level("INFO"):
         warnings.simplefilter("ignore")
         trainer.fit(module, _data([1.0, 3.0]))

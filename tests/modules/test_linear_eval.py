@@ -7,18 +7,26 @@ import pytest
 import torch
 
 from pdlightning.bounds import DensityRatioFitting, InfoNCE
-from pdlightning.critics import BilinearCritic, SeparableCritic
+from pdlightning.critics import BilinearCritic, JointCritic, SeparableCritic
 from pdlightning.data import DigitsDataModule, HalvesViews
 from pdlightning.encoders import ProjectionHead, RealNVPEncoder, ResNetEncoder
 from pdlightning.modules import ContrastiveSSLModule, LinearEvalModule, MIEstimationModule
 from pdlightning.modules.linear_eval import SSLCheckpointError
-from pdlightning.critics import JointCritic
 
 
 def _trainer(tmp_path, steps: int, **kwargs) -> L.Trainer:
-    options = dict(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                   limit_val_batches=0, default_root_dir=str(tmp_path))
+    options = dict(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
     options.update(kwargs)
     return L.Trainer(**options)
 
@@ -39,8 +47,12 @@ def _ssl_checkpoint(tmp_path, module: L.LightningModule, views=None, name: str =
 def resnet_ssl(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ssl")
     torch.manual_seed(0)
-    module = ContrastiveSSLModule(_resnet(), SeparableCritic(8, 8, [], 8, normalize=True, temperature=0.5),
-                                  DensityRatioFitting(), projection=ProjectionHead(8, [8], 8))
+    module = ContrastiveSSLModule(
+        _resnet(),
+        SeparableCritic(8, 8, [], 8, normalize=True, temperature=0.5),
+        DensityRatioFitting(),
+        projection=ProjectionHead(8, [8], 8),
+    )
     return module, _ssl_checkpoint(tmp_path, module)
 
 
@@ -73,7 +85,9 @@ def test_loads_a_shallow_task_checkpoint_and_either_encoder(tmp_path) -> None:
         module = LinearEvalModule(path, encoder=fresh(seed), encoder_key=key)
         for name, value in reference.state_dict().items():
             torch.testing.assert_close(module.encoder.state_dict()[name], value)
-    _trainer(tmp_path, 2).fit(LinearEvalModule(path, encoder=fresh(0)), DigitsDataModule(views=HalvesViews(), two_views=False, batch_size=16))
+    _trainer(tmp_path, 2).fit(
+        LinearEvalModule(path, encoder=fresh(0)), DigitsDataModule(views=HalvesViews(), two_views=False, batch_size=16)
+    )
 
 
 def test_random_init_keeps_architecture_but_not_weights(resnet_ssl) -> None:

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.loggers import Logger
 from torch import Tensor
 
-from pdlightning.bounds import JS, NWJ, DV, MINE
+from pdlightning.bounds import DV, JS, MINE, NWJ
 from pdlightning.critics import JointCritic
 from pdlightning.data import CorrelatedGaussianDataModule
 from pdlightning.modules import MIEstimationModule, NonFiniteBoundError
@@ -83,12 +83,21 @@ class FaultyCritic(JointCritic):
 def fit(module: MIEstimationModule, logger: Optional[Logger] = None, validate: bool = False) -> L.Trainer:
     L.seed_everything(0)
     trainer = L.Trainer(
-        max_epochs=1, max_steps=STEPS, logger=logger or False, log_every_n_steps=1, accelerator="cpu",
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=2 if validate else 0, val_check_interval=STEPS,
+        max_epochs=1,
+        max_steps=STEPS,
+        logger=logger or False,
+        log_every_n_steps=1,
+        accelerator="cpu",
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=2 if validate else 0,
+        val_check_interval=STEPS,
     )
-    data = CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=STEPS, batch_size=8,
-                                        eval_batches_per_level=2)
+    data = CorrelatedGaussianDataModule(
+        dim=2, mi_schedule=[1.0], steps_per_level=STEPS, batch_size=8, eval_batches_per_level=2
+    )
     trainer.fit(module, data)
     return trainer
 
@@ -200,8 +209,12 @@ def test_guard_counts_survive_a_checkpoint() -> None:
     module.on_save_checkpoint(checkpoint)
     restored = MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="skip")
     restored.on_load_checkpoint(checkpoint)
-    assert restored.guard.state_dict() == {"skipped_steps": 4, "skipped_reports": 2, "consecutive_skips": 1,
-                                           "first_skipped_step": 41}
+    assert restored.guard.state_dict() == {
+        "skipped_steps": 4,
+        "skipped_reports": 2,
+        "consecutive_skips": 1,
+        "first_skipped_step": 41,
+    }
 
 
 def test_policy_is_validated() -> None:
@@ -242,13 +255,21 @@ def test_diverged_fit_under_skip_stops_with_an_error() -> None:
     torch.manual_seed(0)
     critic = FaultyCritic({call: "large" for call in range(2, 40)})
     module = MIEstimationModule(critic, NWJ(), non_finite="skip", max_consecutive_skips=5)
-    trainer = L.Trainer(max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_steps=40,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(NonFiniteBoundError, match=r"the run diverged: 5 optimiser steps in a row"):
-            trainer.fit(module, CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=40,
-                                                             batch_size=8))
+            trainer.fit(
+                module, CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=40, batch_size=8)
+            )
     assert trainer.global_step < 10
 
 

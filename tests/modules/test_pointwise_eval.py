@@ -79,8 +79,9 @@ def test_without_a_reference_the_product_pairs_use_the_batch_as_reference():
     record = pointwise_record(DV(), critic, batch, 0.29, None, "test")
     log_partition = DV().log_normalizer(PairScores.from_matrix(critic(batch["x"], batch["y"])))
     assert torch.allclose(record.pmi, critic.pointwise(batch["x"], batch["y"]) - log_partition, atol=1e-5)
-    assert torch.allclose(record.pmi_product, critic.pointwise(batch["x_product"], batch["y_product"]) - log_partition,
-                          atol=1e-5)
+    assert torch.allclose(
+        record.pmi_product, critic.pointwise(batch["x_product"], batch["y_product"]) - log_partition, atol=1e-5
+    )
 
 
 def test_batches_without_exact_pmi_give_no_record_and_outputs_are_parsed():
@@ -103,8 +104,16 @@ class _Test(L.Callback):
 
 def _test(module: MIEstimationModule, data: TaskDataModule, root) -> tuple[dict[str, float], list]:
     seen = _Test()
-    trainer = L.Trainer(logger=False, default_root_dir=str(root), enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[seen], accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        logger=False,
+        default_root_dir=str(root),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[seen],
+        accelerator="cpu",
+        devices=1,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return trainer.test(module, data, verbose=False)[0], seen.outputs

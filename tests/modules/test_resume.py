@@ -4,7 +4,6 @@ as an uninterrupted run, in the same TensorBoard version directory."""
 from __future__ import annotations
 
 import csv
-
 import glob
 import math
 import os
@@ -32,7 +31,8 @@ KILL_AT = 14  # killed before step 14 runs: the last checkpoint is at step 12
 
 def write_config(tmp_path: Path, bound: str = "pdlightning.bounds.MINE") -> Path:
     config = tmp_path / "config.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         seed_everything: 3
         trainer:
           max_epochs: 1
@@ -46,7 +46,7 @@ def write_config(tmp_path: Path, bound: str = "pdlightning.bounds.MINE") -> Path
           devices: 1
           logger:
             class_path: lightning.pytorch.loggers.TensorBoardLogger
-            init_args: {{save_dir: {tmp_path / 'logs'}, name: mi}}
+            init_args: {{save_dir: {tmp_path / "logs"}, name: mi}}
         checkpoint:
           every_n_train_steps: {EVERY}
         model:
@@ -58,7 +58,8 @@ def write_config(tmp_path: Path, bound: str = "pdlightning.bounds.MINE") -> Path
         data:
           class_path: pdlightning.data.CorrelatedGaussianDataModule
           init_args: {{dim: 3, mi_schedule: [0.5, 1.0, 2.0], steps_per_level: 10, batch_size: 16, seed: 5}}
-        """))
+        """)
+    )
     return config
 
 
@@ -67,8 +68,10 @@ def read_scalars(log_dir: str) -> dict[str, dict[int, float]]:
     a later event file (the resumed run re-doing the steps after the checkpoint) wins."""
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 
-    files = sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")),
-                   key=lambda p: (int(os.path.basename(p).split(".")[3]), p))
+    files = sorted(
+        glob.glob(os.path.join(log_dir, "events.out.tfevents.*")),
+        key=lambda p: (int(os.path.basename(p).split(".")[3]), p),
+    )
     scalars: dict[str, dict[int, float]] = {}
     for path in files:
         for event in LegacyEventFileLoader(path).Load():
@@ -98,9 +101,21 @@ def test_cli_fit_killed_mid_run_resumes_exactly(tmp_path: Path) -> None:
     (tmp_path / "killer.py").write_text(CRASH_MODULE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     killed = subprocess.run(
-        [sys.executable, "-m", "pdlightning.cli.main", "fit", "-c", str(config),
-         "--trainer.callbacks+=killer.KillAtStep", f"--trainer.callbacks.step={KILL_AT}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pdlightning.cli.main",
+            "fit",
+            "-c",
+            str(config),
+            "--trainer.callbacks+=killer.KillAtStep",
+            f"--trainer.callbacks.step={KILL_AT}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == 17, killed.stderr[-3000:]
     root = tmp_path / "logs" / "mi"
@@ -120,16 +135,14 @@ def test_cli_fit_killed_mid_run_resumes_exactly(tmp_path: Path) -> None:
     build_cli(["fit", "-c", str(reference_config)])
     reference = read_scalars(str(tmp_path / "reference" / "logs" / "mi" / "version_0"))
 
-    tags = {"train/loss", "mi/estimate", "mi/true", "bound/first_term", "bound/second_term",
-            "bound/log_partition_ema"}
+    tags = {"train/loss", "mi/estimate", "mi/true", "bound/first_term", "bound/second_term", "bound/log_partition_ema"}
     assert tags <= set(reference)
     for tag in tags:
         assert sorted(resumed[tag]) == list(range(STEPS)), tag  # logged step numbers line up
         for step in range(STEPS):
             a, b = resumed[tag][step], reference[tag][step]
             assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6), (tag, step, a, b)
-    assert torch.load(str(root / "version_0" / "checkpoints" / "last.ckpt"),
-                      weights_only=True)["global_step"] == STEPS
+    assert torch.load(str(root / "version_0" / "checkpoints" / "last.ckpt"), weights_only=True)["global_step"] == STEPS
 
 
 class _Stop(RuntimeError):
@@ -154,21 +167,36 @@ class _Record(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         bound = pl_module.bound
         state = float(bound.eta) if isinstance(bound, EtaDV) else float(bound.log_partition_ema)
-        self.rows[trainer.global_step - 1] = (batch_idx, float(batch["x"][0, 0]), float(outputs["loss"]), state,
-                                              trainer.fit_loop.epoch_loop._batches_that_stepped)
+        self.rows[trainer.global_step - 1] = (
+            batch_idx,
+            float(batch["x"][0, 0]),
+            float(outputs["loss"]),
+            state,
+            trainer.fit_loop.epoch_loop._batches_that_stepped,
+        )
 
 
 def _fit(tmp_path: Path, bound_cls: type, ckpt_path=None, interrupt=None) -> _Record:
     L.seed_everything(1)
     record = _Record()
-    callbacks = [record, ResumeCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0,
-                                          every_n_train_steps=EVERY)]
+    callbacks = [
+        record,
+        ResumeCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=EVERY),
+    ]
     if interrupt is not None:
         callbacks.append(_Interrupt(interrupt))
     module = MIEstimationModule(JointCritic(2, 2, [8]), bound_cls(), optimizer=torch.optim.Adam)
     data = CorrelatedGaussianDataModule(dim=2, mi_schedule=[0.5, 1.0], steps_per_level=8, batch_size=8, seed=2)
-    trainer = L.Trainer(max_epochs=1, max_steps=16, logger=False, callbacks=callbacks, accelerator="cpu",
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = L.Trainer(
+        max_epochs=1,
+        max_steps=16,
+        logger=False,
+        callbacks=callbacks,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     if interrupt is None:
         trainer.fit(module, data, ckpt_path=ckpt_path, weights_only=True)
     else:
@@ -198,8 +226,14 @@ def test_resume_restores_stream_schedule_and_bound_state(tmp_path: Path, bound_c
 def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     """The module's hparams hold no classes (torch>=2.6 loads checkpoints with weights_only=True)."""
     module = MIEstimationModule(JointCritic(2, 2, [4]), MINE(), optimizer=torch.optim.SGD)
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(module, CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=2, batch_size=4))
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     checkpoint = torch.load(tmp_path / "m.ckpt", weights_only=True)
@@ -210,7 +244,8 @@ def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
 def _tiny(tmp_path: Path, logger: str = "TensorBoardLogger", steps: int = 7) -> list[str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     config = tmp_path / "tiny.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         seed_everything: 0
         trainer:
           max_steps: {steps}
@@ -221,7 +256,7 @@ def _tiny(tmp_path: Path, logger: str = "TensorBoardLogger", steps: int = 7) -> 
           accelerator: cpu
           logger:
             class_path: lightning.pytorch.loggers.{logger}
-            init_args: {{save_dir: {tmp_path / 'logs'}, name: run}}
+            init_args: {{save_dir: {tmp_path / "logs"}, name: run}}
         model:
           class_path: pdlightning.modules.MIEstimationModule
           init_args:
@@ -230,7 +265,8 @@ def _tiny(tmp_path: Path, logger: str = "TensorBoardLogger", steps: int = 7) -> 
         data:
           class_path: pdlightning.data.CorrelatedGaussianDataModule
           init_args: {{dim: 2, mi_schedule: [1.0], steps_per_level: {steps}, batch_size: 4}}
-        """))
+        """)
+    )
     return ["fit", "-c", str(config)]
 
 
@@ -247,8 +283,10 @@ def test_default_checkpoint_is_last_ckpt_in_the_version_dir_at_the_final_step(tm
 def test_no_default_checkpoint_when_disabled_or_configured(tmp_path: Path) -> None:
     cli = build_cli([*_tiny(tmp_path / "off"), "--trainer.enable_checkpointing=false"])
     assert not any(isinstance(c, ModelCheckpoint) for c in cli.trainer.callbacks)
-    own = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-           "init_args": {"dirpath": str(tmp_path / "own"), "save_top_k": 0, "save_last": True}}
+    own = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(tmp_path / "own"), "save_top_k": 0, "save_last": True},
+    }
     cli = build_cli([*_tiny(tmp_path / "own"), f"--trainer.callbacks={[own]}"])
     checkpoints = [c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint)]
     assert len(checkpoints) == 1 and not isinstance(checkpoints[0], ResumeCheckpoint)
@@ -260,6 +298,7 @@ def test_resume_with_a_csv_logger_keeps_the_interrupted_rows(tmp_path: Path) -> 
     build_cli([*_tiny(tmp_path, "CSVLogger", steps=6), "--ckpt_path=last"])
     run = tmp_path / "logs" / "run"
     assert sorted(os.listdir(run)) == ["version_0"]
+
     def training_steps(path: Path) -> list[int]:  # rows of training metrics (not the end-of-fit summary's)
         with open(path, newline="") as f:
             return [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]

@@ -8,11 +8,25 @@ import json
 
 import pytest
 
-from pdlightning.report.main import main
 from pdlightning.report.ensemble import member_name, parse_member
+from pdlightning.report.main import main
 
-ARGS = ["--steps-per-level", "4", "--levels", "2", "4", "--batch-size", "16", "--tasks", "gaussian",
-        "--critics", "joint", "--estimators", "nwj", "smile_tauinf"]  # SMILE's tau = .inf must reach the CLI
+ARGS = [
+    "--steps-per-level",
+    "4",
+    "--levels",
+    "2",
+    "4",
+    "--batch-size",
+    "16",
+    "--tasks",
+    "gaussian",
+    "--critics",
+    "joint",
+    "--estimators",
+    "nwj",
+    "smile_tauinf",
+]  # SMILE's tau = .inf must reach the CLI
 
 
 def _rows(path) -> dict[tuple, dict]:

@@ -41,13 +41,39 @@ def test_resume_skips_finished_runs_and_redoes_a_half_finished_one(tmp_path):
     assert len(stream) == TINY.total_steps and all(float(r["estimate"]) != 99.0 for r in stream)
 
     # A third call has nothing to do; the CLI renders the report of what is there.
-    assert main(["--out", str(tmp_path), "--steps-per-level", "3", "--levels", "2", "4", "--batch-size", "16",
-                 "--estimators", "infonce", "nwj", "--tasks", "gaussian", "--critics", "joint"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(tmp_path),
+                "--steps-per-level",
+                "3",
+                "--levels",
+                "2",
+                "4",
+                "--batch-size",
+                "16",
+                "--estimators",
+                "infonce",
+                "nwj",
+                "--tasks",
+                "gaussian",
+                "--critics",
+                "joint",
+            ]
+        )
+        == 0
+    )
     report = (tmp_path / "report.md").read_text()
     assert "CPC (InfoNCE)" in report and "NWJ" in report and "**3 steps per level**" in report
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {(r["estimator"], float(r["true_mi"])) for r in rows} == {("infonce", 2.0), ("infonce", 4.0), ("nwj", 2.0), ("nwj", 4.0)}
+    assert {(r["estimator"], float(r["true_mi"])) for r in rows} == {
+        ("infonce", 2.0),
+        ("infonce", 4.0),
+        ("nwj", 2.0),
+        ("nwj", 4.0),
+    }
     assert all(int(r["steps"]) == 3 for r in rows)
     assert (tmp_path / "staircase_grid.png").stat().st_size > 0
 
@@ -72,8 +98,12 @@ def _row(estimator, task, level, bias, variance, critic="joint"):
 
 
 def test_table2_layout_blocks_and_absolute_bias():
-    rows = [_row("nwj", "gaussian", 2.0, -0.5, 0.1), _row("nwj", "gaussian", 4.0, 0.25, 2.0),
-            _row("nwj", "cubic", 2.0, -1.0, 0.05), _row("infonce", "gaussian", 2.0, -0.2, 0.01)]
+    rows = [
+        _row("nwj", "gaussian", 2.0, -0.5, 0.1),
+        _row("nwj", "gaussian", 4.0, 0.25, 2.0),
+        _row("nwj", "cubic", 2.0, -1.0, 0.05),
+        _row("infonce", "gaussian", 2.0, -0.2, 0.01),
+    ]
     lines = table2_markdown(rows, "joint", ["infonce", "nwj"], ["gaussian", "cubic"]).splitlines()
     assert lines[0] == "|  | estimator | Gaussian 2 | Gaussian 4 | Cubic 2 | Cubic 4 |"
     assert lines[2] == "| **Bias (abs)** | CPC (InfoNCE) | 0.20 | – | – | – |"
@@ -113,18 +143,44 @@ def test_a_second_sweep_into_the_same_out_is_refused_while_the_first_runs(tmp_pa
     from pdlightning.runner import SweepBusy
 
     specs = plan(["infonce"], ["gaussian"], ["joint"])
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from pdlightning.runner.schedule import sweep_lock\n"
-        "with sweep_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(120)"), str(tmp_path)],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from pathlib import Path; from pdlightning.runner.schedule import sweep_lock\n"
+                "with sweep_lock(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(120)"
+            ),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(SweepBusy, match=f"out: another sweep \\(pid {holder.pid}\\) is running in"):
             run_sweep(specs, TINY, tmp_path, log=lambda _: None)
         assert not (tmp_path / "runs").exists(), "the refused sweep touched the runs"
         with pytest.raises(SystemExit):  # the CLI says it as a usage error
-            main(["--out", str(tmp_path), "--steps-per-level", "3", "--levels", "2", "4", "--batch-size", "16",
-                  "--estimators", "infonce", "--tasks", "gaussian", "--critics", "joint"])
+            main(
+                [
+                    "--out",
+                    str(tmp_path),
+                    "--steps-per-level",
+                    "3",
+                    "--levels",
+                    "2",
+                    "4",
+                    "--batch-size",
+                    "16",
+                    "--estimators",
+                    "infonce",
+                    "--tasks",
+                    "gaussian",
+                    "--critics",
+                    "joint",
+                ]
+            )
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=60)
@@ -149,12 +205,25 @@ def _configs_with(tmp_path, fragments: dict[str, str]):
     shutil.copytree(packaged_configs_dir(), configs, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     for key, bound in fragments.items():
         (configs / "mi" / "bounds" / f"{key}.yaml").write_text(
-            "model:\n  init_args:\n    bound:\n" + "".join(f"      {line}\n" for line in bound.splitlines()))
+            "model:\n  init_args:\n    bound:\n" + "".join(f"      {line}\n" for line in bound.splitlines())
+        )
     return configs
 
 
-TINY_ARGS = ["--steps-per-level", "3", "--levels", "2", "4", "--batch-size", "16", "--tasks", "gaussian",
-             "--critics", "joint", "--single-fits"]  # the one-fit-per-estimator path (ensembles: test_ensemble.py)
+TINY_ARGS = [
+    "--steps-per-level",
+    "3",
+    "--levels",
+    "2",
+    "4",
+    "--batch-size",
+    "16",
+    "--tasks",
+    "gaussian",
+    "--critics",
+    "joint",
+    "--single-fits",
+]  # the one-fit-per-estimator path (ensembles: test_ensemble.py)
 
 
 def test_a_new_bound_is_one_class_and_one_fragment_for_the_report(tmp_path):
@@ -184,8 +253,13 @@ def test_a_new_bound_is_one_class_and_one_fragment_for_the_report(tmp_path):
 def test_old_report_keys_still_work_with_a_deprecation_message():
     with pytest.warns(FutureWarning, match="'cpc' is now 'infonce'"):
         specs = plan(["cpc", "pc", "drf", "dm1", "dm2"], ["gaussian"], ["joint"])
-    assert [s.estimator for s in specs] == ["infonce", "pd_classifier", "pd_ratio_fitting", "pd_matching_1",
-                                            "pd_matching_2"]
+    assert [s.estimator for s in specs] == [
+        "infonce",
+        "pd_classifier",
+        "pd_ratio_fitting",
+        "pd_matching_1",
+        "pd_matching_2",
+    ]
     assert [s.estimator for s in plan(["all"], ["gaussian"], ["joint"])][:2] == ["infonce", "nwj"]
 
 

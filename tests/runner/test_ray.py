@@ -33,8 +33,20 @@ TOKEN = uuid.uuid4().hex  # one per test session: Ray caches the token it first 
 SMALL = Budget(steps_per_level=50, levels=(2.0, 4.0), batch_size=64, seed=0)
 # one fit per estimator (--single-fits): these tests spread runs over workers, which an ensemble fit
 # (the report's default, one fit per task x critic) would fold into a single run
-SMALL_ARGS = ["--steps-per-level", "50", "--levels", "2", "4", "--batch-size", "64", "--tasks", "gaussian",
-              "--critics", "joint", "--single-fits"]
+SMALL_ARGS = [
+    "--steps-per-level",
+    "50",
+    "--levels",
+    "2",
+    "4",
+    "--batch-size",
+    "64",
+    "--tasks",
+    "gaussian",
+    "--critics",
+    "joint",
+    "--single-fits",
+]
 
 
 # --- the Ray processes of a test ---------------------------------------------------------------------
@@ -130,8 +142,10 @@ def test_one_worker_runs_here_and_without_ray_the_sweep_says_how_to_get_it(monke
     monkeypatch.setattr(ray_executor, "ray_available", lambda: False)
     lines: list[str] = []
     assert parallel_from_args(args, lines.append) is None
-    assert lines == ["note: Ray is not installed, so the runs go one after another in this process; "
-                     "pip install 'pdlightning[sweep]' runs 3 at once"]
+    assert lines == [
+        "note: Ray is not installed, so the runs go one after another in this process; "
+        "pip install 'pdlightning[sweep]' runs 3 at once"
+    ]
     with pytest.raises(ValueError, match="address: joining a Ray cluster needs Ray"):
         parallel_from_args(parser().parse_args(["--address", "auto"]))
 
@@ -149,11 +163,16 @@ def test_progress_lines_count_failed_and_retried_runs_with_an_eta():
     progress = Progress(4, finished_before=1, log=lines.append, bar=False)
     ok = RunRecord(spec={}, budget={}, status="ok", seconds=10.0, steps=100)
     progress.finished(2, Run("a", ("a.yaml",)), ok, attempt=2, where="node-1")
-    assert re.fullmatch(r"\[2/4\] a: ok in 10s \(10 steps/s\) on node-1, attempt 2 \(its worker died before\); "
-                        r"2/4 runs done, 1 retried, eta \d\d:\d\d", lines[-1])
+    assert re.fullmatch(
+        r"\[2/4\] a: ok in 10s \(10 steps/s\) on node-1, attempt 2 \(its worker died before\); "
+        r"2/4 runs done, 1 retried, eta \d\d:\d\d",
+        lines[-1],
+    )
     progress.crashed(3, Run("b", ("a.yaml",)), "WorkerCrashedError: died", "/o/logs/b.log", attempts=3)
-    assert lines[-1].startswith("[3/4] b: did not finish after 3 attempts (WorkerCrashedError: died); "
-                                "log: /o/logs/b.log; 3/4 runs done, 1 failed, 2 retried, eta")
+    assert lines[-1].startswith(
+        "[3/4] b: did not finish after 3 attempts (WorkerCrashedError: died); "
+        "log: /o/logs/b.log; 3/4 runs done, 1 failed, 2 retried, eta"
+    )
     progress.finished(4, Run("c", ("a.yaml",)), ok)
     assert lines[-1].endswith("; 4/4 runs done, 1 failed, 2 retried")  # nothing left: no eta
     progress.close()
@@ -198,8 +217,9 @@ def test_two_ray_workers_give_the_serial_tables_byte_for_byte(tmp_path, ray_proc
     assert len(workers) == 2 and os.getpid() not in workers, "the runs did not go to two Ray workers"
 
     for run in runs:
-        assert ((parallel / "runs" / run.run_id / "estimates.csv").read_bytes()
-                == (serial / "runs" / run.run_id / "estimates.csv").read_bytes()), run.run_id
+        assert (parallel / "runs" / run.run_id / "estimates.csv").read_bytes() == (
+            serial / "runs" / run.run_id / "estimates.csv"
+        ).read_bytes(), run.run_id
     assert "seed 0" in _tables(serial) and "seed 1" in _tables(serial)
     assert _tables(parallel) == _tables(serial)
     assert (parallel / "results.csv").read_bytes() == (serial / "results.csv").read_bytes()
@@ -221,8 +241,9 @@ def _kill_when_training(out: Path, run_id: str, killed: list[int], timeout: floa
 
 
 def _attempts(out: Path, run_id: str) -> list[str]:
-    return [line for line in (out / "logs" / f"{run_id}.log").read_text().splitlines()
-            if line.startswith("=== attempt ")]
+    return [
+        line for line in (out / "logs" / f"{run_id}.log").read_text().splitlines() if line.startswith("=== attempt ")
+    ]
 
 
 @pytest.mark.slow
@@ -265,9 +286,15 @@ def test_a_run_whose_worker_is_killed_is_retried_and_nothing_else_is_redone(tmp_
     killer.join(timeout=1)
     assert len(killed) == 1
     assert records[specs[0]].status == "ok" and records[specs[1]].status == "crashed"
-    assert "WorkerCrashedError" in records[specs[1]].error and str(out / "logs" / f"{victim}.log") in records[specs[1]].error
-    assert any(line.startswith(f"[2/2] {victim}: did not finish after 1 attempt (WorkerCrashedError")
-               and f"log: {out / 'logs' / victim}.log" in line for line in lines)
+    assert (
+        "WorkerCrashedError" in records[specs[1]].error
+        and str(out / "logs" / f"{victim}.log") in records[specs[1]].error
+    )
+    assert any(
+        line.startswith(f"[2/2] {victim}: did not finish after 1 attempt (WorkerCrashedError")
+        and f"log: {out / 'logs' / victim}.log" in line
+        for line in lines
+    )
     assert read_record(out / "runs" / victim) is None
     stamp = (out / "runs" / specs[0].run_id / "run.json").stat().st_mtime_ns
     lines.clear()
@@ -286,9 +313,13 @@ def _free_port() -> int:
 def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
     """``ray start --block``: stopping it (SIGTERM) stops the node's processes."""
     with open(log, "w") as f:
-        return subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args],
-                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "RAY_AUTH_MODE": "token"})
+        return subprocess.Popen(
+            [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "RAY_AUTH_MODE": "token"},
+        )
 
 
 def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -307,25 +338,53 @@ def test_a_sweep_submitted_to_a_two_node_cluster_runs_on_both_nodes(tmp_path, ra
     address = f"127.0.0.1:{port}"
     nodes: list[subprocess.Popen] = []
     try:
-        nodes.append(_ray_start(["--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-                                 "--include-dashboard=false", f"--temp-dir={ray_processes.root}"],
-                                tmp_path / "head.log"))
+        nodes.append(
+            _ray_start(
+                [
+                    "--head",
+                    "--node-ip-address=127.0.0.1",
+                    f"--port={port}",
+                    "--num-cpus=1",
+                    "--include-dashboard=false",
+                    f"--temp-dir={ray_processes.root}",
+                ],
+                tmp_path / "head.log",
+            )
+        )
         _wait_for(tmp_path / "head.log", "Ray runtime started", nodes[0])
-        nodes.append(_ray_start([f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1"],
-                                tmp_path / "node.log"))
+        nodes.append(
+            _ray_start([f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1"], tmp_path / "node.log")
+        )
         _wait_for(tmp_path / "node.log", "Ray runtime started", nodes[1])
 
         out = tmp_path / "out"
         # The sweep as a user submits it: its own process, with the cluster's token mode (an explicit address
         # never turns it on by itself).
         driver = subprocess.run(
-            [sys.executable, "-m", "pdlightning.report.main", "--out", str(out), "--address", address,
-             "--estimators", "infonce", "nwj", *SMALL_ARGS], capture_output=True, text=True, timeout=600,
-            env={**os.environ, "RAY_AUTH_MODE": "token", "OMP_NUM_THREADS": "1"})
+            [
+                sys.executable,
+                "-m",
+                "pdlightning.report.main",
+                "--out",
+                str(out),
+                "--address",
+                address,
+                "--estimators",
+                "infonce",
+                "nwj",
+                *SMALL_ARGS,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "RAY_AUTH_MODE": "token", "OMP_NUM_THREADS": "1"},
+        )
         assert driver.returncode == 0, driver.stdout[-3000:] + driver.stderr[-3000:]
         lines = driver.stdout.splitlines()
-        assert any(line.startswith(f"ray: joined the Ray cluster at {address}") and "2 node(s), 2 CPUs" in line
-                   for line in lines), lines
+        assert any(
+            line.startswith(f"ray: joined the Ray cluster at {address}") and "2 node(s), 2 CPUs" in line
+            for line in lines
+        ), lines
         ran_on = {name: r.extra["worker"]["ray_node"] for name, r in read_records(out).items()}
         assert set(ran_on) == {"gaussian-joint-infonce", "gaussian-joint-nwj"}
         assert len(set(ran_on.values())) == 2, f"both runs went to one node: {ran_on}"
@@ -341,13 +400,16 @@ def test_a_sweep_submitted_to_a_two_node_cluster_runs_on_both_nodes(tmp_path, ra
 
 
 @pytest.mark.slow
-def test_a_sweep_restarted_after_its_driver_was_killed_redoes_only_unfinished_runs(tmp_path, ray_processes,
-                                                                                     capsys):
+def test_a_sweep_restarted_after_its_driver_was_killed_redoes_only_unfinished_runs(tmp_path, ray_processes, capsys):
     out = tmp_path / "out"
     args = ["--out", str(out), "--workers", "2", "--estimators", "infonce", "nwj", "js", "smile_tau5", *SMALL_ARGS]
     with open(tmp_path / "first.log", "w") as log:
-        driver = subprocess.Popen([sys.executable, "-m", "pdlightning.report.main", *args], stdout=log,
-                                  stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "pdlightning.report.main", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     try:
         deadline = time.monotonic() + 600
         while len(read_records(out)) < 2 and time.monotonic() < deadline:

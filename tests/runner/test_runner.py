@@ -11,15 +11,32 @@ from pathlib import Path
 
 import pytest
 
-from pdlightning.runner import (BudgetMismatch, Run, RunRecord, in_process, markdown_table, read_record, read_records,
-                                run_all, run_id, write_csv, write_record)
+from pdlightning.runner import (
+    BudgetMismatch,
+    Run,
+    RunRecord,
+    in_process,
+    markdown_table,
+    read_record,
+    read_records,
+    run_all,
+    run_id,
+    write_csv,
+    write_record,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 GAUSSIAN = str(REPO / "configs" / "mi" / "gaussian.yaml")
-TINY = ("--trainer.max_steps=4", "--data.init_args.steps_per_level=4", "--data.init_args.mi_schedule=[2.0]",
-        "--data.init_args.batch_size=8", "--model.init_args.critic.init_args.hidden_dims=[8]",
-        "--trainer.enable_progress_bar=false", "--trainer.logger.init_args.save_dir={run_dir}",
-        "--trainer.enable_checkpointing=false")
+TINY = (
+    "--trainer.max_steps=4",
+    "--data.init_args.steps_per_level=4",
+    "--data.init_args.mi_schedule=[2.0]",
+    "--data.init_args.batch_size=8",
+    "--model.init_args.critic.init_args.hidden_dims=[8]",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.logger.init_args.save_dir={run_dir}",
+    "--trainer.enable_checkpointing=false",
+)
 
 
 def test_a_run_is_a_command_with_its_directory():
@@ -40,8 +57,12 @@ def test_the_executor_records_the_run_and_a_diverged_run_is_a_failed_record_not_
     assert read_record(tmp_path / "ok") == record and record.extra["worker"]["pid"] == os.getpid()
     assert "ray_node" not in record.extra["worker"]  # not a Ray task
 
-    diverging = Run("nwj", (GAUSSIAN, str(REPO / "configs" / "mi" / "bounds" / "nwj.yaml")),
-                    TINY + ("--model.init_args.optimizer.init_args.lr=1e6",), budget={"steps": 4})
+    diverging = Run(
+        "nwj",
+        (GAUSSIAN, str(REPO / "configs" / "mi" / "bounds" / "nwj.yaml")),
+        TINY + ("--model.init_args.optimizer.init_args.lr=1e6",),
+        budget={"steps": 4},
+    )
     failed = in_process(diverging, tmp_path / "nwj")
     assert failed.status == "failed" and "non-finite" in failed.error and failed.steps < 4
     assert failed.label == "NWJ" and read_record(tmp_path / "nwj").status == "failed"
@@ -77,9 +98,21 @@ def test_the_scheduler_refuses_another_budget_and_skips_finished_runs(tmp_path):
 
 def test_records_of_older_and_newer_versions_load(tmp_path):
     (tmp_path / "runs" / "old").mkdir(parents=True)
-    (tmp_path / "runs" / "old" / "run.json").write_text(json.dumps(
-        {"spec": {"estimator": "cpc"}, "budget": {}, "status": "ok", "seconds": 1.0, "steps": 3, "candidates": 64,
-         "error": None, "extra": {"a": 1}, "field_of_a_newer_release": 2}))
+    (tmp_path / "runs" / "old" / "run.json").write_text(
+        json.dumps(
+            {
+                "spec": {"estimator": "cpc"},
+                "budget": {},
+                "status": "ok",
+                "seconds": 1.0,
+                "steps": 3,
+                "candidates": 64,
+                "error": None,
+                "extra": {"a": 1},
+                "field_of_a_newer_release": 2,
+            }
+        )
+    )
     (tmp_path / "runs" / "unfinished").mkdir()
     records = read_records(tmp_path)
     assert list(records) == ["old"] and records["old"].candidates == 64 and records["old"].label is None

@@ -8,16 +8,27 @@ import torch
 from pdlightning.metrics import PMIRootMeanSquaredError
 from pdlightning.tasks import get_task
 
-TASK_IDS = ["multinormal-sparse-5-5-2-2.0", "student-identity-3-3-2", "1v1-additive-0.1", "1v1-bimodal-0.75",
-            "spiral-normal_cdf-multinormal-sparse-5-5-2-2.0", "swissroll_x-normal_cdf-1v1-normal-0.75"]
+TASK_IDS = [
+    "multinormal-sparse-5-5-2-2.0",
+    "student-identity-3-3-2",
+    "1v1-additive-0.1",
+    "1v1-bimodal-0.75",
+    "spiral-normal_cdf-multinormal-sparse-5-5-2-2.0",
+    "swissroll_x-normal_cdf-1v1-normal-0.75",
+]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def test_sample_to_keeps_every_field():
     sample = get_task("1v1-normal-0.75").sample(10, generator=0, device="cpu")
     moved = sample.to("cpu")
-    assert all(torch.equal(a, b) for a, b in zip((sample.x, sample.y, sample.pmi, sample.latent_x, sample.latent_y),
-                                                  (moved.x, moved.y, moved.pmi, moved.latent_x, moved.latent_y)))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            (sample.x, sample.y, sample.pmi, sample.latent_x, sample.latent_y),
+            (moved.x, moved.y, moved.pmi, moved.latent_x, moved.latent_y),
+        )
+    )
 
 
 @cuda

@@ -32,16 +32,20 @@ def random_covariance(dim: int, seed: int) -> np.ndarray:
 def test_gaussian_mi_matches_log_determinants_and_canonical_correlations(x_dim, y_dim, seed):
     cov = random_covariance(x_dim + y_dim, seed)
     task = GaussianTask(cov.tolist(), x_dim)
-    log_dets = 0.5 * (np.linalg.slogdet(cov[:x_dim, :x_dim])[1] + np.linalg.slogdet(cov[x_dim:, x_dim:])[1]
-                      - np.linalg.slogdet(cov)[1])
+    log_dets = 0.5 * (
+        np.linalg.slogdet(cov[:x_dim, :x_dim])[1]
+        + np.linalg.slogdet(cov[x_dim:, x_dim:])[1]
+        - np.linalg.slogdet(cov)[1]
+    )
     assert task.mi == pytest.approx(log_dets, abs=1e-12)
 
     def inverse_sqrt(m):
         w, v = np.linalg.eigh(m)
         return v @ np.diag(w**-0.5) @ v.T
 
-    rho = np.linalg.svd(inverse_sqrt(cov[:x_dim, :x_dim]) @ cov[:x_dim, x_dim:] @ inverse_sqrt(cov[x_dim:, x_dim:]),
-                        compute_uv=False)
+    rho = np.linalg.svd(
+        inverse_sqrt(cov[:x_dim, :x_dim]) @ cov[:x_dim, x_dim:] @ inverse_sqrt(cov[x_dim:, x_dim:]), compute_uv=False
+    )
     assert task.mi == pytest.approx(-0.5 * np.log(1 - rho**2).sum(), abs=1e-10)
 
 
@@ -50,9 +54,11 @@ def test_gaussian_pmi_matches_scipy_log_densities():
     task = GaussianTask(cov.tolist(), 2)
     sample = task.sample(500, generator=0, dtype=torch.float64)
     xy = torch.cat([sample.x, sample.y], 1).numpy()
-    expected = (stats.multivariate_normal(np.zeros(5), cov).logpdf(xy)
-                - stats.multivariate_normal(np.zeros(2), cov[:2, :2]).logpdf(xy[:, :2])
-                - stats.multivariate_normal(np.zeros(3), cov[2:, 2:]).logpdf(xy[:, 2:]))
+    expected = (
+        stats.multivariate_normal(np.zeros(5), cov).logpdf(xy)
+        - stats.multivariate_normal(np.zeros(2), cov[:2, :2]).logpdf(xy[:, :2])
+        - stats.multivariate_normal(np.zeros(3), cov[2:, 2:]).logpdf(xy[:, 2:])
+    )
     np.testing.assert_allclose(sample.pmi.numpy(), expected, atol=1e-10)
     # and the sampler draws from N(0, Σ): sample covariance of 2e4 draws within a few standard errors
     big = task.sample(20_000, generator=1, dtype=torch.float64)
@@ -71,12 +77,15 @@ def test_suite_gaussian_parametrisations():
     assert sparse.mi == pytest.approx(-2 * 0.5 * math.log(1 - 0.8**2), abs=1e-14)
 
 
-@pytest.mark.parametrize("x_dim, y_dim, dof, dispersion", [
-    (1, 1, 1.0, None),
-    (2, 2, 2.0, None),
-    (3, 3, 3.0, None),
-    (2, 3, 4.5, random_covariance(5, 7)),
-])
+@pytest.mark.parametrize(
+    "x_dim, y_dim, dof, dispersion",
+    [
+        (1, 1, 1.0, None),
+        (2, 2, 2.0, None),
+        (3, 3, 3.0, None),
+        (2, 3, 4.5, random_covariance(5, 7)),
+    ],
+)
 def test_student_mi_matches_a_monte_carlo_of_scipy_densities(x_dim, y_dim, dof, dispersion):
     """Independent of our sampler and PMI: scipy draws the t and evaluates its log-densities."""
     task = StudentTTask(x_dim, y_dim, dof, dispersion=None if dispersion is None else dispersion.tolist())
@@ -103,12 +112,15 @@ def test_student_correction_vanishes_as_dof_grows_and_the_sampler_has_t_marginal
 @pytest.mark.parametrize("epsilon", [0.1, 0.5, 0.75, 2.0])
 def test_additive_uniform_mi_matches_numerical_integration(epsilon):
     """I = ∫ p(y) (-log L(y)) dy with p(y) = L(y)/(2ε) and L(y) = |[0,1] ∩ [y-ε, y+ε]|."""
+
     def overlap(y):
         return min(1.0, y + epsilon) - max(0.0, y - epsilon)
 
     breaks = sorted({-epsilon, epsilon, 1 - epsilon, 1 + epsilon})
-    value = sum(integrate.quad(lambda y: -math.log(overlap(y)) * overlap(y) / (2 * epsilon), a, b)[0]
-                for a, b in zip(breaks[:-1], breaks[1:]))
+    value = sum(
+        integrate.quad(lambda y: -math.log(overlap(y)) * overlap(y) / (2 * epsilon), a, b)[0]
+        for a, b in zip(breaks[:-1], breaks[1:])
+    )
     assert AdditiveUniformTask(epsilon).mi == pytest.approx(value, abs=1e-9)
 
 
@@ -122,24 +134,27 @@ def test_additive_uniform_pmi_is_minus_infinity_outside_the_joint_support():
     assert pmi[2].item() == pytest.approx(-math.log(0.1))  # near the edge L(y) = 0.1
 
 
-@pytest.mark.parametrize("build, parameter", [
-    (lambda: BivariateNormalTask(1.0), "correlation"),
-    (lambda: BivariateNormalTask(-1.5), "correlation"),
-    (lambda: DenseGaussianTask(2, 2, 1.2), "correlation"),
-    (lambda: DenseGaussianTask(2, 2, -0.4), "correlation"),  # not positive definite for 4 coordinates
-    (lambda: DenseGaussianTask(0, 2, 0.5), "x_dim"),
-    (lambda: SparseGaussianTask(2, 2, n_interacting=3), "n_interacting"),
-    (lambda: SparseGaussianTask(3, 3, strength=-1.0), "strength"),
-    (lambda: StudentTTask(2, 2, -1.0), "dof"),
-    (lambda: StudentTTask(2, 2, 0.0), "dof"),
-    (lambda: StudentTTask(2, 2, 1.0, dispersion=np.eye(5).tolist()), "dispersion"),
-    (lambda: StudentTTask(1, 1, 1.0, dispersion=[[1.0, 2.0], [2.0, 1.0]]), "dispersion"),
-    (lambda: GaussianTask([[1.0, 0.5], [0.4, 1.0]], 1), "covariance"),
-    (lambda: GaussianTask([[1.0, 0.0], [0.0, 1.0]], 2), "x_dim"),
-    (lambda: AdditiveUniformTask(0.0), "epsilon"),
-    (lambda: get_task("1v1-normal-0.75").sample(0), "n"),
-    (lambda: get_task("1v1-normal-0.75").sample(5, dtype=torch.int64), "dtype"),
-])
+@pytest.mark.parametrize(
+    "build, parameter",
+    [
+        (lambda: BivariateNormalTask(1.0), "correlation"),
+        (lambda: BivariateNormalTask(-1.5), "correlation"),
+        (lambda: DenseGaussianTask(2, 2, 1.2), "correlation"),
+        (lambda: DenseGaussianTask(2, 2, -0.4), "correlation"),  # not positive definite for 4 coordinates
+        (lambda: DenseGaussianTask(0, 2, 0.5), "x_dim"),
+        (lambda: SparseGaussianTask(2, 2, n_interacting=3), "n_interacting"),
+        (lambda: SparseGaussianTask(3, 3, strength=-1.0), "strength"),
+        (lambda: StudentTTask(2, 2, -1.0), "dof"),
+        (lambda: StudentTTask(2, 2, 0.0), "dof"),
+        (lambda: StudentTTask(2, 2, 1.0, dispersion=np.eye(5).tolist()), "dispersion"),
+        (lambda: StudentTTask(1, 1, 1.0, dispersion=[[1.0, 2.0], [2.0, 1.0]]), "dispersion"),
+        (lambda: GaussianTask([[1.0, 0.5], [0.4, 1.0]], 1), "covariance"),
+        (lambda: GaussianTask([[1.0, 0.0], [0.0, 1.0]], 2), "x_dim"),
+        (lambda: AdditiveUniformTask(0.0), "epsilon"),
+        (lambda: get_task("1v1-normal-0.75").sample(0), "n"),
+        (lambda: get_task("1v1-normal-0.75").sample(5, dtype=torch.int64), "dtype"),
+    ],
+)
 def test_bad_parameters_raise_a_value_error_naming_the_parameter(build, parameter):
     with pytest.raises(ValueError, match=parameter):
         build()

@@ -46,8 +46,11 @@ PUBLISHED = {
     "student-identity-3-3-3": (3, 3, 0.179),
     "student-identity-5-5-2": (5, 5, 0.448),
     "student-identity-5-5-3": (5, 5, 0.299),
-    **{f"{t}-multinormal-sparse-{d}-{d}-2-2.0": (d, d, 1.022)
-       for t in ("normal_cdf", "half_cube", "spiral", "spiral-normal_cdf") for d in (3, 5, 25)},
+    **{
+        f"{t}-multinormal-sparse-{d}-{d}-2-2.0": (d, d, 1.022)
+        for t in ("normal_cdf", "half_cube", "spiral", "spiral-normal_cdf")
+        for d in (3, 5, 25)
+    },
     "asinh-student-identity-2-2-1": (2, 2, 0.432),
     "asinh-student-identity-3-3-2": (3, 3, 0.291),
     "asinh-student-identity-5-5-2": (5, 5, 0.448),
@@ -109,8 +112,12 @@ def test_pmi_matrix_diagonal_is_the_joint_pmi_and_entries_are_the_pairs_pmi(task
     torch.testing.assert_close(matrix.diagonal(), sample.pmi, rtol=0, atol=1e-10)
     # Off-diagonal entry (i, j) is the PMI of the pair (x_i, y_j), i.e. of the pre-images (u_i, v_j).
     shift = torch.roll(torch.arange(300), 1)
-    torch.testing.assert_close(matrix[torch.arange(300), shift],
-                               task.pmi_of_latents(sample.latent_x, sample.latent_y[shift]), rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        matrix[torch.arange(300), shift],
+        task.pmi_of_latents(sample.latent_x, sample.latent_y[shift]),
+        rtol=0,
+        atol=1e-10,
+    )
 
 
 @pytest.mark.parametrize("task_id", ["multinormal-dense-3-3-0.5", "1v1-additive-0.1", "student-identity-2-2-1"])
@@ -167,15 +174,21 @@ def test_tasks_build_from_class_path_with_jsonargparse():
 
     parser = ArgumentParser()
     parser.add_argument("--task", type=Task)
-    config = parser.parse_object({"task": {
-        "class_path": "pdlightning.tasks.TransformedTask",
-        "init_args": {
-            "base": {"class_path": "pdlightning.tasks.SparseGaussianTask",
-                     "init_args": {"x_dim": 5, "y_dim": 5, "n_interacting": 2, "strength": 2.0}},
-            "transform_x": {"class_path": "pdlightning.tasks.Spiral", "init_args": {"plane": [0, 1]}},
-            "transform_y": {"class_path": "pdlightning.tasks.Spiral", "init_args": {"plane": [1, 2]}},
-        },
-    }})
+    config = parser.parse_object(
+        {
+            "task": {
+                "class_path": "pdlightning.tasks.TransformedTask",
+                "init_args": {
+                    "base": {
+                        "class_path": "pdlightning.tasks.SparseGaussianTask",
+                        "init_args": {"x_dim": 5, "y_dim": 5, "n_interacting": 2, "strength": 2.0},
+                    },
+                    "transform_x": {"class_path": "pdlightning.tasks.Spiral", "init_args": {"plane": [0, 1]}},
+                    "transform_y": {"class_path": "pdlightning.tasks.Spiral", "init_args": {"plane": [1, 2]}},
+                },
+            }
+        }
+    )
     task = parser.instantiate_classes(config).task
     reference = get_task("spiral-multinormal-sparse-5-5-2-2.0")
     assert task.name == reference.name and task.mi == reference.mi

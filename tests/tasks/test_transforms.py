@@ -62,8 +62,14 @@ def test_elementwise_maps_match_their_formulas_and_increase():
     wiggly_y = zn - 0.4 * np.sin(0.4 * zn) + 0.17 * np.sin(1.3 * zn + 3.5) + 0.02 * np.sin(4.3 * zn - 2.5)
     np.testing.assert_allclose(Wiggly(**WIGGLY_X)(z).numpy(), wiggly_x, atol=1e-14)
     np.testing.assert_allclose(Wiggly(**WIGGLY_Y)(z).numpy(), wiggly_y, atol=1e-14)
-    for transform in (NormalCDF(), HalfCube(), Asinh(), Wiggly(**WIGGLY_X), Wiggly(**WIGGLY_Y),
-                      GaussianMixtureQuantile([0.5, 0.5], [-1.0, 3.0])):
+    for transform in (
+        NormalCDF(),
+        HalfCube(),
+        Asinh(),
+        Wiggly(**WIGGLY_X),
+        Wiggly(**WIGGLY_Y),
+        GaussianMixtureQuantile([0.5, 0.5], [-1.0, 3.0]),
+    ):
         values = transform(z[(z > -6) & (z < 6)])
         assert (values.diff() > 0).all(), transform
     with pytest.raises(ValueError, match="sum"):
@@ -83,8 +89,10 @@ def test_spiral_is_the_matrix_exponential_of_the_so_n_generator():
 def test_mixture_quantile_gives_the_mixture_marginal_and_finite_tails():
     sample = get_task("1v1-bimodal-0.75").sample(20_000, generator=0, dtype=torch.float64)
     for values, weights, means in ((sample.x, (0.3, 0.7), (0.0, 5.0)), (sample.y, (0.5, 0.5), (-1.0, 3.0))):
+
         def cdf(t, weights=weights, means=means):
             return sum(w * stats.norm.cdf(t - m) for w, m in zip(weights, means))
+
         assert stats.kstest(values[:, 0].numpy(), cdf).pvalue > 1e-3
     tails = GaussianMixtureQuantile([0.3, 0.7], [0.0, 5.0])(torch.tensor([-30.0, -9.0, 9.0, 30.0], dtype=torch.float64))
     assert torch.isfinite(tails).all() and (tails.diff() > 0).all()
