@@ -55,8 +55,19 @@ def suite_task(name: str) -> Callable[[int, int, int, int], L.LightningDataModul
     def make(eval_batches: int, seed: int, replicas: int, steps: int) -> L.LightningDataModule:
         from pdlightning.data import TaskDataModule  # the task suite's datamodule
 
+        # stream mode: fresh training pairs every step; the held-out set is test_fraction x n_samples pairs,
+        # so n_samples sets its size (eval_batches batches of 64). No standardisation: its statistics come
+        # from the training sample, whose size would then differ between the short and the long evaluation.
         return TaskDataModule(
-            task=name, stream=True, batch_size=64, seed=seed, eval_batches=eval_batches, replicas=replicas, steps=steps
+            task=name,
+            stream=True,
+            batch_size=64,
+            seed=seed,
+            steps=steps,
+            replicas=replicas,
+            n_samples=2 * 64 * eval_batches,
+            test_fraction=0.5,
+            standardize=False,
         )
 
     return make
