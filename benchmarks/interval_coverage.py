@@ -62,6 +62,7 @@ def suite_task(name: str) -> Callable[[int, int, int, int], L.LightningDataModul
             task=name,
             stream=True,
             batch_size=64,
+            eval_batch_size=64,
             seed=seed,
             steps=steps,
             replicas=replicas,
