@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
 
 __all__ = ["PMIWriter"]
 
@@ -59,4 +60,4 @@ class PMIWriter(BasePredictionWriter):
                         ),
                     ]
                 )
-        print(f"\nPMIWriter: {n} pairs -> {path}")
+        rank_zero_info(f"PMIWriter: {n} pairs -> {path}")

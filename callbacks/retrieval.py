@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 __all__ = [
@@ -211,7 +212,8 @@ class CrossModalRetrieval(Callback):
         with open(os.path.join(directory, "listing.md"), "w") as f:
             f.write(listing + "\n")
         summary = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if k.startswith("retrieval/"))
-        print(f"\n1:{self.num_candidates} matching on {results['num_queries']} queries: {summary} -> {directory}")
+        queries = results["num_queries"]
+        rank_zero_info(f"1:{self.num_candidates} matching on {queries} queries: {summary} -> {directory}")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.after_fit:
