@@ -108,7 +108,8 @@ def main() -> None:
         f"Offline data, CIFAR-style ResNet [16, 32, 64], {args.steps} SSL steps of batch 128 per objective, a "
         "linear classifier on the frozen 64-d features for 3 epochs, test accuracy on the held-out test split; "
         f"seeds {', '.join(map(str, args.seeds))} (each seed: its own SSL run and linear run). Command: "
-        f"`OMP_NUM_THREADS=1 python benchmarks/ssl_linear_eval.py --seeds {' '.join(map(str, args.seeds))}`.",
+        f"`OMP_NUM_THREADS=1 python benchmarks/ssl_linear_eval.py --seeds {' '.join(map(str, args.seeds))} "
+        f"--steps {args.steps} --datasets {' '.join(args.datasets)}`.",
         "",
     ]
     for dataset in args.datasets:
