@@ -14,7 +14,7 @@ from typing import Any, Optional
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-__all__ = ["link_critic_dims", "CriticDimFromData"]
+__all__ = ["link_critic_dims", "CriticDimFromData", "applicable_links"]
 
 
 class CriticDimFromData:
@@ -59,3 +59,20 @@ def link_critic_dims(parser: LightningArgumentParser, cli: LightningCLI) -> None
             compute_fn=CriticDimFromData(cli, side),
             apply_on="instantiate",
         )
+
+
+def applicable_links(links: dict[str, Any], hparams: dict[str, Any], key: str) -> dict[str, Any]:
+    """The instantiation links' values that apply to the ``key`` component's hyper-parameters ``hparams``.
+
+    jsonargparse applies a link whatever the subclass: for a model without a critic (``LinearEvalModule``,
+    the SSL probes) the critic-dim link resolves to ``None`` and names a ``critic`` the model does not take;
+    Lightning would then fail writing it into the hyper-parameters. Those values are dropped; every other
+    link value is kept as it is.
+    """
+    critic_prefix = f"{key}.init_args.critic."
+    kept = {}
+    for target, value in links.items():
+        if target.startswith(critic_prefix) and value is None and not isinstance(hparams.get("critic"), dict):
+            continue
+        kept[target] = value
+    return kept

@@ -28,7 +28,13 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import (  # the instantiator the CLI extends
+    ArgsType,
+    LightningArgumentParser,
+    LightningCLI,
+    _get_module_type,
+    _InstantiatorFn,
+)
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -45,7 +51,7 @@ import pdlightning.modules  # noqa: F401
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, read_checkpoint
 from .configs import PackagedConfigs, resolve_config_args
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
-from .links import link_critic_dims
+from .links import applicable_links, link_critic_dims
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
 
 __all__ = [
@@ -265,6 +271,17 @@ def resolve_threads(threads: Optional[int], default: Optional[int] = DEFAULT_THR
     return threads
 
 
+class _LinkFilteringInstantiator(_InstantiatorFn):
+    """Lightning's model instantiator, given only the link values that name parameters of the chosen model."""
+
+    def __call__(self, class_type: Any, *args: Any, applied_instantiation_links: dict, **kwargs: Any) -> Any:
+        self.cli._dump_config()
+        dumped = self.cli.config_dump.get(self.key, {})
+        hparams = dumped.get("init_args", dumped) if isinstance(dumped, dict) else {}
+        links = applicable_links(applied_instantiation_links, hparams, self.key)
+        return super().__call__(class_type, *args, applied_instantiation_links=links, **kwargs)
+
+
 class PDLightningCLI(PackagedConfigs, LightningCLI):
     """LightningCLI with subclass mode for model and data; optimisers come from the module's
     ``optimizer``/``scheduler`` arguments (YAML ``class_path``). See the module docstring for what it
@@ -286,6 +303,16 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         given; ``None`` leaves them alone (``build_cli`` from Python, e.g. the report, which sets its own)."""
         self.default_threads = default_threads
         super().__init__(*args, **kwargs)
+
+    def _add_instantiators(self) -> None:
+        """Lightning's instantiators, with the model's link values filtered by :func:`.links.applicable_links`
+        (the critic-dim link names no parameter of a model without a critic)."""
+        super()._add_instantiators()
+        self.parser.add_instantiator(
+            _LinkFilteringInstantiator(cli=self, key="model"),
+            _get_module_type(self._model_class),
+            subclasses=self.subclass_mode_model,
+        )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
