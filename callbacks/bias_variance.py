@@ -40,7 +40,7 @@ class LevelStatistics:
 
 
 def level_statistics(
-    estimates: Sequence[float], true_mis: Sequence[float], burn_in: float = 0.0
+    estimates: Sequence[float] | np.ndarray, true_mis: Sequence[float] | np.ndarray, burn_in: float = 0.0
 ) -> list[LevelStatistics]:
     """Per-level statistics of an estimate stream, levels in increasing true MI.
 
@@ -56,8 +56,8 @@ def level_statistics(
         groups[float(level)].append(float(value))
     rows = []
     for level in sorted(groups):
-        values = groups[level]
-        values = np.asarray(values[int(math.floor(burn_in * len(values))) :], dtype=np.float64)
+        stream = groups[level]
+        values = np.asarray(stream[int(math.floor(burn_in * len(stream))) :], dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             mean = float(values.mean())
             variance = float(values.var())

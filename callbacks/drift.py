@@ -173,7 +173,9 @@ class DriftMonitor(L.Callback):
             metrics = self.step_metrics(record)
             self._record(step, metrics, record.member)
             scalars.update({f"drift/{k}{suffix}": v for k, v in metrics.items() if k != "true_mi"})
-            for group, scores in pair_groups(record.estimate.scores, record.batch).items() if writers else ():
+            if not writers or record.estimate is None:  # (the estimate is set: filtered above)
+                continue
+            for group, scores in pair_groups(record.estimate.scores, record.batch).items():
                 if scores.numel():
                     values = scores.detach().float().cpu()
                     for writer in writers:

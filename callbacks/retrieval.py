@@ -157,7 +157,7 @@ class CrossModalRetrieval(Callback):
         self.results: dict[str, Any] = {}
 
     def _loader(self, trainer: L.Trainer, split: str) -> Any:
-        datamodule = trainer.datamodule
+        datamodule = getattr(trainer, "datamodule", None)  # set by Lightning at run time, not declared on Trainer
         if datamodule is None:
             raise ValueError("CrossModalRetrieval: needs a datamodule with a test/val dataloader")
         return getattr(datamodule, f"{split}_dataloader")()

@@ -50,7 +50,7 @@ class StaircaseFigure(L.Callback):
         members = self.streams.recorded_members()
         if not members or not trainer.is_global_zero:
             return
-        panels = []
+        panels: list[dict[str, Any]] = []
         for member in members:
             steps, true_mi, estimates = self.streams[member].arrays()
             title = self.title or self.streams.title(member)

@@ -52,12 +52,12 @@ class EstimateStream:
 
     @staticmethod
     def _floats(values: list[Tensor | float]) -> list[float]:
-        tensors = [i for i, v in enumerate(values) if isinstance(v, Tensor)]
+        tensors = {i: v for i, v in enumerate(values) if isinstance(v, Tensor)}
         if tensors:  # one transfer for everything recorded since the last call
-            host = torch.stack([values[i].float().reshape(()) for i in tensors]).cpu().tolist()
+            host = torch.stack([v.float().reshape(()) for v in tensors.values()]).cpu().tolist()
             for i, value in zip(tensors, host):
-                values[i] = value
-        return values  # type: ignore[return-value]
+                values[i] = value  # cached: the next call transfers only what was recorded since
+        return [v for v in values if not isinstance(v, Tensor)]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, true_mi, estimates)`` as float64 arrays (steps as int64)."""

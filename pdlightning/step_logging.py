@@ -37,7 +37,7 @@ def logging_step(trainer: L.Trainer) -> int:
 def is_logging_step(trainer: L.Trainer, step: int) -> bool:
     """Whether Lightning hands the metrics of training step ``step`` to the loggers
     (``log_every_n_steps`` cadence, as its logger connector decides)."""
-    every = trainer.log_every_n_steps
+    every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # Lightning sets it at run time, undeclared
     return bool(every) and (step + 1) % every == 0
 
 

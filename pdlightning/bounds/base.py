@@ -14,7 +14,7 @@ import math
 from abc import ABCMeta, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, overload
 
 import torch
 from torch import Tensor, nn
@@ -296,6 +296,18 @@ class Bound(nn.Module, metaclass=ABCMeta):
         """``log second_term``; bounds whose second term is an exponential average override this
         with an exact ``logsumexp`` form."""
         return torch.log(self.second_term(pairs))
+
+    @overload
+    def pmi(self, scores: Tensor) -> Tensor: ...
+
+    @overload
+    def pmi(
+        self,
+        scores: Optional[PairScores] = None,
+        *,
+        joint: Optional[Tensor] = None,
+        marginal: Optional[Tensor] = None,
+    ) -> PairScores: ...
 
     def pmi(
         self,

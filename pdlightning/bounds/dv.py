@@ -51,6 +51,8 @@ class MINE(DV):
         ema_rate: weight of the new batch in the moving average (the MINE paper's ``alpha``).
     """
 
+    log_partition_ema: Tensor  # a registered buffer
+
     def __init__(self, ema_rate: float = 0.01) -> None:
         super().__init__()
         if not 0.0 < ema_rate <= 1.0:

@@ -41,6 +41,8 @@ class ProbabilisticClassifier(PlugInBound):
     score and needs no prior ratio at evaluation.
     """
 
+    train_log_prior_ratio: Tensor  # a registered buffer
+
     def __init__(self, balanced: bool = False, parametrization: Literal["logit", "log_ratio"] = "logit") -> None:
         super().__init__()
         if parametrization not in ("logit", "log_ratio"):

@@ -13,7 +13,7 @@ operations, batched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Hashable, Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -74,8 +74,12 @@ def _finite(output: BoundOutput) -> tuple[Tensor, Tensor]:
 _NOT_VMAPPABLE: set[Hashable] = set()
 
 
-def _vmapped(bound: Bound, joint: Tensor, marginal: Tensor) -> Optional[tuple[Tensor, ...]]:
-    def fields(j: Tensor, m: Tensor) -> tuple[Any, ...]:
+#: a bound's output fields, each stacked over members: loss, mi, first term, second term, extras.
+_Fields = tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]
+
+
+def _vmapped(bound: Bound, joint: Tensor, marginal: Tensor) -> _Fields:
+    def fields(j: Tensor, m: Tensor) -> _Fields:
         out = bound(PairScores(j, m))
         return out.loss, out.mi, out.first_term, out.second_term, out.extras
 
@@ -93,7 +97,7 @@ def evaluate_stacked(bounds: Sequence[Bound], joint: Tensor, marginal: Tensor) -
     loss_finite = torch.empty(count, dtype=torch.bool, device=joint.device)
     report_finite = torch.empty(count, dtype=torch.bool, device=joint.device)
     for key, members in groups.items():
-        fields = None
+        fields: Optional[_Fields] = None
         if len(members) > 1 and key not in _NOT_VMAPPABLE:
             index = torch.tensor(members, device=joint.device)
             try:

@@ -215,7 +215,7 @@ class _ApplyOptimizerConfig(Callback):
 class _RunStarted(Callback):
     """Marks the end of set-up: errors raised after the first batch are not input errors."""
 
-    def _mark(self, *args: Any) -> None:
+    def _mark(self, *args: Any, **kwargs: Any) -> None:
         _PHASE["running"] = True
 
     on_train_batch_end = on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _mark
@@ -476,6 +476,7 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         defining = defining_config(config, random_seed=self._random_seed)
         logger, init_args = self._logger(config)
         dirpath = config.checkpoint.get("dirpath") if config.get("checkpoint") is not None else None
+        candidates: list[tuple[Optional[int | str], str]]  # (logger version, checkpoint directory)
         if dirpath:
             candidates = [(None, str(dirpath))]
             where = str(dirpath)

@@ -96,7 +96,10 @@ def evaluation_model_config(
             from the trained one.
     """
     explicit = set(explicit)
-    model = {"class_path": config_model.get("class_path"), "init_args": dict(config_model.get("init_args") or {})}
+    model: dict[str, Any] = {
+        "class_path": config_model.get("class_path"),
+        "init_args": dict(config_model.get("init_args") or {}),
+    }
     trained_class = hparams.get("_class_path")
     if trained_class is None or ALL_KEYS in explicit:
         why = (

@@ -73,8 +73,9 @@ class Critic(nn.Module):
 
         def visit(module: nn.Module) -> None:
             for child in module.children():
-                if callable(getattr(child, "reset_parameters", None)):
-                    child.reset_parameters()  # a layer, or a nested critic (which resets its own)
+                reset = getattr(child, "reset_parameters", None)
+                if callable(reset):
+                    reset()  # a layer, or a nested critic (which resets its own)
                 else:
                     visit(child)  # a container
 

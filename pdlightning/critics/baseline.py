@@ -26,7 +26,7 @@ class BaselineShiftedCritic(Critic):
 
     def _baseline(self, y: Tensor) -> Tensor:
         flat = y.reshape(y.shape[0], -1)
-        return self.log_baseline(flat.to(self.log_baseline[0].weight.dtype)).squeeze(-1)
+        return self.log_baseline(flat.to(next(self.log_baseline.parameters()).dtype)).squeeze(-1)
 
     def cross(self, x: Tensor, y: Tensor) -> Tensor:
         return self.critic.cross(x, y) - self._baseline(y).unsqueeze(0)

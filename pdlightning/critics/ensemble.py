@@ -45,6 +45,9 @@ class CriticEnsemble(nn.Module):
             cache-sized ones (measured by ``benchmarks/ensemble_speed.py``).
     """
 
+    #: the members' architecture without weights (kept in ``__dict__``: not a submodule, not in the state)
+    template: Critic
+
     def __init__(self, critics: Sequence[Critic], chunk_size: Optional[int] = None) -> None:
         super().__init__()
         if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):

@@ -31,7 +31,7 @@ def world_size(group: Optional[Any] = None) -> int:
 
 class _AllGatherWithGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, tensor: Tensor, group: Optional[Any]) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, tensor: Tensor, group: Optional[Any]) -> Tensor:
         size = torch.tensor([tensor.shape[0]], device=tensor.device, dtype=torch.long)
         sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size(group))]
         dist.all_gather(sizes, size, group=group)
@@ -45,7 +45,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return torch.cat([chunk[:count] for chunk, count in zip(chunks, counts)])
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
         start = sum(ctx.counts[: ctx.rank])

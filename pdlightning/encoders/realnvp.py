@@ -17,7 +17,7 @@ the scale is ``1e-7 + softplus(.)`` as in that code.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,8 @@ class RealNVPEncoder(nn.Module):
         output_dim: ``dim`` (the representation has the input's size).
     """
 
+    permutations: Tensor  # a registered buffer: [num_couplings, dim]
+
     def __init__(
         self,
         dim: int,
@@ -123,5 +125,5 @@ class RealNVPEncoder(nn.Module):
         """Exact inverse of :meth:`forward` (``[n, dim] -> [n, dim]``)."""
         h = self._flatten(z)
         for coupling, permutation in zip(reversed(self.couplings), reversed(self.permutations)):
-            h = coupling.inverse(h[:, torch.argsort(permutation)])
+            h = cast(AdditiveCoupling, coupling).inverse(h[:, torch.argsort(permutation)])  # ModuleList is untyped
         return h

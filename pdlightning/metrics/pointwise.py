@@ -58,8 +58,14 @@ class _PMIErrorMetric(Metric):
     """Running float64 sums of ``e``, ``e²``, ``|e|`` over pairs with a finite exact PMI."""
 
     is_differentiable = False
-    higher_is_better = False
+    higher_is_better: Optional[bool] = False
     full_state_update = False
+    # states (add_state)
+    sum_error: Tensor
+    sum_squared_error: Tensor
+    sum_abs_error: Tensor
+    count: Tensor
+    n_skipped: Tensor
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -119,6 +125,7 @@ class PlugInMIBias(_PMIErrorMetric):
     """
 
     higher_is_better = None
+    sum_preds: Tensor  # a state (add_state)
 
     def __init__(self, true_mi: Optional[float] = None, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -166,6 +173,9 @@ class PMISpearmanCorrCoef(Metric):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+    # states (add_state): lists of per-update tensors (concatenated across processes when synced)
+    preds: list[Tensor]
+    target: list[Tensor]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -198,6 +208,9 @@ class LogMeanRatio(Metric):
     is_differentiable = False
     higher_is_better = None
     full_state_update = False
+    # states (add_state)
+    log_sums: list[Tensor]
+    count: Tensor
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -227,7 +240,7 @@ def pointwise_pmi_metrics(
         up_to_constant: the estimator's PMI is defined only up to a constant: keep only the shift-invariant
             ``centred_rmse`` and ``spearman``.
     """
-    metrics: dict[str, Metric] = {
+    metrics: dict[str, Metric | MetricCollection] = {
         "centred_rmse": PMIRootMeanSquaredError(centred=True),
         "spearman": PMISpearmanCorrCoef(),
     }

@@ -112,7 +112,7 @@ def _check_members(members: Sequence[EnsembleMember], critic: Optional[Critic]) 
 
 def _member_critics(members: Sequence[EnsembleMember], critic: Optional[Critic]) -> list[Critic]:
     """Each member's initial critic: its own, or the ensemble's re-drawn under the member's seed."""
-    critics = []
+    critics: list[Critic] = []
     for index, member in enumerate(members):
         if member.critic is not None:
             own = member.critic
@@ -292,14 +292,14 @@ class MIEnsembleModule(ConfiguredModule):
     def _evaluate_members(self, joint: Tensor, marginal: Tensor) -> tuple[StackedOutputs, list[BoundOutput]]:
         """Training outputs of every member (with finiteness flags) and reporting outputs (the training
         output itself where a member has no separate estimator)."""
-        training = evaluate_stacked(list(self.bounds), joint, marginal)
+        training = evaluate_stacked([self.training_bound(k) for k in range(self.num_members)], joint, marginal)
         reporting = list(training.outputs)
         with_estimator = [k for k in range(self.num_members) if self._has_estimator[k]]
         if with_estimator:
             index = torch.tensor(with_estimator, device=joint.device)
             with torch.no_grad():
                 estimates = evaluate_stacked(
-                    [self.estimators[k] for k in with_estimator],
+                    [self.reporting_bound(k) for k in with_estimator],  # each its estimator
                     joint.detach().index_select(0, index),
                     marginal.detach().index_select(0, index),
                 )
@@ -466,7 +466,10 @@ class MIEnsembleModule(ConfiguredModule):
         from pdlightning.callbacks import BiasVarianceMSE
 
         trainer = self._trainer
-        if not self.summary or trainer is None or any(isinstance(c, BiasVarianceMSE) for c in trainer.callbacks):
+        if not self.summary or trainer is None:
+            return []
+        configured = trainer.callbacks  # type: ignore[attr-defined]  # Lightning sets it at run time, undeclared
+        if any(isinstance(c, BiasVarianceMSE) for c in configured):
             return []
         return [BiasVarianceMSE()]
 
@@ -477,6 +480,8 @@ class MIEnsembleModule(ConfiguredModule):
         scalars: dict[str, Tensor] = {}
         for record in records:
             name = record.member
+            if name is None:
+                raise ValueError("an ensemble's step records name their member; got a record without one")
             guard = self.guards[self.member_names.index(name)]
             if guard.policy == "skip":
                 scalars[f"guard/skipped_steps/{name}"] = torch.tensor(float(guard.skipped_steps))
@@ -527,7 +532,7 @@ class MIEnsembleModule(ConfiguredModule):
         if not intervals:
             return
         results: list[EstimateResult] = []
-        order = {name: k for k, name in enumerate(self.member_names)}
+        order: dict[Optional[str], int] = {name: k for k, name in enumerate(self.member_names)}
         for (member, level), interval in sorted(
             intervals.items(), key=lambda item: (order[item[0][0]], _level_order(item[0][1]))
         ):

@@ -142,7 +142,10 @@ class MIEstimationModule(GuardedModule):
         from pdlightning.callbacks import BiasVarianceMSE
 
         trainer = self._trainer
-        if not self.summary or trainer is None or any(isinstance(c, BiasVarianceMSE) for c in trainer.callbacks):
+        if not self.summary or trainer is None:
+            return []
+        configured = trainer.callbacks  # type: ignore[attr-defined]  # Lightning sets it at run time, undeclared
+        if any(isinstance(c, BiasVarianceMSE) for c in configured):
             return []
         return [BiasVarianceMSE()]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Optional, Sequence
 
-from pdlightning.runner import markdown_table
+from pdlightning.runner import RunRecord, markdown_table
 from pdlightning.uncertainty import count_of
 
 from .estimators import DOCUMENTED, label_of
@@ -196,7 +196,7 @@ def report_markdown(
         lines += ["## Runs that stopped", ""]
         lines += [f"- {r.spec.run_id}: {r.record.error} (after {r.record.steps} steps)" for r in failed]
         lines.append("")
-    runs = {}
+    runs: dict[str, RunRecord] = {}
     for r in results:  # an ensemble run holds several results: list each run once
         run_id = (r.record.spec or {}).get("run_id") or r.spec.run_id if r.member is None else _ensemble_id(r)
         runs.setdefault(run_id, r.record)

@@ -184,7 +184,7 @@ class DenseGaussianTask(GaussianTask):
             )
         covariance = torch.full((total, total), rho, dtype=torch.float64)
         covariance.fill_diagonal_(1.0)
-        super().__init__(covariance, x_dim, name=f"multinormal-dense-{x_dim}-{y_dim}-{format_number(rho)}")
+        super().__init__(covariance.tolist(), x_dim, name=f"multinormal-dense-{x_dim}-{y_dim}-{format_number(rho)}")
 
 
 class SparseGaussianTask(GaussianTask):
@@ -216,5 +216,7 @@ class SparseGaussianTask(GaussianTask):
             covariance[i, x_dim + i] = covariance[x_dim + i, i] = rho
         self.interacting_correlation = rho
         super().__init__(
-            covariance, x_dim, name=f"multinormal-sparse-{x_dim}-{y_dim}-{n_interacting}-{format_number(strength)}"
+            covariance.tolist(),
+            x_dim,
+            name=f"multinormal-sparse-{x_dim}-{y_dim}-{n_interacting}-{format_number(strength)}",
         )

@@ -50,8 +50,10 @@ class TransformedTask(Task):
             prefix = fx.id_prefix if fx.id_prefix == fy.id_prefix else f"{fx.id_prefix}_x-{fy.id_prefix}_y"
         elif fx is not None:
             prefix = f"{fx.id_prefix}_x"
-        else:
+        elif fy is not None:
             prefix = f"{fy.id_prefix}_y"
+        else:  # the constructor requires a map
+            raise ValueError("transform_x and transform_y are both None: give at least one map")
         return f"{prefix}-{self.base.name}"
 
     @property

@@ -247,10 +247,10 @@ class GaussianMixtureQuantile(Transform):
         self.means = [float(m) for m in means]
 
     def _cdf(self, x: Tensor) -> Tensor:
-        return sum(w * normal_cdf(x - m) for w, m in zip(self.weights, self.means))
+        return sum((w * normal_cdf(x - m) for w, m in zip(self.weights, self.means)), torch.zeros_like(x))
 
     def _survival(self, x: Tensor) -> Tensor:
-        return sum(w * normal_cdf(m - x) for w, m in zip(self.weights, self.means))
+        return sum((w * normal_cdf(m - x) for w, m in zip(self.weights, self.means)), torch.zeros_like(x))
 
     def __call__(self, z: Tensor) -> Tensor:
         low, high = min(self.means), max(self.means)
