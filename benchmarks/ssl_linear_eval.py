@@ -36,7 +36,7 @@ def run(args: list[str], test: bool = False) -> dict[str, float]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cli = build_cli(args, run=False)
+        cli = build_cli(args[1:] if args[:1] == ["fit"] else args, run=False)  # run=False parses no subcommand
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         if not test:
             return {}
