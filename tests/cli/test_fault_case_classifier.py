@@ -76,3 +76,13 @@ def test_error_message_picks_the_raised_line_or_the_error_line(fc):
         == "pdlightning: error: batch_size: need at least 2 pairs per batch for negatives, got -8"
     )
     assert fc.error_message(USAGE).startswith('error: Parser key "data"')
+
+
+def test_a_parameter_named_only_in_the_echoed_value_is_not_named(fc):
+    echoed = (
+        "pdlightning: error: Does not validate against any of the Union subtypes\n"
+        "Errors:\n  - Trying to create tensor with negative dimension -4: [-4, 6]\n"
+        "Given value: Namespace(critic=Namespace(hidden_dims=[-4]))\n"
+    )
+    assert fc.classify(2, echoed, fc.error("hidden_dims")) == ("unclear", "the message does not name hidden_dims")
+    assert fc.classify(2, echoed.replace("  - Trying", "  - hidden_dims: Trying"), fc.error("hidden_dims"))[0] == "good"
