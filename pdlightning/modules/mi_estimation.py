@@ -6,8 +6,9 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from ..bounds import Bound, PairScores
@@ -159,6 +160,14 @@ class MIEstimationModule(GuardedModule):
             self.level_snapshots.restore(self)
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> Optional[dict[str, Any]]:
+        if batch["x"].shape[0] < 2:  # the last batch when rows % eval_batch_size == 1: no in-batch negative
+            rank_zero_warn(
+                f"{stage}: a batch holds a single pair (rows % data.init_args.eval_batch_size == 1); the bound needs "
+                "in-batch negatives, so that pair is left out of the estimate (counted in "
+                f"{stage}/skipped_batches). Choose eval_batch_size so that no batch holds one pair."
+            )
+            self._held_out.skipped += 1
+            return None
         level = batch_level(batch)
         self._use_weights_for(level)
         pairs = self.scores(batch)
@@ -238,15 +247,30 @@ class MIEstimationModule(GuardedModule):
         )
         return None if record is None else {"record": record}
 
+    def _reference_loaders(self, stage: str, loaders: Any) -> Any:
+        """Loaders to draw the reference sample from: fresh ones from the datamodule when it has them. The
+        trainer's own loaders must not be iterated here: for ``predict`` on map-style data Lightning wraps the
+        batch sampler in one shared iterator, which the reference pass would use up before the loop's first
+        batch (nothing would be predicted)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        make = getattr(datamodule, f"{stage}_dataloader", None)
+        if callable(make):
+            try:
+                return make()
+            except (NotImplementedError, MisconfigurationException):
+                pass
+        return loaders
+
     def on_validation_start(self) -> None:
-        self._fix_pmi_reference(self.trainer.val_dataloaders, require_key="pmi", announce=False)
+        loaders = self._reference_loaders("val", self.trainer.val_dataloaders)
+        self._fix_pmi_reference(loaders, require_key="pmi", announce=False)
 
     def on_test_start(self) -> None:
-        self._fix_pmi_reference(self.trainer.test_dataloaders, require_key="pmi")
+        self._fix_pmi_reference(self._reference_loaders("test", self.trainer.test_dataloaders), require_key="pmi")
 
     # ----------------------------------------------------------------------------------- predict
     def on_predict_start(self) -> None:
-        self._fix_pmi_reference(self.trainer.predict_dataloaders)
+        self._fix_pmi_reference(self._reference_loaders("predict", self.trainer.predict_dataloaders))
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         """Per pair ``(x_i, y_i)``: ``pmi = log r_hat(x_i, y_i)`` from the reporting bound, evaluated

@@ -192,3 +192,49 @@ def test_a_configured_summary_is_kept_and_summary_false_adds_none(tmp_path):
 def test_bad_reference_size_is_named():
     with pytest.raises(ValueError, match="pmi_reference_size: expected 0 .* or an integer >= 2, got 1"):
         MIEstimationModule(JointCritic(3, 3, [16]), DV(), pmi_reference_size=1)
+
+
+class _MapStylePairs(L.LightningDataModule):
+    """The same 48 pairs as a map-style dataset of single pairs, batched by a DataLoader: Lightning then
+    wraps the batch sampler (for predict, in one shared iterator), as with the paired-features data."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        x, y = sample_correlated_gaussian(48, 3, 1.0, torch.Generator().manual_seed(123))
+        self.pairs = [{"x": x[i], "y": y[i], "mi": torch.tensor(1.0)} for i in range(48)]
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.pairs, batch_size=self.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.pairs, batch_size=self.batch_size)
+
+
+@pytest.mark.parametrize("make_bound", [DV, InfoNCE], ids=["dv", "infonce"])
+def test_predict_on_map_style_data_scores_every_pair(make_bound):
+    """The reference pass draws from a fresh loader: iterating the trainer's own predict loader used up its
+    shared batch-sampler iterator, and nothing was predicted."""
+    L.seed_everything(0)
+    module = MIEstimationModule(JointCritic(3, 3, [16]), make_bound(), summary=False, pmi_reference_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _trainer(10).fit(module, _data([1.0]))
+        mapped = torch.cat([p["pmi"] for p in _trainer(1).predict(module, _MapStylePairs(7))])
+        listed = torch.cat([p["pmi"] for p in _trainer(1).predict(module, _FixedPairs(48))])
+    torch.testing.assert_close(mapped, listed, atol=1e-5, rtol=1e-5)
+
+
+def test_a_last_test_batch_of_one_pair_is_left_out_with_a_warning():
+    """49 rows in batches of 8: the last batch holds one pair, which has no in-batch negative; the test
+    completes on the other 48 and says what it left out and which setting avoids it."""
+    L.seed_everything(0)
+    module = MIEstimationModule(JointCritic(3, 3, [16]), InfoNCE(), summary=False)
+    data = _MapStylePairs(8)
+    data.pairs.append(data.pairs[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _trainer(10).fit(module, _data([1.0]))
+    with pytest.warns(UserWarning, match=r"single pair .*eval_batch_size"):
+        metrics = _trainer(1).test(module, data, verbose=False)[0]
+    assert metrics["test/skipped_batches"] == 1.0 and "test/mi_estimate@1" in metrics
