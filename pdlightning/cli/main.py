@@ -27,6 +27,7 @@ from typing import Any, Optional
 import lightning as L
 import torch
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import (  # the instantiator the CLI extends
     ArgsType,
@@ -47,6 +48,7 @@ import pdlightning.critics  # noqa: F401
 import pdlightning.data  # noqa: F401
 import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
+from pdlightning.modules.finite import NonFiniteBoundError
 
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, read_checkpoint
 from .configs import PackagedConfigs, resolve_config_args
@@ -688,9 +690,10 @@ def build_cli(args: ArgsType = None, run: bool = True, default_threads: Optional
 
 
 #: errors about the user's input when raised before the first batch (afterwards they are bugs).
-_INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
-#: our own input errors, whenever they are raised.
-_OWN_INPUT_ERRORS = (CheckpointError, RunMismatchError, UntrainedModelError, ResumeError)
+_INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, MisconfigurationException)
+#: our own errors whose message is the whole story (input errors, and a diverged run: the message says
+#: where it diverged and what to change), whenever they are raised.
+_OWN_INPUT_ERRORS = (CheckpointError, RunMismatchError, UntrainedModelError, ResumeError, NonFiniteBoundError)
 
 
 def input_error_message(error: BaseException) -> Optional[str]:

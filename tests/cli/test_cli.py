@@ -214,3 +214,20 @@ def test_predict_writes_the_pmi_of_each_held_out_pair(tmp_path):
     rows = output.read_text().splitlines()
     assert rows[0] == "row,mi,pmi" and len(rows) == 1 + 2 * 64  # each pair with its true-MI level
     assert all(float(r.split(",")[1]) == 1.0 and math.isfinite(float(r.split(",")[2])) for r in rows[1:])
+
+
+def test_a_diverged_run_and_a_misconfigured_trainer_print_their_message_without_a_stack():
+    """Fault cases 21/22 and 85/86 (docs/results/fault_cases.md): the message says it all."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from pdlightning.cli.main import input_error_message
+    from pdlightning.modules.finite import NonFiniteBoundError
+
+    diverged = NonFiniteBoundError("the run diverged: 20 optimiser steps in a row were skipped")
+    assert input_error_message(diverged) == "the run diverged: 20 optimiser steps in a row were skipped"
+    wrapped = RuntimeError("while training")
+    wrapped.__cause__ = diverged
+    assert input_error_message(wrapped) == str(diverged)
+    trainer = MisconfigurationException("`max_steps` must be a non-negative integer or -1. You passed in -5.")
+    assert input_error_message(trainer) == str(trainer)
+    assert input_error_message(RuntimeError("a bug")) is None
