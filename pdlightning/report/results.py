@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -63,6 +64,19 @@ class RunResult:
     def budget(self) -> Budget:
         return Budget.from_json(self.record.budget)
 
+    @property
+    def status(self) -> str:
+        """The run's status, per member for an ensemble: a fit stopped by one member's divergence is
+        ``failed`` for that member (the error names it) and ``stopped`` for the others, whose streams are
+        valid but end early (their last level is partial)."""
+        status = self.record.status
+        if status == "ok" or self.member is None:
+            return status
+        culprit = re.search(r"member '([^']+)'", self.record.error or "")
+        if culprit is None or culprit.group(1) == self.member:
+            return status
+        return "stopped"
+
     def rows(self, burn_in: float = 0.0) -> list[ResultRow]:
         stats = level_statistics(self.estimates, self.true_mi, burn_in)
         return [
@@ -76,7 +90,7 @@ class RunResult:
                 s.bias,
                 s.variance,
                 s.mse,
-                self.record.status,
+                self.status,
                 self.budget.steps_per_level,
                 self.seed,
             )

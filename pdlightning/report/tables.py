@@ -9,7 +9,7 @@ Estimators" (ICLR 2020), Table 2, and ReMINE (Choi & Lee, AAAI 2022) with lambda
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from pdlightning.runner import RunRecord, markdown_table
 from pdlightning.uncertainty import count_of
@@ -24,6 +24,8 @@ __all__ = ["table2_markdown", "comparison_markdown", "report_markdown", "SHORT"]
 _METRICS = (("bias", "Bias (abs)"), ("variance", "Var"), ("mse", "MSE"))
 #: the mark of a row whose levels were shorter than the estimator's documented budget.
 SHORT = "†"
+#: marks an ensemble member whose fit stopped early because another member diverged
+STOPPED = "‡"
 
 
 def _cell(value: float | None, stderr: float | None = None) -> str:
@@ -82,9 +84,10 @@ def table2_markdown(
                 for task in tasks
                 for level in levels
             ]
-            failed = any(r.status == "failed" for r in rows if (r.critic, r.estimator) == (critic, estimator))
+            statuses = {r.status for r in rows if (r.critic, r.estimator) == (critic, estimator)}
             label = (labels or {}).get(estimator) or label_of(estimator)
-            label += (f" {SHORT}" if estimator in short else "") + (" (diverged)" if failed else "")
+            label += f" {SHORT}" if estimator in short else ""
+            label += " (diverged)" if "failed" in statuses else f" {STOPPED}" if "stopped" in statuses else ""
             lines.append([f"**{name}**" if i == 0 else "", label] + cells)
     return markdown_table(header, lines)
 
@@ -170,6 +173,12 @@ def report_markdown(
             f'statistics settle (README, "Budgets"): {needs}. Read those rows as under-trained.',
             "",
         ]
+    if any(r.status == "stopped" for r in rows):
+        lines += [
+            f'{STOPPED} The ensemble fit stopped early because another member diverged (section "Runs that '
+            "stopped\"): these members' statistics are valid for the steps they ran, and their last level is partial.",
+            "",
+        ]
     for critic in critics:
         if any(r.critic == critic for r in rows):
             lines += [
@@ -191,10 +200,10 @@ def report_markdown(
             held_out_markdown(held_out, estimators, tasks, critics),
             "",
         ]
-    failed = [r for r in results if r.record.status != "ok"]
+    failed = list({id(r.record): r for r in results if r.record.status != "ok"}.values())  # each run once
     if failed:
         lines += ["## Runs that stopped", ""]
-        lines += [f"- {r.spec.run_id}: {r.record.error} (after {r.record.steps} steps)" for r in failed]
+        lines += [f"- {_run_name(r)}: {r.record.error} (after {r.record.steps} steps)" for r in failed]
         lines.append("")
     runs: dict[str, RunRecord] = {}
     for r in results:  # an ensemble run holds several results: list each run once
@@ -241,3 +250,10 @@ def held_out_markdown(
             header = ["estimator"] + [f"{level:g}" for level in levels]
             lines += [f"#### {task.capitalize()}, {critic} critic", "", markdown_table(header, body)]
     return "\n".join(lines)
+
+
+def _run_name(result: Any) -> str:
+    """The run a result came from: the ensemble fit's ``task-critic`` for a member, else the spec's run id."""
+    if getattr(result, "member", None) is not None:
+        return f"{result.spec.task}-{result.spec.critic} (ensemble fit)"
+    return result.spec.run_id

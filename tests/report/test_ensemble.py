@@ -78,3 +78,25 @@ def test_member_names_round_trip_and_bad_seeds_are_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), *ARGS, "--seeds", "2", "--single-fits"])
     assert "seeds: replicate seeds run as ensembles" in capsys.readouterr().err
+
+
+def test_a_member_that_diverged_is_marked_and_the_others_are_stopped_not_diverged():
+    """One member's divergence stops the whole ensemble fit: only that member is '(diverged)'; the
+    others' streams are valid up to the stop and are marked as stopped early (‡), not as diverged."""
+    import numpy as np
+
+    from pdlightning.report.results import RunResult, RunSpec
+    from pdlightning.report.tables import STOPPED, table2_markdown
+    from pdlightning.runner import RunRecord
+
+    record = RunRecord(
+        spec={}, budget={"steps_per_level": 3, "levels": [2.0], "batch_size": 64, "seed": 0}, status="failed", seconds=1.0, steps=3, command="",
+        error="NonFiniteBoundError: member 'nwj-seed0': bound NWJ: non-finite loss=inf at step 3",
+    )  # fmt: skip
+    stream = (np.arange(3), np.full(3, 2.0), np.array([1.0, 1.5, 1.8]))
+    nwj = RunResult(RunSpec("cubic", "separable", "nwj"), record, *stream, member="nwj-seed0")
+    smile = RunResult(RunSpec("cubic", "separable", "smile_tau5"), record, *stream, member="smile_tau5-seed0")
+    single = RunResult(RunSpec("cubic", "separable", "infonce"), record, *stream)
+    assert (nwj.status, smile.status, single.status) == ("failed", "stopped", "failed")
+    table = table2_markdown([*nwj.rows(), *smile.rows()], "separable", ["nwj", "smile_tau5"], ["cubic"])
+    assert "| NWJ (diverged) |" in table and f"| SMILE τ=5 {STOPPED} |" in table
