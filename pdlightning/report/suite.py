@@ -172,7 +172,9 @@ def plan_suite(
 def _base_config(configs: Path, budget: SuiteBudget) -> dict[str, Any]:
     path = Path(configs) / budget.config
     if not path.is_file():
-        raise FileNotFoundError(f"configs: {Path(configs)} has no {budget.config}; pass --configs <folder of the configs>")
+        raise FileNotFoundError(
+            f"configs: {Path(configs)} has no {budget.config}; pass --configs <folder of the configs>"
+        )
     return yaml.safe_load(path.read_text()) or {}
 
 
@@ -235,6 +237,7 @@ class SuiteEvaluation(L.Callback):
         import torch
 
         from pdlightning.callbacks import PointwiseAccuracy
+        from pdlightning.modules import MIEnsembleModule
         from pdlightning.modules.pmi_reference import reference_from_loaders
         from pdlightning.modules.pointwise_eval import pointwise_record
 
@@ -247,9 +250,11 @@ class SuiteEvaluation(L.Callback):
         batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
         reference = reference_from_loaders([batches], PMI_REFERENCE_SIZE, device, "pmi")
         level = float(batches[0]["mi"].reshape(-1)[0])
-        for k, name in enumerate(pl_module.member_names):  # type: ignore[attr-defined]
-            critic = pl_module.member_critic(name).to(device).eval()  # type: ignore[operator]
-            bound = pl_module.reporting_bound(k)  # type: ignore[operator]
+        if not isinstance(pl_module, MIEnsembleModule):
+            raise TypeError(f"SuiteEvaluation: expects an MIEnsembleModule, got {type(pl_module).__name__}")
+        for k, name in enumerate(pl_module.member_names):
+            critic = pl_module.member_critic(name).to(device).eval()
+            bound = pl_module.reporting_bound(k)
             accuracy = PointwiseAccuracy(histograms=False, figure=False)
             for batch in batches:
                 record = pointwise_record(bound, critic, batch, level, reference, "test", member=name)
@@ -318,8 +323,9 @@ def run_suite(
     base = _base_config(configs, budget)
     runs = [to_suite_run(spec, budget, configs) for spec in specs]
     log(f"budget: {budget.describe(base)}; {len(runs)} runs (tasks x seeds), one ensemble fit each")
-    return run_all(runs, Path(out), run_suite_cell, max_runs=max_runs, retry_failed=retry_failed, log=log,
-                   parallel=parallel)
+    return run_all(
+        runs, Path(out), run_suite_cell, max_runs=max_runs, retry_failed=retry_failed, log=log, parallel=parallel
+    )
 
 
 # ----------------------------------------------------------------------------------------- the report
@@ -394,9 +400,7 @@ class SuiteTable:
     def from_rows(cls, rows: Sequence[dict[str, Any]], suite: str = "bmi-v1") -> "SuiteTable":
         order = {t: i for i, t in enumerate(resolve_suite(suite))}
         tasks = sorted({r["task"] for r in rows}, key=lambda t: (order.get(t, len(order)), t))
-        from .estimators import order as estimator_order
-
-        estimators = estimator_order([r["column"] for r in rows if r["column"] not in BASELINES])
+        estimators = list(dict.fromkeys(r["column"] for r in rows if r["column"] not in BASELINES))  # as requested
         columns = estimators + [b for b in BASELINES if any(r["column"] == b for r in rows)]
         cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for r in rows:
@@ -529,7 +533,9 @@ def render_suite(out: Path, suite: str = "bmi-v1", configs: Optional[Path] = Non
     rows = [r for r in suite_rows(out) if r["budget"].get("suite") == suite]
     budgets = {json.dumps(r["budget"], sort_keys=True) for r in rows}
     if len(budgets) > 1:
-        raise ValueError(f"out: {out} holds suite runs of {len(budgets)} budgets ({sorted(budgets)}); use one --out each")
+        raise ValueError(
+            f"out: {out} holds suite runs of {len(budgets)} budgets ({sorted(budgets)}); use one --out each"
+        )
     if not rows:
         markdown = f"# Task suite {suite}\n\nNo finished suite runs under {out} yet.\n"
         (out / "suite.md").write_text(markdown)
@@ -547,7 +553,7 @@ def render_suite(out: Path, suite: str = "bmi-v1", configs: Optional[Path] = Non
             f"Estimators trained as one vectorised ensemble per task and seed on shared batches; KSG (k=5) and CCA "
             f"on the same held-out pairs.",
             *(
-                [f"", f"Failed runs (a member diverged; no numbers): {', '.join(f'{t} seed {s}' for t, s in failed)}."]
+                ["", f"Failed runs (a member diverged; no numbers): {', '.join(f'{t} seed {s}' for t, s in failed)}."]
                 if failed
                 else []
             ),
