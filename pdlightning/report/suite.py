@@ -442,7 +442,7 @@ def suite_markdown(table: SuiteTable, header: str = "") -> str:
     lines += [
         "## Held-out MI estimate (nats), mean ± std over seeds",
         "",
-        f"Bold: the column closest to the true MI on the task. Tasks: {len(table.tasks)}.",
+        f"Bold: the column whose mean (unrounded) is closest to the true MI on the task. Tasks: {len(table.tasks)}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
@@ -505,7 +505,8 @@ def heatmap(table: SuiteTable, path: Path) -> Path:
     for i in range(errors.shape[0]):
         for j in range(errors.shape[1]):
             if math.isfinite(errors[i, j]):
-                axes.text(j, i, f"{errors[i, j]:+.2f}", ha="center", va="center", fontsize=6)
+                colour = "white" if abs(errors[i, j]) > 0.6 * limit else "black"
+                axes.text(j, i, f"{errors[i, j]:+.2f}", ha="center", va="center", fontsize=6, color=colour)
     figure.colorbar(image, ax=axes, label=f"estimate − true MI (nats; colours clipped at ±{limit:.2f})")
     axes.set_title("Held-out MI estimate − true MI, mean over seeds")
     figure.tight_layout()
