@@ -27,16 +27,24 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from pdlightning.runner import BudgetMismatch, SweepBusy
 from pdlightning.runner.ray_executor import add_parallel_arguments, parallel_from_args
 
 from .estimators import DEFAULT_ESTIMATORS, order
 from .suite import DEFAULT_SUITE_ESTIMATORS
+
+if TYPE_CHECKING:
+    from .suite import SuiteBudget, SuiteSpec
 from .sweep import CRITICS, TASKS, Budget, plan, run_sweep
 
 __all__ = ["main", "parser", "render"]
+
+
+class _Unset(list):
+    """A list default the user did not type (argparse keeps a default object as it is): the staircase's default
+    tasks and estimators, which ``--suite`` replaces with its own."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,14 +78,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--estimators",
         nargs="+",
-        default=None,
+        default=_Unset(DEFAULT_ESTIMATORS),
         help=f"report rows: fragment names of <configs>/mi/bounds/, or 'all' (default: {' '.join(DEFAULT_ESTIMATORS)}; "
         f"with --suite: {' '.join(DEFAULT_SUITE_ESTIMATORS)})",
     )
     p.add_argument(
         "--tasks",
         nargs="+",
-        default=None,
+        default=_Unset(TASKS),
         help=f"tasks: {', '.join(TASKS)} (default: both); with --suite, task ids of the suite (default: all)",
     )
     p.add_argument(
@@ -172,8 +180,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return suite_main(args)
     if args.steps is not None:
         parser().error("--steps: only with --suite (the staircase's budget is --steps-per-level)")
-    args.estimators = args.estimators or list(DEFAULT_ESTIMATORS)
-    args.tasks = args.tasks or list(TASKS)
     args.batch_size = 64 if args.batch_size is None else args.batch_size
     try:
         if not 0.0 <= args.burn_in < 1.0:
@@ -241,24 +247,32 @@ def _quiet_lightning(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
+def suite_plan(args: argparse.Namespace) -> tuple["SuiteBudget", list["SuiteSpec"]]:
+    """The budget and the task x seed runs that ``--suite`` arguments ask for (raises on bad values)."""
+    from .suite import SuiteBudget, plan_suite
+
+    budget = SuiteBudget(args.suite, args.suite_config, args.steps, args.batch_size)
+    specs = plan_suite(
+        args.suite,
+        None if isinstance(args.tasks, _Unset) else args.tasks,
+        args.seeds,
+        list(DEFAULT_SUITE_ESTIMATORS) if isinstance(args.estimators, _Unset) else args.estimators,
+        args.configs,
+        args.seed,
+    )
+    return budget, specs
+
+
 def suite_main(args: argparse.Namespace) -> int:
     """``--suite``: one ensemble run per task x seed (:mod:`.suite`), then ``suite.md`` of what has finished."""
-    from .suite import SuiteBudget, plan_suite, render_suite, resolve_suite, run_suite
+    from .suite import render_suite, resolve_suite, run_suite
 
     try:
         if args.render_only:
             resolve_suite(args.suite)
             specs: list = []
         else:
-            budget = SuiteBudget(args.suite, args.suite_config, args.steps, args.batch_size)
-            specs = plan_suite(
-                args.suite,
-                args.tasks,
-                args.seeds,
-                args.estimators or list(DEFAULT_SUITE_ESTIMATORS),
-                args.configs,
-                args.seed,
-            )
+            budget, specs = suite_plan(args)
         parallel = parallel_from_args(args)
     except (ValueError, FileNotFoundError) as exc:
         parser().error(str(exc))
