@@ -213,11 +213,14 @@ def test_every_readme_command_parses_from_outside_the_clone(tool, args, tmp_path
         config = print_config(args, capsys)
         assert config["model"]["class_path"]
     elif tool == "pdlightning-report":
-        from pdlightning.report.main import parser
+        from pdlightning.report.main import parser, suite_plan
         from pdlightning.report.sweep import plan
 
         parsed = parser().parse_args(args)
-        assert parsed.render_only or plan(parsed.estimators, parsed.tasks, parsed.critics, parsed.configs)
+        if parsed.suite is not None:
+            assert parsed.render_only or suite_plan(parsed)[1]
+        else:
+            assert parsed.render_only or plan(parsed.estimators, parsed.tasks, parsed.critics, parsed.configs)
     else:
         function = run_mi_benchmark if tool == "pdlightning-mi-benchmark" else run_self_consistency
         assert function_arguments(function, args)["base"]

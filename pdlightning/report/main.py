@@ -8,8 +8,14 @@
     pdlightning-report --out reports/cpu --workers 4                       # 4 runs at once (Ray: pdlightning[sweep])
     pdlightning-report --out /shared/sweep --address auto --gpus-per-run 0.25   # on a Ray cluster, 4 runs per GPU
 
+    pdlightning-report --suite bmi-v1 --seeds 3 --out reports/suite        # the task suite (suite.md, suite.csv)
+    pdlightning-report --suite bmi-v1 --seeds 1 --tasks 1v1-normal-0.75 1v1-additive-0.1 --steps 500 --out s
+
 Estimators are the fragments of <configs>/mi/bounds/ by file name (``all`` for every one); the
-configs are the packaged ones unless --configs names another folder. The report is rendered from
+configs are the packaged ones unless --configs names another folder. With --suite, one run per task of
+the suite and seed: the estimators as one ensemble on the suite's finite-sample protocol
+(<configs>/suite/cpu.yaml, or --suite-config), plus KSG (k=5) and CCA on the same held-out pairs
+(pdlightning.report.suite). The report is rendered from
 each finished run's own recorded budget; runs of different budgets are never mixed in one table.
 """
 
@@ -21,15 +27,24 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from pdlightning.runner import BudgetMismatch, SweepBusy
 from pdlightning.runner.ray_executor import add_parallel_arguments, parallel_from_args
 
 from .estimators import DEFAULT_ESTIMATORS, order
+from .suite import DEFAULT_SUITE_ESTIMATORS
+
+if TYPE_CHECKING:
+    from .suite import SuiteBudget, SuiteSpec
 from .sweep import CRITICS, TASKS, Budget, plan, run_sweep
 
 __all__ = ["main", "parser", "render"]
+
+
+class _Unset(list):
+    """A list default the user did not type (argparse keeps a default object as it is): the staircase's default
+    tasks and estimators, which ``--suite`` replaces with its own."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,7 +59,9 @@ def parser() -> argparse.ArgumentParser:
         help="training steps per MI level (budget; default 4000, the papers' protocol)",
     )
     p.add_argument("--levels", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0, 10.0], help="MI levels in nats")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="training batch (default 64; with --suite the config's, 256)"
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed (replicate s trains from seed + s)")
     p.add_argument(
         "--seeds",
@@ -61,10 +78,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--estimators",
         nargs="+",
-        default=list(DEFAULT_ESTIMATORS),
-        help=f"report rows: fragment names of <configs>/mi/bounds/, or 'all' (default: {' '.join(DEFAULT_ESTIMATORS)})",
+        default=_Unset(DEFAULT_ESTIMATORS),
+        help=f"report rows: fragment names of <configs>/mi/bounds/, or 'all' (default: {' '.join(DEFAULT_ESTIMATORS)}; "
+        f"with --suite: {' '.join(DEFAULT_SUITE_ESTIMATORS)})",
     )
-    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=_Unset(TASKS),
+        help=f"tasks: {', '.join(TASKS)} (default: both); with --suite, task ids of the suite (default: all)",
+    )
+    p.add_argument(
+        "--suite",
+        default=None,
+        help="run the task suite instead of the staircase sweep: a suite of pdlightning.tasks (bmi-v1); writes "
+        "suite.md, suite.csv and suite_heatmap.png under --out",
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="with --suite: training steps per run (default: the config's, 2000)"
+    )
+    p.add_argument(
+        "--suite-config",
+        default="suite/cpu.yaml",
+        help="with --suite: the base config, relative to the configs folder (default suite/cpu.yaml)",
+    )
     p.add_argument("--critics", nargs="+", default=list(CRITICS), choices=list(CRITICS))
     p.add_argument(
         "--configs",
@@ -139,6 +176,11 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if args.suite is not None:
+        return suite_main(args)
+    if args.steps is not None:
+        parser().error("--steps: only with --suite (the staircase's budget is --steps-per-level)")
+    args.batch_size = 64 if args.batch_size is None else args.batch_size
     try:
         if not 0.0 <= args.burn_in < 1.0:
             raise ValueError(f"burn_in: expected a fraction in [0, 1), got {args.burn_in}")
@@ -188,6 +230,71 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f"{len(unfinished)} run(s) did not finish (logs under {args.out / 'logs'}); run the sweep again to retry: "
             f"{', '.join(unfinished)}"
         )
+        return 1
+    return 0
+
+
+def _quiet_lightning(threads: Optional[int]) -> None:
+    """One line per run is the progress; Lightning's per-fit banners would drown it."""
+    import lightning  # noqa: F401  (Lightning sets its loggers' levels when imported, so import it first)
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset. has .__len__).*")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def suite_plan(args: argparse.Namespace) -> tuple["SuiteBudget", list["SuiteSpec"]]:
+    """The budget and the task x seed runs that ``--suite`` arguments ask for (raises on bad values)."""
+    from .suite import SuiteBudget, plan_suite
+
+    budget = SuiteBudget(args.suite, args.suite_config, args.steps, args.batch_size)
+    specs = plan_suite(
+        args.suite,
+        None if isinstance(args.tasks, _Unset) else args.tasks,
+        args.seeds,
+        list(DEFAULT_SUITE_ESTIMATORS) if isinstance(args.estimators, _Unset) else args.estimators,
+        args.configs,
+        args.seed,
+    )
+    return budget, specs
+
+
+def suite_main(args: argparse.Namespace) -> int:
+    """``--suite``: one ensemble run per task x seed (:mod:`.suite`), then ``suite.md`` of what has finished."""
+    from .suite import render_suite, resolve_suite, run_suite
+
+    try:
+        if args.render_only:
+            resolve_suite(args.suite)
+            specs: list = []
+        else:
+            budget, specs = suite_plan(args)
+        parallel = parallel_from_args(args)
+    except (ValueError, FileNotFoundError) as exc:
+        parser().error(str(exc))
+    _quiet_lightning(args.threads)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    unfinished = []
+    if specs:
+        try:
+            records = run_suite(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log, parallel)
+        except (BudgetMismatch, SweepBusy, FileNotFoundError, ValueError) as exc:
+            parser().error(str(exc))
+        unfinished = [run_id for run_id, record in records.items() if record.status == "crashed"]
+    try:
+        render_suite(args.out, args.suite, args.configs)
+    except ValueError as exc:
+        parser().error(str(exc))
+    log(f"report: {args.out / 'suite.md'}, {args.out / 'suite.csv'}, {args.out / 'suite_heatmap.png'}")
+    if unfinished:
+        log(f"{len(unfinished)} run(s) did not finish; run the suite again to retry: {', '.join(unfinished)}")
         return 1
     return 0
 
