@@ -22,16 +22,17 @@ Per member: logs (``mi/estimate/<name>``, ``train/loss/<name>``, ``bound/<term>/
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence
 
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from ..bounds import Bound, BoundOutput, StepRecord
@@ -148,6 +149,10 @@ class MIEnsembleModule(ConfiguredModule):
         non_finite: ``"raise"`` (stop, naming the member) or ``"skip"`` (skip that member's step:
             its weights and optimiser moments are restored after the shared optimiser step).
         max_consecutive_skips: a member skipped this many steps in a row stops the run as diverged.
+        on_member_divergence: ``"stop"`` (a member's :class:`NonFiniteBoundError` stops the fit) or
+            ``"retire"`` (that member alone is retired: its weights stay at their last finite values, it
+            leaves the loss, its stream and its held-out results end, :attr:`retired` says when and why,
+            and the other members go on; they are unaffected, Adam being element-wise).
         level_snapshots: evaluate each MI level with the members' weights at the end of that level.
         summary: add the per-member bias/variance summary at the end of every fit with a true MI.
         chunk_size: members per batched critic call (default: all on a GPU, one at a time on a CPU;
@@ -163,6 +168,7 @@ class MIEnsembleModule(ConfiguredModule):
         scheduler: Optional[LRSchedulerCallable] = None,
         non_finite: NonFinitePolicy = "raise",
         max_consecutive_skips: int = 20,
+        on_member_divergence: Literal["stop", "retire"] = "stop",
         level_snapshots: bool = True,
         summary: bool = True,
         chunk_size: Optional[int] = None,
@@ -193,6 +199,11 @@ class MIEnsembleModule(ConfiguredModule):
         self._has_estimator = [m.estimator is not None for m in members]
         self.data_mode = data
         self.guards = [NonFiniteGuard(non_finite, max_consecutive_skips=max_consecutive_skips) for _ in members]
+        if on_member_divergence not in ("stop", "retire"):
+            raise ValueError(f"on_member_divergence: expected 'stop' or 'retire', got {on_member_divergence!r}")
+        self.on_member_divergence = on_member_divergence
+        #: retired members (``on_member_divergence="retire"``): name -> {"step": ..., "error": ...}.
+        self.retired: dict[str, dict[str, Any]] = {}
         self.level_snapshots = LevelSnapshots() if level_snapshots else None
         self.summary = summary
         self._frozen: dict[int, list[tuple[Tensor, Tensor]]] = {}
@@ -324,8 +335,20 @@ class MIEnsembleModule(ConfiguredModule):
         for k, (output, estimate) in enumerate(zip(training.outputs, reporting)):
             name, guard, member_batch = self.member_names[k], self.guards[k], self._member_batch(batch, k)
             reported = report_ok[k]
-            if not loss_ok[k]:
-                self._check(guard, output, self.training_bound(k), f"member '{name}': bound", step)
+            if name not in self.retired and not (loss_ok[k] and reported):
+                with self._retiring(k, step):
+                    if not loss_ok[k]:
+                        self._check(guard, output, self.training_bound(k), f"member '{name}': bound", step)
+                    else:
+                        self._check(
+                            guard,
+                            estimate,
+                            self.reporting_bound(k),
+                            f"member '{name}': estimator",
+                            step,
+                            reported_only=True,
+                        )
+            if name in self.retired or not loss_ok[k]:
                 self._skipped_members.append(k)
                 records.append(
                     StepRecord(
@@ -339,10 +362,6 @@ class MIEnsembleModule(ConfiguredModule):
                     )
                 )
                 continue
-            if not reported:
-                self._check(
-                    guard, estimate, self.reporting_bound(k), f"member '{name}': estimator", step, reported_only=True
-                )
             guard.count_completed_step()
             records.append(
                 StepRecord(
@@ -355,7 +374,7 @@ class MIEnsembleModule(ConfiguredModule):
                 )
             )
         self._log_step(records, batch)
-        good = [k for k in range(self.num_members) if loss_ok[k]]
+        good = [k for k in range(self.num_members) if k not in self._skipped_members]
         if not good:
             return None  # every member skipped: no optimiser step at all
         losses = torch.stack([training.outputs[k].loss for k in good])
@@ -387,6 +406,19 @@ class MIEnsembleModule(ConfiguredModule):
         """Raise (naming the member) or warn and count, per the member's guard."""
         guard.check(output, bound, role, step, reported_only=reported_only)
 
+    @contextlib.contextmanager
+    def _retiring(self, k: int, step: int) -> Iterator[None]:
+        """Under ``on_member_divergence="retire"``, a :class:`NonFiniteBoundError` of member ``k`` retires it
+        (its step is skipped from now on) instead of stopping the fit."""
+        try:
+            yield
+        except NonFiniteBoundError as error:
+            if self.on_member_divergence != "retire":
+                raise
+            name = self.member_names[k]
+            self.retired[name] = {"step": int(step), "error": str(error)}
+            rank_zero_warn(f"member '{name}' retired at step {step}, the others go on: {error}")
+
     # ---------------------------------------------------------------- skipped members stay put
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Members whose loss was non-finite (no gradient) or whose gradients are non-finite keep their
@@ -400,10 +432,11 @@ class MIEnsembleModule(ConfiguredModule):
                 "overflowing exp / log(0) in the bound or the critic)"
             )
             guard = self.guards[k]
-            if guard.policy == "raise":
-                raise NonFiniteBoundError(message)
-            guard.report(message + "; non_finite='skip': skipping this member's step")
-            guard.count_skipped_step(step)
+            with self._retiring(k, step):
+                if guard.policy == "raise":
+                    raise NonFiniteBoundError(message)
+                guard.report(message + "; non_finite='skip': skipping this member's step")
+                guard.count_skipped_step(step)
         frozen = sorted(set(self._skipped_members) | set(bad_gradients))
         self._frozen = {k: self._member_slices(optimizer, k) for k in frozen}
         for k in frozen:  # a non-finite gradient must not reach the moments (restored anyway)
@@ -507,6 +540,8 @@ class MIEnsembleModule(ConfiguredModule):
         joint, marginal = self.stacked_scores(batch)
         _, reporting = self._evaluate_members(joint, marginal)
         for k, estimate in enumerate(reporting):
+            if self.member_names[k] in self.retired:
+                continue  # a retired member's weights are those of its last finite step: nothing to report
             bound = self.reporting_bound(k)
             unit = unit_of(bound)
             values = bound.pmi(estimate.scores).joint if unit == "pair" else estimate.mi
@@ -583,10 +618,12 @@ class MIEnsembleModule(ConfiguredModule):
         }
         if self.level_snapshots is not None:
             checkpoint["level_snapshots"] = self.level_snapshots.state_dict()
+        checkpoint["retired_members"] = dict(self.retired)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("non_finite_guards", {})
         for name, guard in zip(self.member_names, self.guards):
             guard.load_state_dict(states.get(name))
+        self.retired = dict(checkpoint.get("retired_members", {}))
         if self.level_snapshots is not None:
             self.level_snapshots.load_state_dict(checkpoint.get("level_snapshots"))

@@ -92,7 +92,13 @@ def to_ensemble_run(spec: EnsembleSpec, budget: Any, configs: Path, single_run: 
     members = ensemble_members(spec.estimators, configs, spec.seeds, budget.seed)
     model = {
         "class_path": "pdlightning.modules.MIEnsembleModule",
-        "init_args": {"members": members, "data": "replicas" if spec.seeds > 1 else "shared", "summary": False},
+        "init_args": {
+            "members": members,
+            "data": "replicas" if spec.seeds > 1 else "shared",
+            "summary": False,
+            # a member that diverges is retired alone (and marked in the tables); the others finish
+            "on_member_divergence": "retire",
+        },
     }
     bound_fragment = str(Path(configs) / "mi" / "bounds")
     files = tuple(c for c in single_run.configs if not c.startswith(bound_fragment))
@@ -106,12 +112,22 @@ def to_ensemble_run(spec: EnsembleSpec, budget: Any, configs: Path, single_run: 
 
 def run_ensemble(run: Run, run_dir: Path) -> RunRecord:
     """Fit (and test) one ensemble run in this process; the streams go to ``run_dir/estimates.csv``."""
+    import lightning as L
+
     from pdlightning.callbacks import BiasVarianceMSE, StaircaseFigure
+
+    retired: dict[str, Any] = {}
+
+    class RetiredMembers(L.Callback):
+        """Keeps the module's retired members (name -> step and error) for the run record."""
+
+        def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            retired.update(getattr(pl_module, "retired", {}))
 
     def execute(run: Run, directory: Path) -> RunRecord:
         recorder = BiasVarianceMSE(output_dir=str(directory), save_stream=True, verbose=False)
         figure = StaircaseFigure(output_dir=str(directory))
-        record = execute_in_process(run, directory, [recorder, figure])
+        record = execute_in_process(run, directory, [recorder, figure, RetiredMembers()])
         if record.status != "ok":  # the callbacks write at the end of training, which a diverged run never reaches
             _write_streams(recorder, directory)
         members = recorder.streams.recorded_members()
@@ -119,6 +135,7 @@ def run_ensemble(run: Run, run_dir: Path) -> RunRecord:
         record.extra = {
             "labels": {m: recorder.streams.labels.get(m) for m in members},
             "ceilings": {m: recorder.streams.ceiling(m) for m in members},
+            "retired": retired,
         }
         return record
 

@@ -70,6 +70,8 @@ class RunResult:
         ``failed`` for that member (the error names it) and ``stopped`` for the others, whose streams are
         valid but end early (their last level is partial)."""
         status = self.record.status
+        if self.member is not None and self.member in (self.record.extra or {}).get("retired", {}):
+            return "failed"  # retired alone (on_member_divergence="retire"); the fit went on
         if status == "ok" or self.member is None:
             return status
         culprit = re.search(r"member '([^']+)'", self.record.error or "")

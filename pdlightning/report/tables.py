@@ -200,6 +200,14 @@ def report_markdown(
             held_out_markdown(held_out, estimators, tasks, critics),
             "",
         ]
+    retired = [
+        f"- {_run_name(r)}: member {r.member} diverged at step {info['step']} and was retired, the others went on: "
+        f"{info['error']}"
+        for r in results
+        if r.member is not None and (info := (r.record.extra or {}).get("retired", {}).get(r.member))
+    ]
+    if retired:
+        lines += ["## Members that diverged", "", *retired, ""]
     failed = list({id(r.record): r for r in results if r.record.status != "ok"}.values())  # each run once
     if failed:
         lines += ["## Runs that stopped", ""]

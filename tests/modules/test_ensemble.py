@@ -420,7 +420,7 @@ def test_callbacks_and_test_report_every_member(tmp_path, caplog):
         warnings.simplefilter("ignore")
         trainer = _trainer(callbacks=callbacks)
         trainer.fit(module, _gaussian())
-        with caplog.at_level("INFO"):
+        with caplog.at_level("INFO", logger="lightning.pytorch"):  # the report, run in-process, quiets it
             results = trainer.test(module, _gaussian(), verbose=False)[0]
     rows = (tmp_path / "bias_variance.csv").read_text().splitlines()
     assert rows[0] == "member,true_mi,steps,mean,bias,variance,mse" and len(rows) == 1 + 3 * 2
@@ -454,3 +454,52 @@ def test_members_can_share_a_replica_stream():
         r"data='replicas', got 1 with data='shared'",
     ):
         MIEnsembleModule([EnsembleMember("a", NWJ(), replica=1)], critic=_critic())
+
+
+def test_retire_policy_retires_only_the_diverged_member_and_the_others_go_on_unchanged():
+    """on_member_divergence='retire': a member that turns non-finite at step 6 is retired (when and why
+    recorded, also in the checkpoint), its weights stay at their last finite values, it reports nothing at
+    test, and the others train exactly as without it; the default 'stop' ends the fit as before."""
+
+    class PoisonedFromStep6(NWJ):
+        calls = 0
+
+        def forward(self, scores=None, **kwargs):
+            type(self).calls += 1
+            if type(self).calls > 6:
+                scores = PairScores(scores.joint * 0 + 1e4, scores.marginal * 0 + 1e4)
+            return super().forward(scores)
+
+    def members(bad: bool):
+        kept = [EnsembleMember("smile", SMILE(), seed=12), EnsembleMember("nwj", NWJ(), seed=11)]
+        return kept + [EnsembleMember("bad", PoisonedFromStep6(), seed=1)] if bad else kept
+
+    ensemble = MIEnsembleModule(
+        members(True), critic=_critic(), on_member_divergence="retire", summary=False, level_snapshots=False
+    )
+    recorder = Recorder()
+    with pytest.warns(UserWarning, match="member 'bad' retired at step 6, the others go on"):
+        _trainer(12, callbacks=[recorder]).fit(ensemble, _gaussian())
+    estimates = recorder.estimates
+    assert set(ensemble.retired) == {"bad"} and ensemble.retired["bad"]["step"] == 6
+    assert "non-finite" in ensemble.retired["bad"]["error"]
+    assert all(math.isnan(v) for v in estimates["bad"][6:]) and not any(math.isnan(v) for v in estimates["bad"][:6])
+    alone = _fit(
+        MIEnsembleModule(members(False), critic=_critic(), summary=False, level_snapshots=False), _gaussian(), 12
+    )
+    for name in ("smile", "nwj"):
+        assert max(abs(a - b) for a, b in zip(alone.estimates[name], estimates[name])) < TOLERANCE, name
+    frozen = {k: v.clone() for k, v in ensemble.member_critic("bad").state_dict().items()}
+    _fit(ensemble, _gaussian(seed=1), steps=15)  # more steps: the retired member does not move
+    for key, value in ensemble.member_critic("bad").state_dict().items():
+        assert torch.equal(value, frozen[key]), key
+    checkpoint: dict = {}
+    ensemble.on_save_checkpoint(checkpoint)
+    restored = MIEnsembleModule(members(True), critic=_critic(), on_member_divergence="retire", summary=False)
+    restored.on_load_checkpoint(checkpoint)
+    assert restored.retired == ensemble.retired
+    PoisonedFromStep6.calls = 0
+    with pytest.raises(NonFiniteBoundError, match="member 'bad'"):
+        _fit(MIEnsembleModule(members(True), critic=_critic(), summary=False), _gaussian(), steps=12)
+    with pytest.raises(ValueError, match="on_member_divergence: expected 'stop' or 'retire'"):
+        MIEnsembleModule(members(False), critic=_critic(), on_member_divergence="freeze")

@@ -100,3 +100,37 @@ def test_a_member_that_diverged_is_marked_and_the_others_are_stopped_not_diverge
     assert (nwj.status, smile.status, single.status) == ("failed", "stopped", "failed")
     table = table2_markdown([*nwj.rows(), *smile.rows()], "separable", ["nwj", "smile_tau5"], ["cubic"])
     assert "| NWJ (diverged) |" in table and f"| SMILE τ=5 {STOPPED} |" in table
+
+
+def test_a_retired_member_is_diverged_and_the_finished_members_are_plain():
+    """Report ensembles retire a diverged member (on_member_divergence='retire'): the fit ends 'ok', the
+    record keeps who was retired, and only that member is marked."""
+    import numpy as np
+
+    from pdlightning.report.results import RunResult, RunSpec
+    from pdlightning.report.tables import table2_markdown
+    from pdlightning.runner import RunRecord
+
+    record = RunRecord(
+        spec={}, budget={"steps_per_level": 3, "levels": [2.0], "batch_size": 64, "seed": 0}, status="ok",
+        seconds=1.0, steps=3, command="",
+        extra={"retired": {"nwj-seed0": {"step": 2, "error": "member 'nwj-seed0': bound NWJ: non-finite loss"}}},
+    )  # fmt: skip
+    stream = (np.arange(3), np.full(3, 2.0), np.array([1.0, 1.5, 1.8]))
+    nwj = RunResult(RunSpec("cubic", "separable", "nwj"), record, *stream, member="nwj-seed0")
+    smile = RunResult(RunSpec("cubic", "separable", "smile_tau5"), record, *stream, member="smile_tau5-seed0")
+    assert (nwj.status, smile.status) == ("failed", "ok")
+    table = table2_markdown([*nwj.rows(), *smile.rows()], "separable", ["nwj", "smile_tau5"], ["cubic"])
+    assert "| NWJ (diverged) |" in table and "| SMILE τ=5 |" in table
+
+
+def test_report_ensembles_retire_a_diverged_member(tmp_path):
+    from pdlightning.report.ensemble import EnsembleSpec, to_ensemble_run
+    from pdlightning.report.sweep import Budget, default_configs_dir, to_run
+    from pdlightning.report.sweep import RunSpec as SweepSpec
+
+    configs = default_configs_dir()
+    budget = Budget(steps_per_level=10, levels=(2.0,))
+    single = to_run(SweepSpec("gaussian", "joint", "nwj"), budget, configs)
+    run = to_ensemble_run(EnsembleSpec("gaussian", "joint", ("nwj", "smile_tau5")), budget, configs, single)
+    assert any("on_member_divergence: retire" in argument for argument in run.overrides)
