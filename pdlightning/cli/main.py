@@ -117,9 +117,10 @@ class ResumeCheckpoint(ModelCheckpoint):
     TensorBoard's writer otherwise buffers up to two minutes, the CSV logger 100 steps.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._flush_pending = False
+    # No __init__ of its own: the CLI then reads ModelCheckpoint's signature directly. A forwarding
+    # ``__init__(*args, **kwargs)`` makes jsonargparse resolve the parameters from this file's source,
+    # which fails in a long-lived process once the file on disk has changed.
+    _flush_pending: bool = False
 
     @staticmethod
     def _flush(trainer: L.Trainer) -> None:

@@ -216,12 +216,15 @@ def test_predict_writes_the_pmi_of_each_held_out_pair(tmp_path):
     assert all(float(r.split(",")[1]) == 1.0 and math.isfinite(float(r.split(",")[2])) for r in rows[1:])
 
 
-def test_a_diverged_run_and_a_misconfigured_trainer_print_their_message_without_a_stack():
+def test_a_diverged_run_and_a_misconfigured_trainer_print_their_message_without_a_stack(monkeypatch):
     """Fault cases 21/22 and 85/86 (docs/results/fault_cases.md): the message says it all."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from pdlightning.cli import main
     from pdlightning.cli.main import input_error_message
     from pdlightning.modules.finite import NonFiniteBoundError
+
+    monkeypatch.setitem(main._PHASE, "running", False)  # before the first batch (an earlier fit may have set it)
 
     diverged = NonFiniteBoundError("the run diverged: 20 optimiser steps in a row were skipped")
     assert input_error_message(diverged) == "the run diverged: 20 optimiser steps in a row were skipped"
