@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pdlightning.bounds import StepRecord, step_records
+from pdlightning.records import StepRecord, step_records
 
 from .figures import auto_span, drift_figure, drift_grid_figure
 from .output import log_scalars, logging_step, publish_figure, run_directory, tensorboard_writers
@@ -27,17 +27,17 @@ from .output import log_scalars, logging_step, publish_figure, run_directory, te
 __all__ = ["DriftMonitor", "pair_groups"]
 
 
-def pair_groups(scores: Any, batch: Any) -> dict[str, Tensor]:
-    """Critic outputs per pair group: ``joint`` ``[n]``, ``marginal`` (all marginal pairs) and, when
-    the batch flags explicit marginal pairs (``in_joint_support``, one pair per row),
+def pair_groups(joint: Tensor, marginal: Tensor, batch: Any) -> dict[str, Tensor]:
+    """Critic outputs per pair group, each ``[K, m]`` (members first): ``joint`` ``[K, n]``, ``marginal`` (all
+    marginal pairs) and, when the batch flags explicit marginal pairs (``in_joint_support``, one pair per row),
     ``marginal_in_support`` / ``marginal_off_support``."""
-    groups = {"joint": scores.joint, "marginal": scores.marginal.reshape(-1)}
+    groups = {"joint": joint, "marginal": marginal.reshape(marginal.shape[0], -1)}
     flag = batch.get("in_joint_support") if isinstance(batch, dict) else None
-    if flag is not None and "x_marginal" in batch and scores.marginal.shape[1] == 1:
-        flag = torch.as_tensor(flag, device=scores.marginal.device).bool().reshape(-1)
-        column = scores.marginal[:, 0]
-        groups["marginal_in_support"] = column[flag]
-        groups["marginal_off_support"] = column[~flag]
+    if flag is not None and "x_marginal" in batch and marginal.shape[-1] == 1 and flag.dim() == 1:
+        flag = torch.as_tensor(flag, device=marginal.device).bool().reshape(-1)
+        column = marginal[..., 0]
+        groups["marginal_in_support"] = column[:, flag]
+        groups["marginal_off_support"] = column[:, ~flag]
     return groups
 
 
@@ -118,30 +118,29 @@ class DriftMonitor(L.Callback):
     def _quantile_names(self) -> list[str]:
         return [f"q{round(100 * q)}" for q in self.quantiles]
 
-    def step_metrics(self, record: StepRecord) -> dict[str, float]:
-        """The scalars of one step (one device sync for all of them)."""
-        estimate, bound, batch = record.estimate, record.bound, record.batch
-        assert estimate is not None and bound is not None
+    def step_metrics(self, record: StepRecord) -> list[dict[str, float]]:
+        """The scalars of one step, per member (one device transfer for all of them)."""
         names = ["first_term", "second_term", "mi_estimate"]
-        values = [estimate.first_term, estimate.second_term, estimate.mi]
-        if bound is not estimate:
+        values = [record.first_term, record.second_term, record.estimate]
+        if record.train_first_term is not record.first_term:
             names += ["train_first_term", "train_second_term"]
-            values += [bound.first_term, bound.second_term]
-        true_mi = record.true_mi
-        if true_mi is not None:  # for the figure only (the module logs mi/true)
-            names.append("true_mi")
-            values.append(true_mi)
-        q = None
-        for group, scores in pair_groups(estimate.scores, batch).items():
-            if scores.numel() == 0:
+            values += [record.train_first_term, record.train_second_term]
+        k = len(record.members)
+        q = torch.tensor(self.quantiles, device=record.joint.device)
+        for group, scores in pair_groups(record.joint, record.marginal, record.batch).items():
+            if scores.shape[1] == 0:
                 continue
-            scores = scores.float()
-            if q is None:
-                q = torch.tensor(self.quantiles, device=scores.device)
             names += [f"T_{group}_mean"] + [f"T_{group}_{name}" for name in self._quantile_names()]
-            values += [scores.mean(), *torch.quantile(scores, q)]
-        flat = torch.stack([v.detach().float().reshape(()) for v in values]).tolist()
-        return dict(zip(names, flat))
+            values += [scores.float().mean(1), *torch.quantile(scores.float(), q, dim=1)]
+        values.append(record.reported)
+        host = torch.stack([v.detach().float().reshape(k) for v in values]).cpu().tolist()
+        rows = []
+        for member in range(k):
+            metrics = {name: host[i][member] for i, name in enumerate(names)}
+            if record.true_mi is not None:  # for the figure only (the module logs mi/true)
+                metrics["true_mi"] = record.true_mi
+            rows.append(metrics if host[-1][member] else {})
+        return rows
 
     def _record(self, step: int, metrics: dict[str, float], member: Optional[str] = None) -> None:
         """Append one step; tags absent at this step (or before they first appeared) read NaN."""
@@ -158,28 +157,32 @@ class DriftMonitor(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        records = [r for r in step_records(outputs) if r.estimate is not None and r.bound is not None]
+        records = step_records(outputs)
         if not records:
             return
+        record = records[0]
         step = logging_step(trainer)
+        single = len(record.members) == 1
         scalars: dict[str, float] = {}
+        for info, metrics in zip(record.members, self.step_metrics(record)):
+            if not metrics:  # the member reported nothing this step (skipped, non-finite, retired)
+                continue
+            member = None if single else info.name
+            track, suffix = self._track(member), "" if single else f"/{info.name}"
+            if track.label is None:
+                track.label, track.c_star = info.label, info.second_term_target
+            self._record(step, metrics, member)
+            scalars.update({f"drift/{k}{suffix}": v for k, v in metrics.items() if k != "true_mi"})
         histogram = self.histogram_every_n_steps and step % self.histogram_every_n_steps == 0
         writers = tensorboard_writers(trainer) if histogram else []
-        for record in records:
-            track, suffix = self._track(record.member), "" if record.member is None else f"/{record.member}"
-            if track.label is None and record.reporting_bound is not None:
-                track.label = record.reporting_bound.label
-                track.c_star = record.training_bound.second_term_target if record.training_bound is not None else None
-            metrics = self.step_metrics(record)
-            self._record(step, metrics, record.member)
-            scalars.update({f"drift/{k}{suffix}": v for k, v in metrics.items() if k != "true_mi"})
-            if not writers or record.estimate is None:  # (the estimate is set: filtered above)
-                continue
-            for group, scores in pair_groups(record.estimate.scores, record.batch).items():
-                if scores.numel():
-                    values = scores.detach().float().cpu()
-                    for writer in writers:
-                        writer.add_histogram(f"drift/T_{group}{suffix}", values, step)
+        if writers:
+            for group, scores in pair_groups(record.joint, record.marginal, record.batch).items():
+                values = scores.detach().float().cpu()
+                for index, info in enumerate(record.members):
+                    suffix = "" if single else f"/{info.name}"
+                    if values.shape[1]:
+                        for writer in writers:
+                            writer.add_histogram(f"drift/T_{group}{suffix}", values[index], step)
         log_scalars(trainer, scalars, step)
 
     # ------------------------------------------------------------------------------ fit end

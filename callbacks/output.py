@@ -7,7 +7,6 @@ pyplot state or GUI backend is touched.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import lightning as L
 import numpy as np
@@ -15,6 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pdlightning.results import run_directory
 from pdlightning.step_logging import is_logging_step, log_scalars, logging_step
 
 __all__ = [
@@ -26,17 +26,6 @@ __all__ = [
     "tensorboard_writers",
     "publish_figure",
 ]
-
-
-def run_directory(trainer: L.Trainer, output_dir: Optional[str] = None) -> str:
-    """``output_dir`` if given, else the first logger's ``log_dir``, else the trainer's root dir."""
-    if output_dir is not None:
-        return output_dir
-    for logger in trainer.loggers:
-        log_dir = getattr(logger, "log_dir", None)
-        if log_dir:
-            return log_dir
-    return trainer.default_root_dir
 
 
 def figure_to_array(figure: Figure) -> np.ndarray:

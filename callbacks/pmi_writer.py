@@ -21,7 +21,7 @@ __all__ = ["PMIWriter"]
 class PMIWriter(BasePredictionWriter):
     """Writes the predicted PMI of every pair to ``output_path`` (CSV: ``row``, then ``index``,
     ``label``, the pair's true MI level ``mi`` and exact ``pmi_true`` where the data carry them, and
-    ``pmi``).
+    ``pmi``; a fit of several members writes one column ``pmi_<member>`` per member).
 
     Args:
         output_path: CSV file to write (its folder is created); default ``<trainer.log_dir>/pmi.csv``.
@@ -40,12 +40,17 @@ class PMIWriter(BasePredictionWriter):
             predictions = [p for loader in predictions for p in loader]
         if not predictions or "pmi" not in predictions[0]:
             raise ValueError("PMIWriter: predict_step must return dicts with 'pmi' (MIEstimationModule's does)")
-        columns = {key: torch.cat([p[key].cpu() for p in predictions]) for key in predictions[0]}
+        members = predictions[0].get("members")
+        columns = {key: torch.cat([p[key].cpu() for p in predictions]) for key in predictions[0] if key != "members"}
+        if members is not None:  # [n, K]: one column per member
+            stacked = columns.pop("pmi")
+            columns.update({f"pmi_{name}": stacked[:, k] for k, name in enumerate(members)})
         path = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        n = columns["pmi"].shape[0]
+        estimates = ["pmi"] if members is None else [f"pmi_{name}" for name in members]
+        n = columns[estimates[0]].shape[0]
         integers = [k for k in ("index", "label") if k in columns]
-        floats = [k for k in ("mi", "pmi_true") if k in columns] + ["pmi"]
+        floats = [k for k in ("mi", "pmi_true") if k in columns] + estimates
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["row", *integers, *floats])

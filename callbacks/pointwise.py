@@ -1,7 +1,7 @@
 """Pointwise accuracy of the estimated PMI on held-out pairs against the exact PMI (the task suite).
 
 An MI module's validation / test step on a batch with the exact PMI of its pairs returns a
-:class:`~pdlightning.modules.pointwise_eval.PointwiseRecord` (each pair's estimated PMI, a function of the pair
+:class:`~pdlightning.records.PointwiseRecord` (each pair's estimated PMI, a function of the pair
 alone). :class:`PointwiseAccuracy` feeds the records to the metrics of :mod:`pdlightning.metrics` and logs, per
 validation / test run:
 
@@ -45,7 +45,7 @@ from pdlightning.metrics import (
     PMISpearmanCorrCoef,
     pointwise_pmi_metrics,
 )
-from pdlightning.modules.pointwise_eval import PointwiseRecord, pointwise_records
+from pdlightning.records import PointwiseRecord, pointwise_records
 
 from .figures import pmi_profile_figure
 from .output import publish_figure, run_directory, tensorboard_writers
@@ -82,7 +82,7 @@ class _Run:
 class PointwiseAccuracy(L.Callback):
     """Logs the pointwise accuracy of the estimated PMI at every validation and test run (module docstring).
 
-    Works with any module whose evaluation steps return :class:`~pdlightning.modules.pointwise_eval.PointwiseRecord`
+    Works with any module whose evaluation steps return :class:`~pdlightning.records.PointwiseRecord`
     s (``MIEstimationModule`` on batches that carry ``pmi``, e.g. :class:`~pdlightning.data.TaskDataModule`); does
     nothing on other data. Metrics accumulate over the whole run (all held-out batches) and are exact for it; the
     profile histograms and the figure show the first ``max_profile_pairs`` pairs.
@@ -141,27 +141,46 @@ class PointwiseAccuracy(L.Callback):
 
     # ------------------------------------------------------------------------------- accounting
     def update(self, record: PointwiseRecord, device: torch.device) -> None:
-        """Add one evaluation batch's record."""
-        run = self._runs.get(record.member)
+        """Add one evaluation batch's record (every member's rows)."""
+        single = len(record.members) == 1
+        for k, info in enumerate(record.members):
+            up_to_constant = record.up_to_constant[k] if record.up_to_constant else False
+            product = None if record.pmi_product is None else record.pmi_product[k]
+            self._update(
+                None if single else info.name, info.label, up_to_constant, record, record.pmi[k], product, device
+            )
+
+    def _update(
+        self,
+        member: Optional[str],
+        label: str,
+        up_to_constant: bool,
+        record: PointwiseRecord,
+        member_pmi: Tensor,
+        member_product: Optional[Tensor],
+        device: torch.device,
+    ) -> None:
+        run = self._runs.get(member)
         if run is None:
             run = _Run(
-                record.up_to_constant,
-                record.bound_label,
-                pointwise_pmi_metrics(up_to_constant=record.up_to_constant),
-                _product_metrics(record.up_to_constant),
+                up_to_constant,
+                label,
+                pointwise_pmi_metrics(up_to_constant=up_to_constant),
+                _product_metrics(up_to_constant),
                 true_mi=record.true_mi,
             )
             for metric in (run.joint, run.product, run.plug_in, run.exact, run.off_support):
                 metric.to(device)
-            self._runs[record.member] = run
-        pmi, pmi_true = record.pmi.to(device), torch.as_tensor(record.pmi_true, device=device).to(record.pmi.dtype)
+            self._runs[member] = run
+        pmi = member_pmi.to(device)
+        pmi_true = torch.as_tensor(record.pmi_true, device=device).to(pmi.dtype)
         run.joint.update(pmi, pmi_true)
         run.plug_in.update(pmi)
         run.exact.update(pmi_true)
         pairs = {"exact": pmi_true, "estimated": pmi}
-        if record.pmi_product is not None and record.pmi_product_true is not None:
+        if member_product is not None and record.pmi_product_true is not None:
             run.has_product = True
-            product_pmi = record.pmi_product.to(device)
+            product_pmi = member_product.to(device)
             product_true = torch.as_tensor(record.pmi_product_true, device=device).to(product_pmi.dtype)
             run.product.update(product_pmi, product_true)
             run.off_support.update((~torch.isfinite(product_true)).float())

@@ -9,11 +9,12 @@ from typing import Any, Optional
 
 import lightning as L
 
-from pdlightning.bounds import step_records
+from pdlightning.records import step_records
+from pdlightning.step_logging import logging_step
+from pdlightning.streams import MemberStreams
 
 from .figures import staircase_figure, staircase_grid_figure
 from .output import publish_figure, run_directory
-from .stream import MemberStreams
 
 __all__ = ["StaircaseFigure"]
 
@@ -44,11 +45,11 @@ class StaircaseFigure(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         for record in step_records(outputs):
-            self.streams.record_step(trainer, record)
+            self.streams.record(logging_step(trainer), record)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        members = self.streams.recorded_members()
-        if not members or not trainer.is_global_zero:
+        members = [k for k in range(len(self.streams.members)) if len(self.streams[k])]
+        if not len(self.streams) or not members or not trainer.is_global_zero:
             return
         panels: list[dict[str, Any]] = []
         for member in members:

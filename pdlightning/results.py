@@ -11,6 +11,7 @@ instead of re-deriving the numbers.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Optional
 
 from .uncertainty import Interval
 
-__all__ = ["EstimateResult", "package_versions", "write_results", "read_results", "RESULTS_FILE"]
+__all__ = ["EstimateResult", "package_versions", "write_results", "read_results", "run_directory", "RESULTS_FILE"]
 
 RESULTS_FILE = "results.json"
 FORMAT_VERSION = 1
@@ -28,27 +29,47 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class EstimateResult:
-    """One held-out estimate: whose (``member``; ``group`` for an across-seed row), at which level,
-    reported by which bound (``label``), with which weights, and its interval."""
+    """One held-out estimate: whose (``member``, with its estimator ``key`` and ``seed``; ``group`` = the key for
+    an across-seed row), at which level, reported by which bound (``label``), with which weights, and its
+    interval. A member retired for divergence has ``status = "retired"``, no interval (``None``) and its step
+    and error in ``extra``."""
 
-    interval: Interval
+    interval: Optional[Interval]
     label: str
     member: Optional[str] = None
     group: Optional[str] = None
     true_mi: Optional[float] = None
     weights: str = "final weights"
     extra: dict[str, Any] = field(default_factory=dict)
+    key: Optional[str] = None
+    seed: Optional[int] = None
+    status: str = "ok"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "member": self.member,
+            "key": self.key,
+            "seed": self.seed,
             "group": self.group,
+            "status": self.status,
             "true_mi": self.true_mi,
             "label": self.label,
             "weights": self.weights,
-            **self.interval.as_dict(),
+            **(self.interval.as_dict() if self.interval is not None else {}),
             **self.extra,
         }
+
+
+def run_directory(trainer: Any, output_dir: Optional[str] = None) -> str:
+    """Where a run's files go: ``output_dir`` if given, else the first logger's ``log_dir``, else the trainer's
+    root directory."""
+    if output_dir is not None:
+        return output_dir
+    for logger in trainer.loggers:
+        log_dir = getattr(logger, "log_dir", None)
+        if log_dir:
+            return log_dir
+    return trainer.default_root_dir
 
 
 def package_versions() -> dict[str, str]:
@@ -68,23 +89,39 @@ def write_results(
     stage: str,
     steps: int,
     config: Optional[dict[str, Any]] = None,
+    members: Optional[list[dict[str, Any]]] = None,
+    left_out: Optional[list[str]] = None,
 ) -> Path:
-    """Write ``results.json`` into ``directory`` (created) and return its path."""
-    path = Path(directory) / RESULTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the evaluation's results into ``directory`` (created) and return the path: ``results.json``, or
+    ``results_2.json``, ``results_3.json``, ... when earlier evaluations wrote there (none is overwritten).
+    ``members``: every member's identity (key, seed, name); ``left_out``: members of the checkpoint that this
+    evaluation left out (a subset was asked for)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     document = {
         "format": FORMAT_VERSION,
         "stage": stage,
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "steps": int(steps),
         "results": [r.as_dict() for r in results],
+        "members": members or [],
+        "left_out": left_out or [],
         "config": config or {},
         "versions": package_versions(),
     }
-    temporary = path.with_suffix(".json.tmp")
+    temporary = directory / f".{RESULTS_FILE}.{os.getpid()}.tmp"
     temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    temporary.replace(path)
-    return path
+    try:
+        number = 1
+        while True:
+            path = directory / (RESULTS_FILE if number == 1 else f"{Path(RESULTS_FILE).stem}_{number}.json")
+            try:
+                os.link(temporary, path)  # atomic, and fails where a file exists: no evaluation overwrites another
+                return path
+            except FileExistsError:
+                number += 1
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

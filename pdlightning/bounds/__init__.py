@@ -1,6 +1,6 @@
 """MI bounds and PD / PMI objectives over a critic's scores (see :mod:`.base` for the interface)."""
 
-from .base import Bound, BoundOutput, PairScores, StepRecord, log_mean_exp, step_records
+from .base import Bound, BoundOutput, PairScores, log_mean_exp
 from .density_matching import DensityMatchingI, DensityMatchingII
 from .density_ratio_fitting import DensityRatioFitting
 from .dv import DV, MINE
@@ -16,8 +16,6 @@ __all__ = [
     "Bound",
     "BoundOutput",
     "PairScores",
-    "StepRecord",
-    "step_records",
     "ShiftedExponentialBound",
     "log_mean_exp",
     "NWJ",

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Optional, overload
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Bound", "BoundOutput", "PairScores", "StepRecord", "log_mean_exp", "as_pair_scores", "step_records"]
+__all__ = ["Bound", "BoundOutput", "PairScores", "log_mean_exp", "as_pair_scores"]
 
 
 def log_mean_exp(values: Tensor, dim: Optional[int] = None) -> Tensor:
@@ -136,64 +135,6 @@ class BoundOutput:
     extras: dict[str, Tensor] = field(default_factory=dict)
 
 
-@dataclass
-class StepRecord:
-    """What a training step hands to the callbacks: the one module -> callback contract.
-
-    Every LightningModule that trains on a bound returns it from ``training_step`` as
-    ``{"loss": ..., "record": StepRecord}``; callbacks read it from ``outputs["record"]`` in
-    ``on_train_batch_end`` (see :func:`step_record`). Not frozen: Lightning's ``apply_to_collection``
-    rebuilds dataclasses it walks, which a frozen one refuses.
-
-    Attributes:
-        bound: the training bound's output (loss, terms, the scores it saw).
-        estimate: the reporting estimator's output; ``None`` when its value was non-finite and
-            dropped (``non_finite="skip"``), so nothing downstream records it.
-        batch: the batch the step trained on (``x``, ``y``, optionally ``mi`` and explicit marginal
-            pairs); ``None`` where the module's inputs are not a pair batch.
-        reporting_bound: the bound that produced ``estimate`` (its metadata: ceiling, label).
-        training_bound: the bound that produced ``bound`` (its metadata: ``second_term_target``).
-        skipped: the optimiser step was skipped (non-finite loss); then only ``batch`` is meaningful.
-        member: name of the ensemble member this record belongs to (``None`` for a single module).
-    """
-
-    bound: Optional[BoundOutput]
-    estimate: Optional[BoundOutput]
-    batch: Optional[Mapping[str, Any]]
-    reporting_bound: Optional["Bound"] = None
-    training_bound: Optional["Bound"] = None
-    skipped: bool = False
-    member: Optional[str] = None
-
-    @property
-    def true_mi(self) -> Optional[Tensor]:
-        """The batch's true MI (mean over the batch, float32), or ``None`` when it carries none."""
-        if not isinstance(self.batch, Mapping) or "mi" not in self.batch:
-            return None
-        device = self.estimate.mi.device if self.estimate is not None else None
-        return torch.as_tensor(self.batch["mi"], device=device).float().mean()
-
-    @property
-    def ceiling(self) -> Optional[float]:
-        """The largest value the reporting bound can give on this step's batch (``log K`` for InfoNCE)."""
-        if self.reporting_bound is None or self.estimate is None:
-            return None
-        return self.reporting_bound.value_ceiling(self.estimate.scores.negatives_per_row)
-
-
-def step_records(outputs: Any) -> list[StepRecord]:
-    """The :class:`StepRecord` s of a training step's ``outputs`` (as ``on_train_batch_end`` gets
-    them): one for a single module, one per member for an ensemble, none for a skipped step."""
-    if not isinstance(outputs, Mapping):
-        return []
-    record = outputs.get("record")
-    if isinstance(record, StepRecord):
-        return [record]
-    if isinstance(record, (list, tuple)):
-        return [r for r in record if isinstance(r, StepRecord)]
-    return []
-
-
 class Bound(nn.Module, metaclass=ABCMeta):
     """Base class of MI bounds and PD/PMI objectives.
 
@@ -256,6 +197,14 @@ class Bound(nn.Module, metaclass=ABCMeta):
             scores=PairScores(pairs.joint.detach(), pairs.marginal.detach()),
             extras={k: v.detach() for k, v in extras.items()},
         )
+
+    def report(self, pairs: PairScores) -> tuple[Tensor, Tensor, Tensor]:
+        """``(mi, first_term, second_term)`` of the reported estimate alone (no training objective, no
+        gradient): what a reporting bound (``estimator``) computes. float32, autocast off, as :meth:`forward`."""
+        with torch.no_grad(), torch.autocast(device_type=pairs.joint.device.type, enabled=False):
+            pairs = pairs.float()
+            first, second = self.estimate(pairs)
+            return self.value(first, second, pairs), first, second
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         """The training objective to *maximise*, and named extras to log; default: the bound's own

@@ -67,9 +67,8 @@ class MINE(DV):
         log_partition = log_mean_exp(pairs.marginal)
         if self.training:
             self._update_ema(log_partition.detach())
-        reference = self.log_partition_ema
-        if torch.isnan(reference):
-            reference = log_partition.detach()
+        average = self.log_partition_ema
+        reference = torch.where(torch.isnan(average), log_partition.detach(), average)
         # exp(L - c) has gradient e^{L-c} grad L = grad E[e^f] / EMA; its value is cancelled so the
         # objective's value is exactly DV.
         weight = torch.exp(log_partition - reference)
@@ -78,12 +77,15 @@ class MINE(DV):
 
     @torch.no_grad()
     def _update_ema(self, log_partition: Tensor) -> None:
-        if not torch.isfinite(log_partition):
-            # A non-finite batch (reported by the module's guard) must not poison the average for
-            # every later step; under non_finite="skip" training goes on from the old average.
-            return
-        if torch.isnan(self.log_partition_ema) or self.ema_rate == 1.0:
-            self.log_partition_ema.copy_(log_partition)
-            return
-        kept = self.log_partition_ema + math.log1p(-self.ema_rate)
-        self.log_partition_ema.copy_(torch.logaddexp(kept, log_partition + math.log(self.ema_rate)))
+        """Move the average towards this batch's log-partition; the first batch sets it. A non-finite batch
+        (reported by the module's guard) leaves it as it was, so it cannot poison every later step. Tensor
+        operations only (no branching on values): the same code runs for many members under ``vmap``."""
+        average = self.log_partition_ema
+        if self.ema_rate == 1.0:
+            moved = log_partition
+        else:
+            kept = average + math.log1p(-self.ema_rate)
+            moved = torch.where(
+                torch.isnan(average), log_partition, torch.logaddexp(kept, log_partition + math.log(self.ema_rate))
+            )
+        self.log_partition_ema.copy_(torch.where(torch.isfinite(log_partition), moved, average))

@@ -52,11 +52,11 @@ class ProbabilisticClassifier(PlugInBound):
         self.register_buffer("train_log_prior_ratio", torch.tensor(float("nan")))
 
     def _log_prior_ratio(self, pairs: PairScores) -> float | Tensor:
+        """The training batches' prior ratio, or this batch's before any training step."""
         if self.balanced:
             return 0.0
-        if torch.isnan(self.train_log_prior_ratio):
-            return math.log(pairs.negatives_per_row)
-        return self.train_log_prior_ratio
+        remembered = self.train_log_prior_ratio
+        return torch.where(torch.isnan(remembered), math.log(pairs.negatives_per_row), remembered)
 
     def hyperparameters(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"balanced": True} if self.balanced else {}

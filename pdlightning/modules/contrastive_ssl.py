@@ -28,28 +28,45 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..bounds import Bound, BoundOutput, PairScores
+from ..bounds import Bound
 from ..critics import Critic
 from ..distributed import all_gather_with_grad, world_size
 from ..encoders.heads import linear_probe
+from ..records import MemberId
+from .bound_stack import StackedOutputs
+from .engine import EstimationEngine, true_mi_of
 from .finite import NonFinitePolicy
-from .guarded import GuardedModule
+from .members import ResolvedMember, fragment_key_of
+from .mi_estimation import matrix_to_pairs
+from .optim import MemberRows
 
 __all__ = ["ContrastiveSSLModule"]
 
 
-def _mean_outputs(a: BoundOutput, b: BoundOutput) -> BoundOutput:
-    return BoundOutput(
-        loss=(a.loss + b.loss) / 2,
-        mi=(a.mi + b.mi) / 2,
-        first_term=(a.first_term + b.first_term) / 2,
-        second_term=(a.second_term + b.second_term) / 2,
-        scores=a.scores,
-        extras={k: (v + b.extras[k]) / 2 for k, v in a.extras.items() if k in b.extras},
+def _average(a: Tensor, b: Tensor) -> Tensor:
+    return (a + b) / 2
+
+
+def _symmetric(a: StackedOutputs, b: StackedOutputs, own_estimate: bool) -> StackedOutputs:
+    """The training outputs of both directions averaged; the reported values too when the bound reports its
+    own value (a separate estimator reports the first direction: the average does not train it)."""
+    reported = (
+        (_average(a.estimate, b.estimate), _average(a.first_term, b.first_term), _average(a.second_term, b.second_term))
+        if own_estimate
+        else (a.estimate, a.first_term, a.second_term)
+    )
+    return StackedOutputs(
+        _average(a.loss, b.loss),
+        *reported,
+        _average(a.train_first_term, b.train_first_term),
+        _average(a.train_second_term, b.train_second_term),
+        {k: _average(v, b.extras[k]) for k, v in a.extras.items() if k in b.extras},
+        a.loss_finite & b.loss_finite,
+        a.report_finite & b.report_finite if own_estimate else a.report_finite,
     )
 
 
-class ContrastiveSSLModule(GuardedModule):
+class ContrastiveSSLModule(EstimationEngine):
     """Contrastive SSL where the loss is any :class:`~pdlightning.bounds.Bound` over a critic's scores.
 
     Batches are dicts with ``x``, ``y`` (the two views), optionally ``label`` and ``x_eval`` (see
@@ -95,7 +112,13 @@ class ContrastiveSSLModule(GuardedModule):
         non_finite: NonFinitePolicy = "raise",
         max_consecutive_skips: int = 20,
     ) -> None:
-        super().__init__(bound, estimator, optimizer, scheduler, non_finite, max_consecutive_skips)
+        super().__init__(optimizer, scheduler, non_finite, max_consecutive_skips)
+        if not isinstance(bound, Bound):
+            raise ValueError(f"bound: expected a Bound, got {type(bound).__name__}")
+        if estimator is not None and not isinstance(estimator, Bound):
+            raise ValueError(f"estimator: expected a Bound or None, got {type(estimator).__name__}")
+        member = MemberId(fragment_key_of(bound, estimator), torch.initial_seed())
+        self.setup_members([ResolvedMember(member, bound, estimator, None, None, None, True)])
         self.encoder = encoder
         self.encoder_y = encoder_y
         self.projection = projection
@@ -146,36 +169,53 @@ class ContrastiveSSLModule(GuardedModule):
             zx, zy = all_gather_with_grad(zx.float()), all_gather_with_grad(zy.float())
         return self.critic(zx, zy)
 
-    def contrastive_loss(self, scores: Tensor) -> tuple[BoundOutput, BoundOutput]:
-        """``(training output, reporting output)`` of the bound(s) on the score matrix; with
-        ``symmetric``, the training output averages both directions."""
-        pairs = PairScores.from_matrix(scores)
-        output, estimate = self.evaluate_bounds(pairs)
+    def contrastive_outputs(self, scores: Tensor) -> StackedOutputs:
+        """The bound(s) on the ``[N, N]`` score matrix (the one member's, stacked ``[1]``); with ``symmetric``,
+        the training outputs average both directions."""
+        outputs = self.bounds(*matrix_to_pairs(scores.unsqueeze(0)))
         if not self.symmetric:
-            return output, estimate
-        output = _mean_outputs(output, self.bound(PairScores.from_matrix(scores.T)))
-        return output, (output if self.estimator is None else estimate)
+            return outputs
+        reverse = self.bounds(*matrix_to_pairs(scores.T.unsqueeze(0)))
+        return _symmetric(outputs, reverse, own_estimate=not self.bounds.has_estimator[0])
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         """Pointwise log-dependency ``log r(x_i, y_j)`` of the reporting bound, ``[n, n]``."""
         _, zx, zy = self.embed(x, y)
-        return (self.estimator or self.bound).pmi(self.critic(zx, zy))
+        scores = self.critic(zx, zy)
+        joint, marginal = self.bounds.pmi(*matrix_to_pairs(scores.unsqueeze(0)))
+        n = scores.shape[0]
+        matrix = torch.empty_like(scores, dtype=torch.float32)
+        matrix.diagonal().copy_(joint[0])
+        matrix.flatten()[1:].view(n - 1, n + 1)[:, :-1].copy_(marginal[0].reshape(n - 1, n))
+        return matrix
+
+    def member_rows(self) -> MemberRows:
+        """Every parameter the SSL optimiser trains belongs to the one member."""
+        member = torch.tensor(0, device=self.lr_scale.device)
+        rows: MemberRows = {p: member for p in self.optimized_parameters() if p.requires_grad}
+        rows.update(self._bound_rows())
+        return rows
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        self._true_mi = true_mi_of(batch)
+        return batch
 
     # ---------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Optional[dict[str, Any]]:
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         hx, zx, zy = self.embed(batch["x"], batch["y"])
         scores = self.score_matrix(zx, zy)
-        output, estimate = self.contrastive_loss(scores)
-        n_local = batch["x"].shape[0]
-        result = self.finish_training_step(
-            output,
-            estimate,
+        joint, marginal = matrix_to_pairs(scores.unsqueeze(0))
+        result = self.finish_step(
+            joint,
+            marginal,
             batch,
-            n_local,
+            getattr(self, "_true_mi", None),
             estimate_tag="ssl/mi_estimate",
             extra_metrics={"train/negatives_per_row": float(scores.shape[0] - 1)},
+            outputs=self.contrastive_outputs(scores),
         )
-        if result is not None and self.probe is not None and "label" in batch:
+        if self.probe is not None and "label" in batch:
+            n_local = batch["x"].shape[0]
             self._probe_step(hx.detach(), batch["label"], dict(on_step=True, on_epoch=False, batch_size=n_local))
         return result
 
@@ -203,9 +243,9 @@ class ContrastiveSSLModule(GuardedModule):
         n_local = batch["x"].shape[0]
         if n_local >= 2:
             _, zx, zy = self.embed(batch["x"], batch["y"])
-            output, estimate = self.contrastive_loss(self.score_matrix(zx, zy))
-            self.log(f"{stage}/loss", output.loss, batch_size=n_local, sync_dist=True)
-            self.log(f"{stage}/mi_estimate", estimate.mi, batch_size=n_local, sync_dist=True)
+            outputs = self.contrastive_outputs(self.score_matrix(zx, zy))
+            self.log(f"{stage}/loss", outputs.loss[0], batch_size=n_local, sync_dist=True)
+            self.log(f"{stage}/mi_estimate", outputs.estimate[0], batch_size=n_local, sync_dist=True)
         if self.probe is not None and "label" in batch:
             features = self.features(batch.get("x_eval", batch["x"]))
             with torch.autocast(device_type=features.device.type, enabled=False):

@@ -1,26 +1,35 @@
-"""Detect non-finite bound outputs and gradients, say where, and act by a policy.
+"""Detect non-finite bound values and gradients of every member, say where, and act by a policy.
 
-A message names the bound, its role (``bound`` = training objective, ``estimator`` = reporting
-bound), the non-finite terms with their values, the step, and the range of the scores the bound saw
-(with counts of NaN / inf scores). The policy is
+A message names the member (in a fit of several), the bound, its role (``bound`` = training objective,
+``estimator`` = reporting bound), the non-finite terms with their values, the step, and the range of the
+scores the bound saw (with counts of NaN / inf scores). The policy (``non_finite``) is
 
 - ``"raise"`` (default): stop with :class:`NonFiniteBoundError` carrying that message;
-- ``"skip"``: warn (the first few times), count, and let the caller drop the step: a module skips
-  the optimiser step when the *loss* is non-finite, and drops non-finite *reported* values from its
-  logs (so no NaN reaches TensorBoard) while training continues.
+- ``"skip"``: warn (the first few times), count, and leave the member out of that step: its weights and
+  optimiser state do not move when its loss or gradients are non-finite, and a non-finite *reported* value
+  is never logged, while training goes on.
 
-:class:`NonFiniteGuard` is the policy with its counters (checkpointed by the module that owns it) and
-a gradient check; every LightningModule that trains on a bound holds one. A run whose optimiser steps
-are skipped ``max_consecutive_skips`` times in a row has diverged (skipping cannot repair its weights):
-the guard then stops it with :class:`NonFiniteBoundError`, whatever the policy.
+A member whose steps are skipped ``max_consecutive_skips`` times in a row has diverged (skipping cannot
+repair its weights): the run then stops, whatever the policy. With ``on_member_divergence="retire"`` a
+member that would stop the run is *retired* instead: it leaves the loss, its weights stay at their last
+finite values, and the others go on.
+
+:class:`MemberGuard` keeps all of this for ``K`` members as ``[K]`` tensors on the device: watching a step
+costs a few tensor operations for all members together and no host synchronisation. What happened is read
+on the host at :meth:`MemberGuard.sync` (the module calls it on logging steps, at the end of training and
+before a checkpoint), which is where messages are written, errors raised and members retired. A member's
+update is withheld on the device at the very step it went bad, so a late decision changes nothing that was
+trained; an error names the step at which it happened.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Any, Iterable, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from ..bounds import Bound, BoundOutput
@@ -28,17 +37,21 @@ from ..bounds import Bound, BoundOutput
 __all__ = [
     "NonFiniteBoundError",
     "NonFinitePolicy",
-    "NonFiniteGuard",
+    "MemberGuard",
     "non_finite_terms",
     "describe_non_finite",
+    "raise_if_non_finite",
     "check_policy",
     "REPORTED_TERMS",
 ]
 
 NonFinitePolicy = Literal["raise", "skip"]
+DivergencePolicy = Literal["stop", "retire"]
 POLICIES: tuple[str, ...] = ("raise", "skip")
 #: the terms of a BoundOutput that are reported (logged), as opposed to the loss that is optimised.
 REPORTED_TERMS: tuple[str, ...] = ("mi", "first_term", "second_term")
+#: what went wrong for a member, in the order a member's first event of an interval is kept.
+_LOSS, _REPORT, _GRADIENT, _DIVERGED = 1, 2, 3, 4
 
 
 class NonFiniteBoundError(FloatingPointError):
@@ -53,18 +66,19 @@ def check_policy(policy: str, name: str = "non_finite") -> str:
 
 
 def non_finite_terms(output: BoundOutput) -> list[str]:
-    """Names of the non-finite entries of ``output``: ``loss``, ``mi``, ``first_term``,
-    ``second_term`` and ``extras.<name>``."""
+    """Names of the non-finite entries of ``output``: ``loss``, ``mi``, ``first_term``, ``second_term`` and
+    ``extras.<name>`` (one host sync for all)."""
     values = {"loss": output.loss, "mi": output.mi, "first_term": output.first_term, "second_term": output.second_term}
     values.update({f"extras.{k}": v for k, v in output.extras.items()})
     device = output.loss.device
     flags = torch.stack([torch.isfinite(v.detach().to(device)).all() for v in values.values()])
-    if bool(flags.all()):  # one host sync for every term
+    if bool(flags.all()):
         return []
     return [name for name, ok in zip(values, flags.tolist()) if not ok]
 
 
-def _score_range(name: str, scores: Tensor) -> str:
+def score_range(name: str, scores: Tensor) -> str:
+    """``joint scores in [a, b] with 3 NaN``: the finite range of ``scores`` and its non-finite counts."""
     scores = scores.detach().float()
     finite = scores[torch.isfinite(scores)]
     span = f"[{finite.min().item():.4g}, {finite.max().item():.4g}]" if finite.numel() else "[no finite value]"
@@ -77,152 +91,246 @@ def _score_range(name: str, scores: Tensor) -> str:
     return f"{name} scores in {span}" + (f" with {special}" if special else "")
 
 
-def _term_value(output: BoundOutput, name: str) -> str:
-    value = output.extras[name[len("extras.") :]] if name.startswith("extras.") else getattr(output, name)
-    value = value.detach().float()
-    return f"{name}={value.item():.4g}" if value.numel() == 1 else f"{name} (shape {tuple(value.shape)})"
+def _format(name: str, value: float) -> str:
+    return f"{name}={value:.4g}"
 
 
 def describe_non_finite(output: BoundOutput, bound: Bound, role: str, step: int, bad: list[str]) -> str:
     """One line: which bound, which terms (with their values), which step, the score range."""
-    terms = ", ".join(_term_value(output, name) for name in bad)
+    values = {"loss": output.loss, "mi": output.mi, "first_term": output.first_term, "second_term": output.second_term}
+    values.update({f"extras.{k}": v for k, v in output.extras.items()})
+    terms = ", ".join(
+        _format(name, float(values[name].detach().float())) if values[name].numel() == 1 else name for name in bad
+    )
     return (
         f"{role} {type(bound).__name__}: non-finite {terms} at step {step} "
-        f"({_score_range('joint', output.scores.joint)}; "
-        f"{_score_range('marginal', output.scores.marginal)})"
+        f"({score_range('joint', output.scores.joint)}; {score_range('marginal', output.scores.marginal)})"
     )
 
 
-def non_finite_gradients(parameters: Iterable[tuple[str, nn.Parameter]]) -> list[str]:
-    """Names of the parameters whose gradient has a NaN or infinite entry (one sync for all)."""
-    named = [(name, p.grad) for name, p in parameters if p.grad is not None]
-    if not named:
-        return []
-    flags = torch.stack([torch.isfinite(g).all() for _, g in named])
-    if bool(flags.all()):
-        return []
-    return [name for (name, _), ok in zip(named, flags.tolist()) if not ok]
+def raise_if_non_finite(output: BoundOutput, bound: Bound, role: str = "bound", step: int = 0) -> None:
+    """Raise :class:`NonFiniteBoundError` (with :func:`describe_non_finite`) if any term of ``output`` is not finite."""
+    bad = non_finite_terms(output)
+    if bad:
+        raise NonFiniteBoundError(describe_non_finite(output, bound, role, step, bad))
 
 
-class NonFiniteGuard:
-    """A non-finite policy with counters: what a LightningModule holds.
+class MemberGuard(nn.Module):
+    """The non-finite policy of ``K`` members, watched on the device (module docstring).
 
     Args:
-        policy: ``"raise"`` or ``"skip"`` (see the module docstring).
+        names: the members' names (messages name the member when there are several).
+        bounds: each member's ``(training bound, reporting bound)``, for messages.
+        policy: ``"raise"`` or ``"skip"``.
+        max_consecutive_skips: a member skipped this many steps in a row has diverged.
+        on_member_divergence: ``"stop"`` (a member's error stops the fit) or ``"retire"`` (it retires that
+            member alone).
         max_warnings: under ``"skip"``, warn with the full diagnosis this many times, then only count.
 
-    Attributes:
-        skipped_steps: optimiser steps skipped (non-finite loss or gradients).
-        skipped_reports: steps whose reported estimate was non-finite and not logged.
+    Buffers (``[K]``, checkpointed): ``skipped_steps``, ``skipped_reports``, ``consecutive_skips``,
+    ``skip_run_start`` (the first step of the current run of skipped steps, -1 for none) and ``active``
+    (not retired). :attr:`retired` maps a retired member's name to its step and error.
     """
 
     def __init__(
-        self, policy: NonFinitePolicy = "raise", max_warnings: int = 10, max_consecutive_skips: int = 20
+        self,
+        names: Sequence[str],
+        bounds: Sequence[tuple[Bound, Bound]],
+        policy: NonFinitePolicy = "raise",
+        max_consecutive_skips: int = 20,
+        on_member_divergence: DivergencePolicy = "stop",
+        max_warnings: int = 10,
     ) -> None:
+        super().__init__()
         self.policy = check_policy(policy)
         if isinstance(max_consecutive_skips, bool) or not (
             isinstance(max_consecutive_skips, int) and max_consecutive_skips >= 1
         ):
             raise ValueError(f"max_consecutive_skips: expected an integer >= 1, got {max_consecutive_skips!r}")
-        self.max_warnings = max_warnings
+        if on_member_divergence not in ("stop", "retire"):
+            raise ValueError(f"on_member_divergence: expected 'stop' or 'retire', got {on_member_divergence!r}")
+        self.names = list(names)
+        self.__dict__["bounds"] = list(bounds)
         self.max_consecutive_skips = max_consecutive_skips
-        self.skipped_steps = 0
-        self.skipped_reports = 0
-        self.consecutive_skips = 0
-        self._first_skipped_step: Optional[int] = None
+        self.on_member_divergence = on_member_divergence
+        self.max_warnings = max_warnings
+        k = len(self.names)
+        for name in ("skipped_steps", "skipped_reports", "consecutive_skips"):
+            self.register_buffer(name, torch.zeros(k, dtype=torch.long))
+        self.register_buffer("skip_run_start", torch.full((k,), -1, dtype=torch.long))
+        self.register_buffer("active", torch.ones(k, dtype=torch.bool))
+        # The first event of each member since the last sync: its step, kind, term values and scores.
+        self.register_buffer("event_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
+        self.register_buffer("event_kind", torch.zeros(k, dtype=torch.long), persistent=False)
+        self.register_buffer("event_terms", torch.zeros(k, 4), persistent=False)
+        self.__dict__["event_scores"] = None  # (joint [K, n], marginal [K, n, m]) of the events, lazily
+        #: retired members: name -> {"step": ..., "error": ...}.
+        self.retired: dict[str, dict[str, Any]] = {}
         self._warned = 0
 
-    def report(self, message: str) -> None:
-        """Raise under ``"raise"``; under ``"skip"`` warn (the first ``max_warnings`` times)."""
-        if self.policy == "raise":
-            raise NonFiniteBoundError(message)
+    # ------------------------------------------------------------------------------- watching
+    def _mark(self, bad: Tensor, kind: int, step: int, terms: Optional[Tensor] = None) -> Tensor:
+        """Keep ``kind`` as the event of the members in ``bad`` that have none since the last sync; returns them."""
+        new = bad & (self.event_step < 0)
+        self.event_step.copy_(torch.where(new, step, self.event_step))
+        self.event_kind.copy_(torch.where(new, kind, self.event_kind))
+        if terms is not None:
+            self.event_terms.copy_(torch.where(new.unsqueeze(1), terms.detach().float(), self.event_terms))
+        return new
+
+    def observe(
+        self,
+        loss_finite: Tensor,
+        report_finite: Tensor,
+        terms: Tensor,
+        joint: Tensor,
+        marginal: Tensor,
+        step: int,
+        reduce: Any = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Watch a step's outputs: ``loss_finite``, ``report_finite`` (``[K]`` bool), ``terms`` ``[K, 4]``
+        (loss, estimate, first, second term) and the scores. Returns ``(stepping, reported)``: the members that
+        take part in the step (active, finite loss) and those whose estimate may be logged.
+
+        ``reduce`` (``[K]`` bool -> ``[K]`` bool, all-reduced with *and* across processes) makes the decision to
+        step the same on every process under DDP."""
+        if reduce is not None:
+            loss_finite = reduce(loss_finite)
+        active = self.active
+        loss_bad = active & ~loss_finite
+        report_bad = active & loss_finite & ~report_finite
+        if self.policy == "skip":
+            self.skipped_reports.add_(report_bad.long())
+        new = self._mark(loss_bad, _LOSS, step, terms) | self._mark(report_bad, _REPORT, step, terms)
+        self._keep_scores(new, joint, marginal)
+        return active & loss_finite, active & report_finite
+
+    def _keep_scores(self, new: Tensor, joint: Tensor, marginal: Tensor) -> None:
+        """Keep the scores of the members with a new event (for the message's score ranges)."""
+        kept = self.event_scores
+        if kept is None or kept[0].shape != joint.shape or kept[1].shape != marginal.shape:
+            kept = (torch.zeros_like(joint, dtype=torch.float32), torch.zeros_like(marginal, dtype=torch.float32))
+            self.__dict__["event_scores"] = kept
+        kept[0].copy_(torch.where(new.unsqueeze(1), joint.detach().float(), kept[0]))
+        kept[1].copy_(torch.where(new.view(-1, 1, 1), marginal.detach().float(), kept[1]))
+
+    def observe_update(self, stepping: Tensor, gradients_finite: Tensor, step: int) -> Tensor:
+        """Watch the gradients of the members that step; returns the members whose update goes through and
+        counts the others as skipped (and a run of skips that reaches ``max_consecutive_skips`` as diverged)."""
+        gradient_bad = stepping & ~gradients_finite
+        self._mark(gradient_bad, _GRADIENT, step)
+        update = stepping & gradients_finite
+        skipped = self.active & ~update
+        self.skipped_steps.add_(skipped.long())
+        self.consecutive_skips.copy_(torch.where(update, 0, self.consecutive_skips + skipped.long()))
+        start = torch.where(skipped & (self.skip_run_start < 0), step, self.skip_run_start)
+        self.skip_run_start.copy_(torch.where(update, -1, start))
+        self._mark(self.consecutive_skips >= self.max_consecutive_skips, _DIVERGED, step)
+        return update
+
+    # --------------------------------------------------------------------------------- acting
+    def state_for_sync(self) -> Tensor:
+        """``[5 + 4, K]``: what :meth:`sync` reads (stack it with other values for one host transfer)."""
+        return torch.cat(
+            [
+                torch.stack(
+                    [self.event_step, self.event_kind, self.skipped_steps, self.skipped_reports, self.consecutive_skips]
+                ).float(),
+                self.event_terms.T.float(),
+            ]
+        )
+
+    def sync(self, host: Optional[list[list[float]]] = None) -> list[tuple[str, int, str]]:
+        """Act on what happened since the last sync (``host``: :meth:`state_for_sync` moved to the host, or
+        ``None`` to move it here): raise, warn, or retire, per the policies. Returns the retirements made
+        ``(name, step, error)``."""
+        if host is None:
+            host = self.state_for_sync().cpu().tolist()
+        event_step, event_kind = host[0], host[1]
+        events = [k for k in range(len(self.names)) if event_step[k] >= 0]
+        if not events:
+            return []
+        retired: list[tuple[str, int, str]] = []
+        try:
+            for k in events:
+                step, kind = int(event_step[k]), int(event_kind[k])
+                message = self._message(k, kind, step, [row[k] for row in host[5:9]], host)
+                stops = self.policy == "raise" or kind == _DIVERGED
+                if not stops:
+                    self._warn(message)
+                    continue
+                if self.on_member_divergence == "retire" and self.names[k] not in self.retired:
+                    self.retire(k, step, message)
+                    retired.append((self.names[k], step, message))
+                    continue
+                raise NonFiniteBoundError(message)
+        finally:
+            self.event_step.fill_(-1)
+            self.event_kind.zero_()
+        if retired and not bool(self.active.any()):
+            raise NonFiniteBoundError(f"every member is retired; the last: {retired[-1][2]}")
+        return retired
+
+    def retire(self, k: int, step: int, error: str) -> None:
+        """Member ``k`` leaves the fit at ``step`` (its weights stay at their last finite values)."""
+        self.active[k] = False
+        self.retired[self.names[k]] = {"step": int(step), "error": error}
+        rank_zero_warn(f"member '{self.names[k]}' retired at step {step}, the others go on: {error}")
+
+    def _who(self, k: int) -> str:
+        return f"member '{self.names[k]}': " if len(self.names) > 1 else ""
+
+    def _message(self, k: int, kind: int, step: int, terms: list[float], host: list[list[float]]) -> str:
+        training, reporting = self.bounds[k]
+        if kind == _DIVERGED:
+            skipped = int(host[2][k])
+            run = int(host[4][k])
+            return (
+                f"{self._who(k)}the run diverged: {run} optimiser steps in a row were skipped for non-finite values "
+                f"(steps {step - run + 1}-{step}; {skipped} skipped in all). Skipping cannot repair diverged weights: "
+                "lower the learning rate, clip the scores, or use a more stable bound; raise max_consecutive_skips "
+                "only if the non-finite batches are rare and isolated"
+            )
+        if kind == _GRADIENT:
+            message = (
+                f"{self._who(k)}non-finite gradients at step {step} (the loss was finite: look for an overflowing "
+                "exp / log(0) in the bound or the critic)"
+            )
+            return message + ("; non_finite='skip': skipping this member's step" if self.policy == "skip" else "")
+        names = ("loss", "mi", "first_term", "second_term")
+        if kind == _REPORT:
+            bound, role, checked = reporting, "estimator" if reporting is not training else "bound", names[1:]
+        else:
+            bound, role, checked = training, "bound", names
+        bad = [
+            f"{name}={value:.4g}" for name, value in zip(names, terms) if name in checked and not math.isfinite(value)
+        ]
+        bad = bad or ["extras"]  # only an extra of the training bound was non-finite
+        scores = self.event_scores
+        where = ""
+        if scores is not None:
+            where = f" ({score_range('joint', scores[0][k])}; {score_range('marginal', scores[1][k])})"
+        message = f"{self._who(k)}{role} {type(bound).__name__}: non-finite {', '.join(bad)} at step {step}{where}"
+        if self.policy == "skip":
+            action = "skipping this member's step" if kind == _LOSS else "not logging the non-finite values"
+            message += f"; non_finite='skip': {action}"
+        return message
+
+    def _warn(self, message: str) -> None:
         self._warned += 1
         if self._warned <= self.max_warnings:
             suffix = (
-                ""
-                if self._warned < self.max_warnings
-                else (" (further non-finite events are only counted: guard/skipped_steps, guard/skipped_reports)")
+                " (further non-finite events are only counted: guard/skipped_steps, guard/skipped_reports)"
+                if self._warned == self.max_warnings
+                else ""
             )
             warnings.warn(message + suffix, RuntimeWarning, stacklevel=3)
 
-    def check(
-        self, output: BoundOutput, bound: Bound, role: str, step: int, count: bool = True, reported_only: bool = False
-    ) -> list[str]:
-        """Names of ``output``'s non-finite terms; raises under ``"raise"``.
+    # ------------------------------------------------------------------------------ checkpoint
+    def extra_state(self) -> dict[str, Any]:
+        return {"retired": dict(self.retired), "warned": self._warned}
 
-        Under ``"skip"`` a non-finite ``loss`` counts a skipped step, otherwise a non-finite report
-        counts a skipped report (``count=False``: neither, e.g. in evaluation); the caller skips or
-        drops accordingly. ``reported_only`` looks at ``mi`` and its terms only (an estimator's
-        loss is never optimised).
-        """
-        bad = non_finite_terms(output)
-        if reported_only:
-            bad = [name for name in bad if name in REPORTED_TERMS]
-        if not bad:
-            return bad
-        message = describe_non_finite(output, bound, role, step, bad)
-        if self.policy == "skip":
-            action = "skipping the optimiser step" if count and "loss" in bad else "not logging the non-finite values"
-            message += f"; non_finite='skip': {action}"
-        self.report(message)
-        if not count:
-            return bad
-        if "loss" in bad:
-            self.count_skipped_step(step)
-        else:
-            self.skipped_reports += 1
-        return bad
-
-    def count_skipped_step(self, step: int) -> None:
-        """Count one skipped optimiser step; stop the run once ``max_consecutive_skips`` are in a row."""
-        self.skipped_steps += 1
-        self.consecutive_skips += 1
-        if self._first_skipped_step is None:
-            self._first_skipped_step = step
-        if self.consecutive_skips >= self.max_consecutive_skips:
-            raise NonFiniteBoundError(
-                f"the run diverged: {self.consecutive_skips} optimiser steps in a row were skipped for non-finite "
-                f"values (steps {self._first_skipped_step}-{step}; {self.skipped_steps} skipped in all). Skipping "
-                "cannot repair diverged weights: lower the learning rate, clip the scores, or use a more stable "
-                "bound; raise max_consecutive_skips only if the non-finite batches are rare and isolated"
-            )
-
-    def count_completed_step(self) -> None:
-        """An optimiser step went through: the run of consecutive skipped steps ends."""
-        self.consecutive_skips = 0
-        self._first_skipped_step = None
-
-    def check_gradients(self, module: nn.Module, step: int) -> bool:
-        """True if every gradient of ``module`` is finite. Otherwise raise, or (``"skip"``) drop all
-        gradients (``grad = None``: the optimiser step then changes nothing) and count the step."""
-        bad = non_finite_gradients(module.named_parameters())
-        if not bad:
-            return True
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        message = (
-            f"non-finite gradients at step {step} in {shown} (the loss was finite: look for an "
-            f"overflowing exp / log(0) in the bound or the critic)"
-        )
-        self.report(message + ("; non_finite='skip': skipping the optimiser step" if self.policy == "skip" else ""))
-        for p in module.parameters():
-            p.grad = None
-        self.count_skipped_step(step)
-        return False
-
-    def metrics(self) -> dict[str, float]:
-        return {"guard/skipped_steps": float(self.skipped_steps), "guard/skipped_reports": float(self.skipped_reports)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "skipped_steps": self.skipped_steps,
-            "skipped_reports": self.skipped_reports,
-            "consecutive_skips": self.consecutive_skips,
-            "first_skipped_step": self._first_skipped_step,
-        }
-
-    def load_state_dict(self, state: Optional[dict[str, Any]]) -> None:
+    def load_extra_state(self, state: Optional[dict[str, Any]]) -> None:
         state = state or {}
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        self.skipped_reports = int(state.get("skipped_reports", 0))
-        self.consecutive_skips = int(state.get("consecutive_skips", 0))
-        self._first_skipped_step = state.get("first_skipped_step")
+        self.retired = dict(state.get("retired", {}))
+        self._warned = int(state.get("warned", 0))

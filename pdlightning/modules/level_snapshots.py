@@ -42,7 +42,10 @@ class LevelSnapshots:
     def observe_training_batch(self, module: nn.Module, batch: Any) -> None:
         """Call before a training step: when the level changes, the weights are the previous
         level's final weights."""
-        level = batch_level(batch)
+        self.observe_level(module, batch_level(batch))
+
+    def observe_level(self, module: nn.Module, level: Optional[float]) -> None:
+        """As :meth:`observe_training_batch`, with the batch's level already read (on the host)."""
         if level is None:
             return
         if self.training_level is not None and level != self.training_level:
@@ -73,6 +76,11 @@ class LevelSnapshots:
             self._live_state = _copy(module.state_dict())
         module.load_state_dict(self.snapshots[target] if target is not None else self._live_state)
         self._loaded = target
+
+    @property
+    def loaded(self) -> Optional[float]:
+        """The level whose snapshot is in the module now (``None``: the live weights)."""
+        return self._loaded
 
     def restore(self, module: nn.Module) -> None:
         """Put the live (latest) weights back after an evaluation."""

@@ -19,36 +19,25 @@ from typing import Any, Iterable, Mapping, Optional
 import torch
 from torch import Tensor
 
-from ..bounds import Bound, PairScores
-from ..critics import Critic
+from ..bounds import Bound
 from .level_snapshots import batch_level
 
-__all__ = ["ReferenceSample", "collect_reference", "reference_from_loaders", "reference_pmi", "describe_normalizer"]
-
-#: rows scored at once against the reference (a joint critic holds a ``[rows, size, hidden]`` activation).
-_ROW_CHUNK = 128
+__all__ = ["ReferenceSample", "collect_reference", "reference_from_loaders", "describe_normalizer"]
 
 
 class ReferenceSample:
-    """Reference pairs per MI level (``None`` for batches without ``mi``)."""
+    """Reference pairs per MI level (``None`` for batches without ``mi``), and a cache for the statistics the
+    module computes on them (keyed by members, level and weights version)."""
 
     def __init__(self, pairs: dict[Optional[float], tuple[Tensor, Tensor]]) -> None:
         self.pairs = pairs
-        self._global: dict[tuple[Optional[float], int], Tensor] = {}
+        self.cache: dict[Any, Tensor] = {}
 
     def for_level(self, level: Optional[float]) -> tuple[Tensor, Tensor]:
         if level not in self.pairs:
             known = ", ".join("none" if k is None else f"{k:g}" for k in self.pairs)
             raise ValueError(f"pmi reference: no reference pairs at MI level {level} (have: {known})")
         return self.pairs[level]
-
-    def global_normalizer(self, bound: Bound, critic: Critic, level: Optional[float], version: int) -> Tensor:
-        """The bound's global statistic on the reference of ``level`` (cached per weights ``version``)."""
-        key = (level, version)
-        if key not in self._global:
-            x, y = self.for_level(level)
-            self._global[key] = bound.log_normalizer(PairScores.from_matrix(critic(x, y)).float())
-        return self._global[key]
 
 
 def collect_reference(
@@ -94,42 +83,6 @@ def reference_from_loaders(
         return None
     with torch.no_grad():
         return collect_reference(itertools.chain([first], batches), size, device)
-
-
-def reference_pmi(
-    bound: Bound,
-    critic: Critic,
-    x: Tensor,
-    y: Tensor,
-    level: Optional[float],
-    reference: Optional[ReferenceSample],
-    version: int = 0,
-) -> Tensor:
-    """``[n]`` PMI ``log r_hat(x_i, y_i)`` of each pair, a function of the pair alone (and of the
-    reference at its level). ``reference=None`` takes batch statistics from this batch (the bounds'
-    own in-batch definition; needs ``n >= 2`` for normalising bounds)."""
-    joint = critic.pointwise(x, y).float()
-    if bound.pmi_normalizer is None:
-        # A function of each score. The placeholder marginal only gives the shape of an in-batch
-        # matrix (k = n - 1), which an untrained probabilistic classifier takes its prior ratio from.
-        return bound.pmi(joint=joint, marginal=joint.unsqueeze(1).expand(-1, max(x.shape[0] - 1, 1))).joint
-    if reference is None:
-        if x.shape[0] < 2:
-            raise ValueError(
-                f"predict batch: {type(bound).__name__} reads the PMI off in-batch statistics, which need at least "
-                f"2 pairs; got {x.shape[0]} (set model.init_args.pmi_reference_size > 1 for a fixed reference "
-                "sample, or raise the datamodule's eval_batch_size)"
-            )
-        return bound.pmi(critic(x, y)).diagonal()
-    if bound.pmi_normalizer == "global":
-        return joint - reference.global_normalizer(bound, critic, level, version)
-    _, y_reference = reference.for_level(level)
-    rows = []
-    for start in range(0, x.shape[0], _ROW_CHUNK):
-        chunk = slice(start, start + _ROW_CHUNK)
-        marginal = critic.cross(x[chunk], y_reference).float()
-        rows.append(bound.log_normalizer(PairScores(joint[chunk], marginal)))
-    return joint - torch.cat(rows)
 
 
 def describe_normalizer(bound: Bound, reference: Optional[ReferenceSample]) -> Optional[str]:

@@ -1,40 +1,41 @@
-"""What ``validate`` / ``test`` of the MI modules print, log and write: one row per member and level
-with the estimate, its standard error and 95% interval, shared by the single module and the ensemble."""
+"""What ``validate`` / ``test`` of the MI module prints, logs and writes: one row per member and level with the
+estimate, its standard error and 95% interval, an across-seed row per estimator trained from several seeds, and
+a row for every member retired for divergence (never silently dropped)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Optional, Sequence
 
 import lightning as L
 import torch
 
-from pdlightning.callbacks.output import run_directory
-
 from ..results import EstimateResult
-from ..uncertainty import Interval
+from ..uncertainty import Interval, mean_interval
 from .held_out import HeldOutEstimates, Key
 
-__all__ = ["gather_intervals", "log_interval", "results_table", "run_directory"]
+__all__ = ["gather_intervals", "log_interval", "results_table", "seed_rows", "level_order"]
 
 
-def _level_order(level: Optional[float]) -> float:
+def level_order(level: Optional[float]) -> float:
     return -1.0 if level is None else level
 
 
 def gather_intervals(module: L.LightningModule, held_out: HeldOutEstimates) -> dict[Key, Interval]:
-    """The intervals of every process's held-out units together (under DDP each process evaluated
-    its share of the batches; gathered on the host, once)."""
+    """The intervals of every process's held-out units together (under DDP each process evaluated its share of
+    the batches; gathered on the host, once)."""
     trainer = module._trainer
+    local = held_out.per_member()
     if trainer is None or trainer.world_size <= 1 or not torch.distributed.is_initialized():
-        return held_out.intervals()
-    local = {key: torch.cat(values).cpu() for key, values in held_out.values.items()}
+        return held_out.intervals(local)
     gathered: list[Any] = [None] * trainer.world_size
-    torch.distributed.all_gather_object(gathered, (local, dict(held_out.units)))
-    merged = HeldOutEstimates()
-    for values, units in gathered:
-        for key, tensor in values.items():
-            merged.add(key[0], key[1], tensor, units[key])
-    return merged.intervals()
+    torch.distributed.all_gather_object(gathered, local)
+    merged: dict[Key, tuple[torch.Tensor, Any]] = {}
+    for part in gathered:
+        for key, (values, unit) in part.items():
+            previous = merged.get(key)
+            merged[key] = (values if previous is None else torch.cat([previous[0], values]), unit)
+    return held_out.intervals(merged)
 
 
 def log_interval(
@@ -46,7 +47,8 @@ def log_interval(
     group: bool = False,
 ) -> None:
     """``<stage>/mi_estimate[/<member>]@<level>`` and its ``mi_bias``, ``mi_stderr``, ``mi_ci_low``,
-    ``mi_ci_high`` (the interval's only where there are two or more units)."""
+    ``mi_ci_high`` (the interval's only where there are two or more units); ``group``: an across-seed row,
+    ``<stage>/mi_estimate/seeds/<key>@<level>``."""
     name = "" if member is None else f"/{'seeds/' if group else ''}{member}"
     suffix = f"{name}@{level:g}" if level is not None else name
     values = {"mi_estimate": interval.estimate}
@@ -58,19 +60,41 @@ def log_interval(
         module.log(f"{stage}/{key}{suffix}", float(value), rank_zero_only=True)
 
 
-def results_table(results: Sequence[EstimateResult], title: str) -> str:
-    """The printed table: true MI, estimate, standard error, 95% interval, units, bias, and for each
-    row whose it is and which weights produced it."""
+def seed_rows(results: Sequence[EstimateResult]) -> list[EstimateResult]:
+    """Across-seed rows: per estimator key trained from two or more seeds and per level, the members'
+    estimates as units (Student's t over seeds)."""
+    groups: dict[tuple[str, Optional[float]], list[EstimateResult]] = defaultdict(list)
+    for result in results:
+        if result.key is not None and result.interval is not None and result.group is None:
+            groups[(result.key, result.true_mi)].append(result)
+    rows = []
+    for (key, level), members in sorted(groups.items(), key=lambda item: (item[0][0], level_order(item[0][1]))):
+        if len({m.seed for m in members}) < 2:
+            continue
+        interval = mean_interval([m.interval.estimate for m in members if m.interval is not None], "seed")
+        rows.append(
+            EstimateResult(interval, members[0].label, group=key, key=key, true_mi=level, weights="across seeds")
+        )
+    return rows
+
+
+def results_table(results: Sequence[EstimateResult], title: str, notes: Sequence[str] = ()) -> str:
+    """The printed table: true MI, estimate, standard error, 95% interval, units, bias, and for each row whose it
+    is and which weights produced it; retired members say when and why; ``notes`` follow the table."""
     members = any(r.member is not None or r.group is not None for r in results)
-    header = (f"{'member':>18} " if members else "") + (
+    width = max([18, *(len(r.member or f"{r.group} (seeds)") for r in results)]) if members else 0
+    header = (f"{'member':>{width}} " if members else "") + (
         f"{'true MI':>8} {'estimate':>9} {'std.err':>8} {'95% interval':>19} {'n':>10} {'bias':>8}   weights"
         + ("; reported by" if members else "")
     )
     lines = [f"\n{title}:", header]
     for r in results:
-        iv = r.interval
-        who = f"{(r.member or f'{r.group} (seeds)'):>18} " if members else ""
+        who = f"{(r.member or f'{r.group} (seeds)'):>{width}} " if members else ""
         true = f"{r.true_mi:8.2f}" if r.true_mi is not None else f"{'-':>8}"
+        iv = r.interval
+        if iv is None:
+            lines.append(f"{who}{true} {'retired':>9}   {r.extra.get('note', '')}")
+            continue
         bias = f"{iv.estimate - r.true_mi:+8.3f}" if r.true_mi is not None else f"{'-':>8}"
         if iv.n > 1:
             spread = f"{iv.stderr:8.3f} {f'[{iv.low:.3f}, {iv.high:.3f}]':>19}"
@@ -84,4 +108,5 @@ def results_table(results: Sequence[EstimateResult], title: str) -> str:
         "intervals: percentile bootstrap of the mean over held-out pairs (plug-in estimators) or "
         "batches (bounds with in-batch negatives), Student t over seeds; see pdlightning.uncertainty"
     )
+    lines += list(notes)
     return "\n".join(lines)

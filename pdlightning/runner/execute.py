@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import lightning as L
 
-from pdlightning.bounds import step_records
+from pdlightning.records import step_records
 
 from .plan import Run
 from .record import RunRecord, package_versions, write_record
@@ -34,12 +34,10 @@ class RunProbe(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         for record in step_records(outputs):
-            if record.estimate is None:
-                continue
-            if record.reporting_bound is not None:
-                self.label = record.reporting_bound.label
-            self.ceiling = record.ceiling
-            self.candidates = int(record.estimate.scores.negatives_per_row) + 1
+            if self.candidates is None:  # the first member's (a single fit's): static over the fit
+                self.label = record.members[0].label
+                self.ceiling = record.ceilings()[0]
+                self.candidates = record.negatives_per_row + 1
 
 
 def _scalars(metrics: Any) -> dict[str, float]:
@@ -67,7 +65,7 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
     if run.test and status == "ok":
         for result in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False):
             metrics.update(_scalars(result))
-    reporting = getattr(cli.model, "reporting_bound", None)
+    reporting = getattr(cli.model, "reporting_bound", None)  # a single fit's
     return RunRecord(
         spec=run.spec,
         budget=run.budget,

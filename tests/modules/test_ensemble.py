@@ -1,4 +1,4 @@
-"""The vectorised ensemble: K members in one fit follow exactly the runs they would follow alone."""
+"""One engine for K members: K members in one fit follow exactly the runs they would follow alone."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from pdlightning.bounds import (
     DensityRatioFitting,
     PairScores,
     ProbabilisticClassifier,
-    step_records,
 )
 from pdlightning.critics import BilinearCritic, JointCritic, SeparableCritic
-from pdlightning.critics.ensemble import CriticEnsemble
 from pdlightning.data import CorrelatedGaussianDataModule, OneHotDataModule
 from pdlightning.data.stream import replica_seed
-from pdlightning.modules import EnsembleMember, MIEnsembleModule, MIEstimationModule, NonFiniteBoundError
+from pdlightning.modules import Member, MIEstimationModule, NonFiniteBoundError
+from pdlightning.modules.stacking import StackedCritic
+from pdlightning.records import step_records
 
 STEPS = 50
 #: Tolerance of the step-by-step comparison. The ensemble and a standalone run perform the same
@@ -45,7 +45,11 @@ class Recorder(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         for record in step_records(outputs):
-            self.estimates[record.member].append(float(record.estimate.mi) if record.estimate else math.nan)
+            host = record.host(("estimate", "reported"))
+            single = len(record.members) == 1
+            for k, info in enumerate(record.members):
+                value = host["estimate"][k] if host["reported"][k] else math.nan
+                self.estimates[None if single else info.name].append(value)
 
 
 @pytest.fixture(autouse=True)
@@ -100,9 +104,16 @@ def _standalone(name: str) -> MIEstimationModule:
     return MIEstimationModule(_critic(), bound, estimator, summary=False, level_snapshots=False)
 
 
-def _ensemble(data: str = "shared", **kwargs: Any) -> MIEnsembleModule:
-    members = [EnsembleMember(name, *MEMBERS[name](), seed=SEEDS[name]) for name in MEMBERS]
-    return MIEnsembleModule(members, critic=_critic(), data=data, summary=False, level_snapshots=False, **kwargs)
+def _member(name: str, **kwargs: Any) -> Member:
+    bound, estimator = MEMBERS[name]()
+    return Member(bound, name=name, estimator=estimator, seed=SEEDS[name], **kwargs)
+
+
+def _ensemble(data: str = "shared", **kwargs: Any) -> MIEstimationModule:
+    members = [_member(name) for name in MEMBERS]
+    return MIEstimationModule(
+        critic=_critic(), members=members, data=data, summary=False, level_snapshots=False, **kwargs
+    )
 
 
 def test_critic_ensemble_matches_its_members_for_every_architecture():
@@ -115,7 +126,7 @@ def test_critic_ensemble_matches_its_members_for_every_architecture():
         for seed in range(3):
             torch.manual_seed(seed)
             critics.append(make())
-        ensemble = CriticEnsemble(critics)
+        ensemble = StackedCritic(critics)
         x, y = torch.randn(6, 5), torch.randn(6, 4)
         torch.testing.assert_close(ensemble(x, y), torch.stack([c(x, y) for c in critics]), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(
@@ -192,23 +203,28 @@ def test_one_members_nan_skips_only_that_member():
         def forward(self, scores=None, **kwargs):
             return super().forward(PairScores(scores.joint * 0 + 1e4, scores.marginal * 0 + 1e4))
 
-    members = [EnsembleMember("bad", Poisoned(), seed=1), EnsembleMember("smile", SMILE(), seed=12)]
-    ensemble = MIEnsembleModule(
-        members, critic=_critic(), non_finite="skip", summary=False, level_snapshots=False, max_consecutive_skips=1000
+    members = [Member(Poisoned(), name="bad", seed=1), Member(SMILE(), name="smile", seed=12)]
+    ensemble = MIEstimationModule(
+        critic=_critic(),
+        members=members,
+        non_finite="skip",
+        summary=False,
+        level_snapshots=False,
+        max_consecutive_skips=1000,
     )
     before = ensemble.member_critic("bad").state_dict()
     recorder = _fit(ensemble, _gaussian(), steps=10)
     alone = _fit(
-        MIEnsembleModule(
-            [EnsembleMember("smile", SMILE(), seed=12)], critic=_critic(), summary=False, level_snapshots=False
+        MIEstimationModule(
+            critic=_critic(), members=[Member(SMILE(), name="smile", seed=12)], summary=False, level_snapshots=False
         ),
         _gaussian(),
         steps=10,
-    ).estimates["smile"]
+    ).estimates[None]
     assert max(abs(a - b) for a, b in zip(alone, recorder.estimates["smile"])) < TOLERANCE
     for key, value in ensemble.member_critic("bad").state_dict().items():
         assert torch.equal(value, before[key]), key
-    assert ensemble.guards[0].skipped_steps == 10 and ensemble.guards[1].skipped_steps == 0
+    assert ensemble.guard.skipped_steps.tolist() == [10, 0]
     assert all(math.isnan(v) for v in recorder.estimates["bad"])
 
 
@@ -217,9 +233,9 @@ def test_raise_policy_names_the_member():
         def forward(self, scores=None, **kwargs):
             return super().forward(PairScores(scores.joint * 0 + 1e4, scores.marginal * 0 + 1e4))
 
-    members = [EnsembleMember("fine", SMILE(), seed=1), EnsembleMember("exploding", Poisoned(), seed=2)]
+    members = [Member(SMILE(), name="fine", seed=1), Member(Poisoned(), name="exploding", seed=2)]
     with pytest.raises(NonFiniteBoundError, match="member 'exploding': bound Poisoned: non-finite"):
-        _fit(MIEnsembleModule(members, critic=_critic(), summary=False), _gaussian(), steps=2)
+        _fit(MIEstimationModule(critic=_critic(), members=members, summary=False), _gaussian(), steps=2)
 
 
 def test_learned_bound_parameters_and_explicit_pairs_match_standalone_runs():
@@ -230,51 +246,61 @@ def test_learned_bound_parameters_and_explicit_pairs_match_standalone_runs():
         return OneHotDataModule(num_classes=4, batch_size=16, steps=20, seed=0)
 
     members = [
-        EnsembleMember("tuba", TUBA(log_a=0.3, learn_log_a=True), seed=5),
-        EnsembleMember("drf", DensityRatioFitting(), seed=6),
+        Member(TUBA(log_a=0.3, learn_log_a=True), name="tuba", seed=5),
+        Member(DensityRatioFitting(), name="drf", seed=6),
     ]
-    ensemble = MIEnsembleModule(members, critic=JointCritic(4, 4, [16]), summary=False, level_snapshots=False)
+    ensemble = MIEstimationModule(critic=JointCritic(4, 4, [16]), members=members, summary=False, level_snapshots=False)
     together = _fit(ensemble, onehot(), steps=20)
     for k, (member, bound) in enumerate((("tuba", TUBA(log_a=0.3, learn_log_a=True)), ("drf", DensityRatioFitting()))):
         torch.manual_seed({"tuba": 5, "drf": 6}[member])
         module = MIEstimationModule(JointCritic(4, 4, [16]), bound, summary=False, level_snapshots=False)
         alone = _fit(module, onehot(), steps=20).estimates[None]
         assert max(abs(a - b) for a, b in zip(alone, together.estimates[member])) < TOLERANCE, member
-        for (name, ours), theirs in zip(ensemble.bounds[k].named_parameters(), module.bound.parameters()):
-            assert float(ours) == pytest.approx(float(theirs), abs=1e-6), name
-    assert float(ensemble.bounds[0].log_a) != pytest.approx(0.3, abs=1e-4)  # the baseline did learn
+        ours, theirs = (
+            ensemble.member_bound(member, reporting=False),
+            module.member_bound(module.member_names[0], False),
+        )
+        for (name, value), alone_value in zip(ours.named_parameters(), theirs.parameters()):
+            assert float(value) == pytest.approx(float(alone_value), abs=1e-6), name
+    assert float(ensemble.member_bound("tuba", reporting=False).log_a) != pytest.approx(0.3, abs=1e-4)  # it learned
 
 
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: MIEnsembleModule([], critic=_critic()), r"members: expected at least one member \(K = 0\)"),
+        (lambda: MIEstimationModule(critic=_critic(), members=[]), r"members: expected at least one member \(K = 0\)"),
         (
-            lambda: MIEnsembleModule([EnsembleMember("a", NWJ()), EnsembleMember("a", SMILE())], critic=_critic()),
+            lambda: MIEstimationModule(critic=_critic(), members=[Member(NWJ(), name="a"), Member(SMILE(), name="a")]),
             r"members\[1\].name: duplicate member name 'a'",
         ),
-        (lambda: MIEnsembleModule([EnsembleMember("a.b", NWJ())], critic=_critic()), r"members\[0\].name"),
         (
-            lambda: MIEnsembleModule(
-                [
-                    EnsembleMember("a", NWJ(), critic=JointCritic(4, 4, [8])),
-                    EnsembleMember("b", NWJ(), critic=SeparableCritic(4, 4, [8])),
+            lambda: MIEstimationModule(critic=_critic(), members=["nwj", "nwj"]),
+            r"members\[1\].name: duplicate member name 'nwj'",
+        ),
+        (lambda: MIEstimationModule(critic=_critic(), members=[Member(NWJ(), name="a.b")]), r"members\[0\].name"),
+        (
+            lambda: MIEstimationModule(
+                members=[
+                    Member(NWJ(), name="a", critic=JointCritic(4, 4, [8])),
+                    Member(NWJ(), name="b", critic=JointCritic(5, 4, [8])),
                 ]
             ),
-            r"members\[1\].critic \(b\): a SeparableCritic .* share one critic architecture",
+            r"members\[1\].critic \(b\): a JointCritic for inputs of 5 x 4 features; .* every member scores the same",
+        ),
+        (lambda: MIEstimationModule(members=[Member(NWJ(), name="a")]), r"members\[0\].critic \(a\): no critic"),
+        (lambda: MIEstimationModule(critic=_critic(), members=[Member("NWJ", name="a")]), r"members\[0\].bound \(a\)"),
+        (
+            lambda: MIEstimationModule(critic=_critic(), members=["smile_tua5"]),
+            r"members\[0\].bound \(smile_tua5\): unknown estimator key 'smile_tua5'.*did you mean 'smile_tau5'",
         ),
         (
-            lambda: MIEnsembleModule(
-                [
-                    EnsembleMember("a", NWJ(), critic=JointCritic(4, 4, [8])),
-                    EnsembleMember("b", NWJ(), critic=JointCritic(4, 4, [16])),
-                ]
-            ),
-            r"members\[1\].critic \(b\)",
+            lambda: MIEstimationModule(critic=_critic(), members=[Member(NWJ(), name="a")], data="both"),
+            r"data: expected",
         ),
-        (lambda: MIEnsembleModule([EnsembleMember("a", NWJ())]), r"members\[0\].critic \(a\): no critic"),
-        (lambda: MIEnsembleModule([EnsembleMember("a", "NWJ")], critic=_critic()), r"members\[0\].bound \(a\)"),
-        (lambda: MIEnsembleModule([EnsembleMember("a", NWJ())], critic=_critic(), data="both"), r"data: expected"),
+        (
+            lambda: MIEstimationModule(critic=_critic(), bound=NWJ(), members=["nwj"]),
+            r"members: give either `members` or the one member's `bound`",
+        ),
     ],
 )
 def test_bad_ensembles_are_named(make, match):
@@ -339,7 +365,7 @@ def test_cli_ensemble_members_equal_standalone_cli_runs(tmp_path):
 
 ENSEMBLE_MODEL = """\
 model:
-  class_path: pdlightning.modules.MIEnsembleModule
+  class_path: pdlightning.modules.MIEstimationModule
   init_args:
     critic: {class_path: pdlightning.critics.JointCritic, init_args: {x_dim: 3, y_dim: 3, hidden_dims: [16]}}
     members:
@@ -439,11 +465,13 @@ def test_members_can_share_a_replica_stream():
     """Estimators x seeds in one fit: members with `replica` s train on seed s's stream, so NWJ and
     SMILE on replica 1 equal their standalone runs on the stream of replica_seed(0, 1)."""
     members = [
-        EnsembleMember(f"{name}_{s}", *MEMBERS[name](), seed=SEEDS[name], replica=s)
+        Member(MEMBERS[name]()[0], name=f"{name}_{s}", seed=SEEDS[name], replica=s)
         for s in (0, 1)
         for name in ("nwj", "smile")
     ]
-    ensemble = MIEnsembleModule(members, critic=_critic(), data="replicas", summary=False, level_snapshots=False)
+    ensemble = MIEstimationModule(
+        critic=_critic(), members=members, data="replicas", summary=False, level_snapshots=False
+    )
     together = _fit(ensemble, _gaussian(seed=0, replicas=2))
     for name in ("nwj", "smile"):
         alone = _fit(_standalone(name), _gaussian(seed=replica_seed(0, 1))).estimates[None]
@@ -453,7 +481,7 @@ def test_members_can_share_a_replica_stream():
         match=r"members\[0\].replica \(a\): expected a stream index >= 0 with "
         r"data='replicas', got 1 with data='shared'",
     ):
-        MIEnsembleModule([EnsembleMember("a", NWJ(), replica=1)], critic=_critic())
+        MIEstimationModule(critic=_critic(), members=[Member(NWJ(), name="a", replica=1)])
 
 
 def test_retire_policy_retires_only_the_diverged_member_and_the_others_go_on_unchanged():
@@ -471,12 +499,13 @@ def test_retire_policy_retires_only_the_diverged_member_and_the_others_go_on_unc
             return super().forward(scores)
 
     def members(bad: bool):
-        kept = [EnsembleMember("smile", SMILE(), seed=12), EnsembleMember("nwj", NWJ(), seed=11)]
-        return kept + [EnsembleMember("bad", PoisonedFromStep6(), seed=1)] if bad else kept
+        kept = [Member(SMILE(), name="smile", seed=12), Member(NWJ(), name="nwj", seed=11)]
+        return kept + [Member(PoisonedFromStep6(), name="bad", seed=1)] if bad else kept
 
-    ensemble = MIEnsembleModule(
-        members(True), critic=_critic(), on_member_divergence="retire", summary=False, level_snapshots=False
-    )
+    def module(bad: bool, **kwargs: Any) -> MIEstimationModule:
+        return MIEstimationModule(critic=_critic(), members=members(bad), summary=False, **kwargs)
+
+    ensemble = module(True, on_member_divergence="retire", level_snapshots=False)
     recorder = Recorder()
     with pytest.warns(UserWarning, match="member 'bad' retired at step 6, the others go on"):
         _trainer(12, callbacks=[recorder]).fit(ensemble, _gaussian())
@@ -484,9 +513,7 @@ def test_retire_policy_retires_only_the_diverged_member_and_the_others_go_on_unc
     assert set(ensemble.retired) == {"bad"} and ensemble.retired["bad"]["step"] == 6
     assert "non-finite" in ensemble.retired["bad"]["error"]
     assert all(math.isnan(v) for v in estimates["bad"][6:]) and not any(math.isnan(v) for v in estimates["bad"][:6])
-    alone = _fit(
-        MIEnsembleModule(members(False), critic=_critic(), summary=False, level_snapshots=False), _gaussian(), 12
-    )
+    alone = _fit(module(False, level_snapshots=False), _gaussian(), 12)
     for name in ("smile", "nwj"):
         assert max(abs(a - b) for a, b in zip(alone.estimates[name], estimates[name])) < TOLERANCE, name
     frozen = {k: v.clone() for k, v in ensemble.member_critic("bad").state_dict().items()}
@@ -495,11 +522,11 @@ def test_retire_policy_retires_only_the_diverged_member_and_the_others_go_on_unc
         assert torch.equal(value, frozen[key]), key
     checkpoint: dict = {}
     ensemble.on_save_checkpoint(checkpoint)
-    restored = MIEnsembleModule(members(True), critic=_critic(), on_member_divergence="retire", summary=False)
+    restored = module(True, on_member_divergence="retire")
     restored.on_load_checkpoint(checkpoint)
     assert restored.retired == ensemble.retired
     PoisonedFromStep6.calls = 0
     with pytest.raises(NonFiniteBoundError, match="member 'bad'"):
-        _fit(MIEnsembleModule(members(True), critic=_critic(), summary=False), _gaussian(), steps=12)
+        _fit(module(True), _gaussian(), steps=12)
     with pytest.raises(ValueError, match="on_member_divergence: expected 'stop' or 'retire'"):
-        MIEnsembleModule(members(False), critic=_critic(), on_member_divergence="freeze")
+        module(False, on_member_divergence="freeze")

@@ -1,0 +1,218 @@
+"""Optimisers over stacked members: each member's update, learning rate and step count its own.
+
+The parameters of a fit's members are stacked (``[K, ...]``, :mod:`.stacking`); an element-wise optimiser on
+the stacked tensors is ``K`` independent optimisers, except for what is *per member*: whether the member
+steps at all (its loss or gradients were non-finite, or it is retired: :mod:`.finite`), its own learning
+rate, and Adam's step count (bias correction). :class:`MemberAdam` (Adam and AdamW) and :class:`MemberSGD`
+are torch's algorithms with those three as ``[K]`` tensors, decided on the device at every step without a
+host synchronisation: a member left out of a step keeps its weights, moments and step count exactly as if
+the step had not happened for it (as a standalone run that skipped it). Each stacked tensor costs the same
+few element-wise operations whatever ``K`` is.
+
+:func:`member_optimizer` builds the member-aware version of the optimiser a config asks for
+(``torch.optim.Adam``, ``AdamW``, ``SGD``); any other optimiser is used as it is, and a member left out of a
+step is then put back after it (:class:`RestoreLeftOut`: a copy of the weights and state every step, slower).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["MemberAdam", "MemberSGD", "member_optimizer", "RestoreLeftOut", "MemberRows"]
+
+#: for each parameter, the members its rows belong to: ``[rows]`` (stacked along dim 0) or a 0-d index
+#: (the whole tensor is one member's).
+MemberRows = dict[Tensor, Tensor]
+
+
+class _MemberOptimizer(torch.optim.Optimizer):
+    """What :class:`MemberAdam` and :class:`MemberSGD` share: the member map, the update mask and the
+    per-member learning-rate scale (``lr_scale[k]`` multiplies the group's ``lr``, so schedulers work)."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        super().__init__(params, defaults)
+        self.member_rows: MemberRows = {}
+        self.update_mask: Optional[Tensor] = None  # [K] bool, set before every step
+        self.lr_scale: Optional[Tensor] = None  # [K] float
+
+    def set_members(self, rows: MemberRows, lr_scale: Optional[Tensor] = None) -> None:
+        self.member_rows = rows
+        self.lr_scale = lr_scale
+
+    def _rows(self, p: Tensor, values: Optional[Tensor], default: float | bool) -> Tensor:
+        """``values`` of the members ``p``'s rows belong to (shape ``[rows]``, or ``[]`` for a parameter of one
+        member); ``default`` where no value is set."""
+        rows = self.member_rows.get(p)
+        if values is None:
+            shape = () if rows is None else rows.shape
+            return torch.full(shape, default, device=p.device)
+        if rows is None:  # a parameter outside any stack: every member's (a fit of one member)
+            return values.reshape(-1)[0]
+        return values[rows]
+
+
+def _broadcast(values: Tensor, p: Tensor) -> Tensor:
+    """``[rows]`` per-member values viewed to broadcast over ``p`` ``[rows, ...]``."""
+    return values.view(values.shape + (1,) * (p.dim() - values.dim()))
+
+
+class MemberAdam(_MemberOptimizer):
+    """Adam (Kingma & Ba 2015) / AdamW (Loshchilov & Hutter 2019, ``decoupled=True``) with per-member masks,
+    learning rates and step counts (module docstring). Same arguments and state names as ``torch.optim.Adam``
+    (``state['step']`` holds one count per member row)."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        if not lr >= 0.0:
+            raise ValueError(f"lr: expected a learning rate >= 0, got {lr}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"betas: expected values in [0, 1), got {betas}")
+        super().__init__(
+            params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled)
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                mask_rows = self._rows(p, self.update_mask, True)
+                mask = _broadcast(mask_rows, p)
+                on = mask.to(p.dtype)
+                scale = _broadcast(self._rows(p, self.lr_scale, 1.0), p).to(p.dtype)
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros(mask_rows.shape, device=p.device)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                step.add_(mask_rows.to(step.dtype))
+                grad = torch.where(mask, grad, 0.0)  # a member left out may have non-finite gradients: 0 * nan = nan
+                if decay != 0:
+                    if group["decoupled"]:
+                        p.mul_(1 - lr * decay * scale * on)
+                    else:
+                        grad = grad.add(p, alpha=decay)
+                exp_avg.lerp_(grad, (1 - beta1) * on)
+                exp_avg_sq.mul_(torch.where(mask, beta2, 1.0)).add_(grad * grad * ((1 - beta2) * on))
+                count = _broadcast(step.clamp(min=1), p)  # a member not yet stepped: no 0/0
+                bias1 = 1 - beta1**count
+                bias2_sqrt = (1 - beta2**count).sqrt()
+                denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(eps)
+                p.sub_(exp_avg / denom * (lr * scale * on / bias1))
+        return loss
+
+
+class MemberSGD(_MemberOptimizer):
+    """SGD with momentum, dampening, Nesterov and weight decay (as ``torch.optim.SGD``) with per-member masks
+    and learning rates (module docstring); the momentum buffer starts at a member's first update."""
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        if not lr >= 0.0:
+            raise ValueError(f"lr: expected a learning rate >= 0, got {lr}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov: needs a momentum > 0 and zero dampening")
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            momentum, dampening = group["momentum"], group["dampening"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                mask_rows = self._rows(p, self.update_mask, True)
+                mask = _broadcast(mask_rows, p)
+                on = mask.to(p.dtype)
+                scale = _broadcast(self._rows(p, self.lr_scale, 1.0), p).to(p.dtype)
+                grad = torch.where(mask, p.grad, 0.0)  # a member left out may have non-finite gradients
+                direction = grad if group["weight_decay"] == 0 else grad.add(p, alpha=group["weight_decay"])
+                if momentum != 0:
+                    state = self.state[p]
+                    if not state:
+                        state["step"] = torch.zeros(mask_rows.shape, device=p.device)
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                    buffer, started = state["momentum_buffer"], state["step"]
+                    first = _broadcast(started == 0, p)
+                    moved = torch.where(first, direction, buffer * momentum + (1 - dampening) * direction)
+                    buffer.copy_(torch.where(mask, moved, buffer))
+                    started.add_(mask_rows.to(started.dtype))
+                    direction = direction + momentum * buffer if group["nesterov"] else buffer
+                p.sub_(direction * (group["lr"] * scale * on))
+        return loss
+
+
+def member_optimizer(factory: Any, params: Iterable[Any]) -> torch.optim.Optimizer:
+    """The optimiser ``factory`` (an optimiser class, or a ``functools.partial`` of one as the CLI gives it)
+    would build, as its member-aware version when there is one (``torch.optim.Adam``, ``AdamW``, ``SGD``
+    without options they lack), else as ``factory`` builds it."""
+    target = getattr(factory, "func", factory)
+    options = dict(getattr(factory, "keywords", None) or {})
+    for name in ("foreach", "fused", "capturable", "differentiable"):  # how torch runs it, not what it computes
+        options.pop(name, None)
+    if target in (torch.optim.Adam, torch.optim.AdamW) and not options.pop("amsgrad", False):
+        if not options.pop("maximize", False):
+            decay_default = 0.01 if target is torch.optim.AdamW else 0.0
+            options.setdefault("weight_decay", decay_default)
+            return MemberAdam(params, decoupled=target is torch.optim.AdamW, **options)
+    if target is torch.optim.SGD and not options.pop("maximize", False):
+        return MemberSGD(params, **options)
+    return factory(params)
+
+
+class RestoreLeftOut:
+    """For an optimiser without a member-aware version: before the step, copy every stacked parameter and
+    its optimiser state; after it, put back the rows of the members left out (:meth:`before`, :meth:`after`)."""
+
+    def __init__(self, rows: MemberRows) -> None:
+        self.rows = rows
+        self._saved: list[tuple[Tensor, Tensor, Tensor]] = []
+
+    @torch.no_grad()
+    def before(self, optimizer: torch.optim.Optimizer, mask: Tensor) -> None:
+        self._saved = []
+        for p, rows in self.rows.items():
+            tensors = [p.data] + [
+                v for v in optimizer.state.get(p, {}).values() if isinstance(v, Tensor) and v.shape == p.shape
+            ]
+            keep = mask.index_select(0, rows.reshape(-1)).reshape(rows.shape)
+            keep = keep.view(keep.shape + (1,) * (p.dim() - keep.dim()))
+            self._saved += [(t, t.clone(), keep) for t in tensors]
+
+    @torch.no_grad()
+    def after(self) -> None:
+        for live, saved, keep in self._saved:
+            live.copy_(torch.where(keep, live, saved))
+        self._saved = []
