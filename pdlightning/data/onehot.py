@@ -33,7 +33,7 @@ def sample_onehot_batch(n: int, num_classes: int, generator: torch.Generator | N
         "x_marginal": first,
         "y_marginal": second,
         "in_joint_support": labels[1] == labels[2],
-        "mi": torch.tensor(math.log(num_classes)),
+        "mi": math.log(num_classes),
     }
 
 

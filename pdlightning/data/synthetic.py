@@ -153,7 +153,12 @@ class SyntheticDataModule(L.LightningDataModule):
         if self.replicas is None:
             return self.replica_batch(self.seed, step, stream)
         batches = [self.replica_batch(replica_seed(self.seed, k), step, stream) for k in range(self.replicas)]
-        return {key: torch.stack([batch[key] for batch in batches]) for key in batches[0]}
+        return {
+            key: torch.stack([batch[key] for batch in batches])
+            if isinstance(batches[0][key], Tensor)
+            else batches[0][key]
+            for key in batches[0]
+        }
 
     def replica_batch(self, seed: int, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Tensor]:
         """Batch ``step`` of ``stream`` of the single stream of ``seed``."""

@@ -158,7 +158,7 @@ class TaskDataModule(SyntheticDataModule):
         return {
             "x": drawn.x,
             "y": drawn.y,
-            "mi": torch.tensor(self.task.mi),
+            "mi": float(self.task.mi),
             "pmi": drawn.pmi,
             "latent_x": drawn.latent_x,
             "latent_y": drawn.latent_y,

@@ -27,8 +27,9 @@ __all__ = ["BoundStack", "StackedOutputs", "ReportingGroup"]
 class StackedOutputs:
     """Every member's bound values, ``[K]`` each (the fields of :class:`~pdlightning.records.StepRecord`).
 
-    ``loss`` carries the gradient; everything else is detached. ``loss_finite``: the training bound's loss, terms
-    and extras are all finite; ``report_finite``: the reported estimate and its terms are."""
+    ``loss`` carries the gradient; everything else is detached. ``loss_finite``: the training loss is finite (the
+    member can step); ``terms_finite``: the training bound's value, terms and extras are; ``report_finite``: the
+    reported estimate and its terms are."""
 
     loss: Tensor
     estimate: Tensor
@@ -39,6 +40,9 @@ class StackedOutputs:
     extras: dict[str, Tensor]
     loss_finite: Tensor
     report_finite: Tensor
+    terms_finite: Optional[Tensor] = None
+    #: the training bound's own value, where it differs from ``estimate`` (members with a separate estimator).
+    train_estimate: Optional[Tensor] = None
 
 
 @dataclass
@@ -174,14 +178,17 @@ class BoundStack(nn.Module):
             name: self._assemble([f[4][name] if name in f[4] else torch.full_like(f[1], float("nan")) for f in fields])
             for name in names
         }
+        loss_finite = torch.isfinite(loss.detach())
         # each stack's own terms and extras (a member whose bound has no such extra reads NaN there, which is no
         # non-finite value of its)
-        loss_finite = self._assemble(
-            [torch.isfinite(torch.stack([f[0].detach(), f[1], f[2], f[3], *f[4].values()])).all(0) for f in fields]
+        terms_finite = self._assemble(
+            [torch.isfinite(torch.stack([f[1], f[2], f[3], *f[4].values()])).all(0) for f in fields]
         )
         if not self._reporting_members:
             report_finite = torch.isfinite(torch.stack([mi, first, second])).all(0)
-            return StackedOutputs(loss, mi, first, second, first, second, extras, loss_finite, report_finite)
+            return StackedOutputs(
+                loss, mi, first, second, first, second, extras, loss_finite, report_finite, terms_finite
+            )
         reported = torch.full((3, self.num_members), float("nan"), device=joint.device)
         with torch.no_grad():
             for stack, indices in zip(self.estimators, self._reporting_members):
@@ -201,6 +208,8 @@ class BoundStack(nn.Module):
             extras,
             loss_finite,
             torch.isfinite(reported).all(0),
+            terms_finite,
+            train_estimate=mi,
         )
 
     def report(self, joint: Tensor, marginal: Tensor) -> Tensor:

@@ -63,6 +63,7 @@ def _symmetric(a: StackedOutputs, b: StackedOutputs, own_estimate: bool) -> Stac
         {k: _average(v, b.extras[k]) for k, v in a.extras.items() if k in b.extras},
         a.loss_finite & b.loss_finite,
         a.report_finite & b.report_finite if own_estimate else a.report_finite,
+        None if a.train_estimate is None or b.train_estimate is None else _average(a.train_estimate, b.train_estimate),
     )
 
 
@@ -189,16 +190,12 @@ class ContrastiveSSLModule(EstimationEngine):
         matrix.flatten()[1:].view(n - 1, n + 1)[:, :-1].copy_(marginal[0].reshape(n - 1, n))
         return matrix
 
-    def member_rows(self) -> MemberRows:
+    def build_member_rows(self) -> MemberRows:
         """Every parameter the SSL optimiser trains belongs to the one member."""
         member = torch.tensor(0, device=self.lr_scale.device)
         rows: MemberRows = {p: member for p in self.optimized_parameters() if p.requires_grad}
         rows.update(self._bound_rows())
         return rows
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        self._true_mi = true_mi_of(batch)
-        return batch
 
     # ---------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
@@ -209,7 +206,7 @@ class ContrastiveSSLModule(EstimationEngine):
             joint,
             marginal,
             batch,
-            getattr(self, "_true_mi", None),
+            true_mi_of(batch),
             estimate_tag="ssl/mi_estimate",
             extra_metrics={"train/negatives_per_row": float(scores.shape[0] - 1)},
             outputs=self.contrastive_outputs(scores),

@@ -35,17 +35,13 @@ from ..step_logging import is_logging_step, log_host_scalars, logging_step
 from .base import ConfiguredModule
 from .bound_stack import BoundStack, StackedOutputs
 from .finite import DivergencePolicy, MemberGuard, NonFinitePolicy
+from .level_snapshots import batch_level
 from .members import ResolvedMember
 from .optim import MemberRows, RestoreLeftOut, _MemberOptimizer, member_optimizer
 
 __all__ = ["EstimationEngine", "true_mi_of"]
 
-
-def true_mi_of(batch: Any) -> Optional[float]:
-    """The true MI a batch carries (its mean, as a float), or ``None``; read where the batch is still on the host."""
-    if not isinstance(batch, Mapping) or "mi" not in batch:
-        return None
-    return float(torch.as_tensor(batch["mi"]).float().mean())
+true_mi_of = batch_level
 
 
 class EstimationEngine(ConfiguredModule):
@@ -134,8 +130,27 @@ class EstimationEngine(ConfiguredModule):
         return self.guard.retired
 
     def member_rows(self) -> MemberRows:
-        """Which members each trainable parameter's rows belong to (see :data:`~.optim.MemberRows`)."""
+        """Which members each trainable parameter's rows belong to (see :data:`~.optim.MemberRows`); built once
+        per device by :meth:`build_member_rows`."""
+        device = self.lr_scale.device
+        cached = getattr(self, "_rows_cache", None)
+        if cached is None or cached[0] != device:
+            cached = (device, self.build_member_rows())
+            self._rows_cache = cached
+        return cached[1]
+
+    def build_member_rows(self) -> MemberRows:
         raise NotImplementedError
+
+    @property
+    def bound(self) -> Any:
+        """A single fit's training bound (a standalone copy with its current state)."""
+        return self.bounds.training_bound(0)
+
+    @property
+    def estimator(self) -> Any:
+        """A single fit's reporting bound when it differs from the training bound, else ``None``."""
+        return self.bounds.reporting_bound(0) if self.bounds.has_estimator[0] else None
 
     def _bound_rows(self) -> MemberRows:
         """The rows of the bounds' own parameters (stacked per bound structure)."""
@@ -167,11 +182,8 @@ class EstimationEngine(ConfiguredModule):
         if outputs is None:
             outputs = self.bounds(joint, marginal)
         step = self.global_step
-        terms = torch.stack([outputs.loss.detach(), outputs.estimate, outputs.first_term, outputs.second_term], 1)
         reduce = self._all_members_agree if self._distributed else None
-        stepping, reported = self.guard.observe(
-            outputs.loss_finite, outputs.report_finite, terms, joint, marginal, step, reduce
-        )
+        stepping, reported = self.guard.observe(outputs, joint, marginal, step, reduce)
         self._stepping = stepping
         record = StepRecord(
             members=self.members,
@@ -292,8 +304,8 @@ class EstimationEngine(ConfiguredModule):
         """Decide on the device which members update: those stepping with finite gradients."""
         if self._stepping is None:
             return
-        finite = self._gradients_finite()
-        update = self.guard.observe_update(self._stepping, finite, self.global_step)
+        gradients, names = self._gradients_finite()
+        update = self.guard.observe_update(self._stepping, gradients, self.global_step, names)
         inner = getattr(optimizer, "optimizer", optimizer)
         if isinstance(inner, _MemberOptimizer):
             inner.update_mask = update
@@ -312,19 +324,32 @@ class EstimationEngine(ConfiguredModule):
                 for p in group["params"]:
                     p.grad = None  # no update, no moment change: eta is fixed during the critic's steps
 
-    def _gradients_finite(self) -> Tensor:
-        """``[K]`` bool: every gradient of each member is finite (one reduction per parameter tensor)."""
-        flags = torch.ones(self.num_members, dtype=torch.bool, device=self.lr_scale.device)
-        for p, rows in self.member_rows().items():
-            if p.grad is None:
-                continue
-            if rows.dim() == 0:
-                ok = torch.isfinite(p.grad).all()
-                flags = flags.index_put((rows.reshape(1),), ok.reshape(1) & flags[rows].reshape(1))
-            else:
-                ok = torch.isfinite(p.grad).reshape(rows.shape[0], -1).all(1)
-                flags = flags.index_put((rows,), flags[rows] & ok)
-        return flags
+    def _gradients_finite(self) -> tuple[Tensor, list[str]]:
+        """``[P, K]`` bool: each parameter tensor's gradient is finite for each member (members a tensor has no
+        rows for read True), and the tensors' names: one reduction per parameter tensor, whatever ``K`` is."""
+        device = self.lr_scale.device
+        names = self._parameter_names()
+        rows = []
+        for p, members in self.member_rows().items():
+            row = torch.ones(self.num_members, dtype=torch.bool, device=device)
+            if p.grad is not None:
+                if members.dim() == 0:
+                    row = torch.isfinite(p.grad).all().expand(self.num_members)
+                else:
+                    row = row.index_put((members,), torch.isfinite(p.grad).reshape(members.shape[0], -1).all(1))
+            rows.append(row)
+        if not rows:
+            return torch.ones(1, self.num_members, dtype=torch.bool, device=device), []
+        return torch.stack(rows), [names.get(p, "?") for p in self.member_rows()]
+
+    def _parameter_names(self) -> dict[Tensor, str]:
+        """Each parameter's name as a single fit's critic or bound would call it (``critic.first.weight``)."""
+        if getattr(self, "_names_cache", None) is None:
+            names: dict[Tensor, str] = {}
+            for name, parameter in self.named_parameters():
+                names[parameter] = _readable(name)
+            self._names_cache = names
+        return self._names_cache
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._restore is not None:
@@ -359,3 +384,13 @@ def _factory_lr(factory: Any) -> float:
     if default is None or not isinstance(default.default, (int, float)):
         raise ValueError("members[].lr: the optimiser sets no learning rate to scale; give the optimiser an lr")
     return float(default.default)
+
+
+def _readable(name: str) -> str:
+    """``critics.0.stacked.first__weight`` -> ``critic.first.weight``; ``bounds.objectives.1.stacked.eta`` ->
+    ``bound.eta``."""
+    parts = name.split(".")
+    if "stacked" in parts:
+        owner = "bound" if parts[0] == "bounds" else "critic"
+        return f"{owner}.{parts[-1].replace('__', '.')}"
+    return name

@@ -51,7 +51,7 @@ POLICIES: tuple[str, ...] = ("raise", "skip")
 #: the terms of a BoundOutput that are reported (logged), as opposed to the loss that is optimised.
 REPORTED_TERMS: tuple[str, ...] = ("mi", "first_term", "second_term")
 #: what went wrong for a member, in the order a member's first event of an interval is kept.
-_LOSS, _REPORT, _GRADIENT, _DIVERGED = 1, 2, 3, 4
+_LOSS, _REPORT, _GRADIENT, _DIVERGED, _TERMS = 1, 2, 3, 4, 5
 
 
 class NonFiniteBoundError(FloatingPointError):
@@ -169,9 +169,12 @@ class MemberGuard(nn.Module):
         self._warned = 0
 
     # ------------------------------------------------------------------------------- watching
-    def _mark(self, bad: Tensor, kind: int, step: int, terms: Optional[Tensor] = None) -> Tensor:
-        """Keep ``kind`` as the event of the members in ``bad`` that have none since the last sync; returns them."""
-        new = bad & (self.event_step < 0)
+    def _mark(
+        self, bad: Tensor, kind: int, step: int, terms: Optional[Tensor] = None, overriding: bool = False
+    ) -> Tensor:
+        """Keep ``kind`` as the event of the members in ``bad`` that have none since the last sync (``overriding``:
+        whatever they had, for the event that stops a run); returns them."""
+        new = bad if overriding else bad & (self.event_step < 0)
         self.event_step.copy_(torch.where(new, step, self.event_step))
         self.event_kind.copy_(torch.where(new, kind, self.event_kind))
         if terms is not None:
@@ -179,31 +182,31 @@ class MemberGuard(nn.Module):
         return new
 
     def observe(
-        self,
-        loss_finite: Tensor,
-        report_finite: Tensor,
-        terms: Tensor,
-        joint: Tensor,
-        marginal: Tensor,
-        step: int,
-        reduce: Any = None,
+        self, outputs: Any, joint: Tensor, marginal: Tensor, step: int, reduce: Any = None
     ) -> tuple[Tensor, Tensor]:
-        """Watch a step's outputs: ``loss_finite``, ``report_finite`` (``[K]`` bool), ``terms`` ``[K, 4]``
-        (loss, estimate, first, second term) and the scores. Returns ``(stepping, reported)``: the members that
-        take part in the step (active, finite loss) and those whose estimate may be logged.
+        """Watch a step's :class:`~.bound_stack.StackedOutputs` and the scores they came from. Returns
+        ``(stepping, reported)``: the members that take part in the step (active, finite loss; a member whose loss
+        is not finite is counted as skipped now) and those whose estimate may be logged.
 
         ``reduce`` (``[K]`` bool -> ``[K]`` bool, all-reduced with *and* across processes) makes the decision to
         step the same on every process under DDP."""
-        if reduce is not None:
-            loss_finite = reduce(loss_finite)
+        loss_finite = outputs.loss_finite if reduce is None else reduce(outputs.loss_finite)
+        terms_finite = outputs.terms_finite if outputs.terms_finite is not None else outputs.report_finite
         active = self.active
         loss_bad = active & ~loss_finite
-        report_bad = active & loss_finite & ~report_finite
+        terms_bad = active & loss_finite & ~terms_finite  # the training bound's value (not its loss)
+        report_bad = active & loss_finite & terms_finite & ~outputs.report_finite  # a separate estimator's
         if self.policy == "skip":
-            self.skipped_reports.add_(report_bad.long())
-        new = self._mark(loss_bad, _LOSS, step, terms) | self._mark(report_bad, _REPORT, step, terms)
+            self.skipped_reports.add_((terms_bad | report_bad).long())
+        self.skipped_steps.add_(loss_bad.long())
+        own = outputs.estimate if outputs.train_estimate is None else outputs.train_estimate
+        loss = outputs.loss.detach()
+        trained = torch.stack([loss, own, outputs.train_first_term, outputs.train_second_term], 1)
+        reported = torch.stack([loss, outputs.estimate, outputs.first_term, outputs.second_term], 1)
+        new = self._mark(loss_bad, _LOSS, step, trained) | self._mark(terms_bad, _TERMS, step, trained)
+        new = new | self._mark(report_bad, _REPORT, step, reported)
         self._keep_scores(new, joint, marginal)
-        return active & loss_finite, active & report_finite
+        return active & loss_finite, active & outputs.report_finite
 
     def _keep_scores(self, new: Tensor, joint: Tensor, marginal: Tensor) -> None:
         """Keep the scores of the members with a new event (for the message's score ranges)."""
@@ -214,18 +217,28 @@ class MemberGuard(nn.Module):
         kept[0].copy_(torch.where(new.unsqueeze(1), joint.detach().float(), kept[0]))
         kept[1].copy_(torch.where(new.view(-1, 1, 1), marginal.detach().float(), kept[1]))
 
-    def observe_update(self, stepping: Tensor, gradients_finite: Tensor, step: int) -> Tensor:
-        """Watch the gradients of the members that step; returns the members whose update goes through and
-        counts the others as skipped (and a run of skips that reaches ``max_consecutive_skips`` as diverged)."""
-        gradient_bad = stepping & ~gradients_finite
-        self._mark(gradient_bad, _GRADIENT, step)
-        update = stepping & gradients_finite
+    def observe_update(self, stepping: Tensor, gradients: Tensor, step: int, parameters: Sequence[str] = ()) -> Tensor:
+        """Watch the gradients of the members that step: ``gradients [P, K]`` bool, each parameter tensor's
+        gradient is finite for each member (``parameters`` names the ``P`` rows, for messages). Returns the members
+        whose update goes through; the others are counted as skipped, and a run of skips that reaches
+        ``max_consecutive_skips`` as diverged."""
+        finite = gradients.all(0)
+        gradient_bad = stepping & ~finite
+        self.skipped_steps.add_(gradient_bad.long())
+        new = self._mark(gradient_bad, _GRADIENT, step)
+        if parameters:
+            self.__dict__["gradient_names"] = list(parameters)
+            kept = self.__dict__.get("event_gradients")
+            if kept is None or kept.shape != gradients.shape:
+                kept = torch.ones_like(gradients)
+                self.__dict__["event_gradients"] = kept
+            kept.copy_(torch.where(new.unsqueeze(0), gradients, kept))
+        update = stepping & finite
         skipped = self.active & ~update
-        self.skipped_steps.add_(skipped.long())
         self.consecutive_skips.copy_(torch.where(update, 0, self.consecutive_skips + skipped.long()))
         start = torch.where(skipped & (self.skip_run_start < 0), step, self.skip_run_start)
         self.skip_run_start.copy_(torch.where(update, -1, start))
-        self._mark(self.consecutive_skips >= self.max_consecutive_skips, _DIVERGED, step)
+        self._mark(self.consecutive_skips >= self.max_consecutive_skips, _DIVERGED, step, overriding=True)
         return update
 
     # --------------------------------------------------------------------------------- acting
@@ -292,16 +305,22 @@ class MemberGuard(nn.Module):
                 "only if the non-finite batches are rare and isolated"
             )
         if kind == _GRADIENT:
+            where = ""
+            flags, names = self.__dict__.get("event_gradients"), self.__dict__.get("gradient_names")
+            if flags is not None and names:
+                bad = [name for name, ok in zip(names, flags[:, k].tolist()) if not ok]
+                where = " in " + ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             message = (
-                f"{self._who(k)}non-finite gradients at step {step} (the loss was finite: look for an overflowing "
-                "exp / log(0) in the bound or the critic)"
+                f"{self._who(k)}non-finite gradients at step {step}{where} (the loss was finite: look for an "
+                "overflowing exp / log(0) in the bound or the critic)"
             )
-            return message + ("; non_finite='skip': skipping this member's step" if self.policy == "skip" else "")
+            skipping = "skipping this member's step" if len(self.names) > 1 else "skipping the optimiser step"
+            return message + (f"; non_finite='skip': {skipping}" if self.policy == "skip" else "")
         names = ("loss", "mi", "first_term", "second_term")
         if kind == _REPORT:
             bound, role, checked = reporting, "estimator" if reporting is not training else "bound", names[1:]
         else:
-            bound, role, checked = training, "bound", names
+            bound, role, checked = training, "bound", names if kind == _LOSS else names[1:]
         bad = [
             f"{name}={value:.4g}" for name, value in zip(names, terms) if name in checked and not math.isfinite(value)
         ]
@@ -312,7 +331,8 @@ class MemberGuard(nn.Module):
             where = f" ({score_range('joint', scores[0][k])}; {score_range('marginal', scores[1][k])})"
         message = f"{self._who(k)}{role} {type(bound).__name__}: non-finite {', '.join(bad)} at step {step}{where}"
         if self.policy == "skip":
-            action = "skipping this member's step" if kind == _LOSS else "not logging the non-finite values"
+            skipping = "skipping this member's step" if len(self.names) > 1 else "skipping the optimiser step"
+            action = skipping if kind == _LOSS else "not logging the non-finite values"
             message += f"; non_finite='skip': {action}"
         return message
 

@@ -145,7 +145,8 @@ class MIEstimationModule(EstimationEngine):
         self.summary = summary
         self.write_stream = write_stream
         self.streams = MemberStreams()
-        self._pmi_reference: Optional[ReferenceSample] = None
+        #: the fixed reference sample of the PMI's batch statistics (set at the start of every evaluation).
+        self.pmi_reference: Optional[ReferenceSample] = None
         self._held_out = HeldOutEstimates()
         self._batch_level: Optional[float] = None
         #: members of a loaded checkpoint that this evaluation leaves out (a subset was asked for).
@@ -249,7 +250,7 @@ class MIEstimationModule(EstimationEngine):
         """A single fit's critic (a standalone copy of its current weights)."""
         return self.member_critic(self.member_names[0])
 
-    def member_rows(self) -> MemberRows:
+    def build_member_rows(self) -> MemberRows:
         rows = self._bound_rows()
         for stack, indices in zip(self.critics, self._critic_members):
             index = torch.tensor(indices, device=self.lr_scale.device)
@@ -289,11 +290,6 @@ class MIEstimationModule(EstimationEngine):
                 "large gradient would shrink every other's); use gradient_clip_algorithm: value (element-wise) or "
                 "no clipping"
             )
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Read the batch's true MI while it is on the host (no device synchronisation per step)."""
-        self._batch_level = true_mi_of(batch)
-        return batch
 
     # ------------------------------------------------------------------------------- scoring
     def _member_inputs(self, batch: Any, indices: list[int]) -> tuple[dict[str, Tensor], bool]:
@@ -356,8 +352,15 @@ class MIEstimationModule(EstimationEngine):
         return self.finish_step(joint, marginal, batch, self._batch_level)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batch_level = true_mi_of(batch)
         if self.level_snapshots is not None:
             self.level_snapshots.observe_level(self, self._batch_level)
+
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._batch_level = true_mi_of(batch)
+
+    on_test_batch_start = on_validation_batch_start
+    on_predict_batch_start = on_validation_batch_start
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_end(outputs, batch, batch_idx)
@@ -454,6 +457,11 @@ class MIEstimationModule(EstimationEngine):
                         f"mi={host[4][k]:.4g}) at step {self.global_step} ({score_range('joint', joint[k])}; "
                         f"{score_range('marginal', marginal[k])})"
                     )
+                who = f"member '{self.member_names[k]}': " if self.num_members > 1 else ""
+                self.guard._warn(
+                    f"{who}{stage} bound {type(self.bounds.descriptions[k][0]).__name__}: non-finite values (loss="
+                    f"{host[3][k]:.4g}, mi={host[4][k]:.4g}); non_finite='skip': the batch is left out of its estimate"
+                )
                 self._held_out.skipped += 1
             usable.append(active and ok)
         return usable
@@ -547,7 +555,7 @@ class MIEstimationModule(EstimationEngine):
         """``[K, n]`` PMI ``log r_hat(x_i, y_i)`` of each pair by every member's reporting bound, a function of the
         pair alone: batch statistics (a DV partition, InfoNCE's row normaliser) come from the fixed reference
         sample of ``level`` (``pmi_reference_size``), else from this batch."""
-        reference = self._pmi_reference
+        reference = self.pmi_reference
         joint = self._pointwise(x, y)
         out = torch.empty_like(joint, dtype=torch.float32)
         for group in self.bounds.reporting_groups(joint.device):
@@ -596,7 +604,7 @@ class MIEstimationModule(EstimationEngine):
 
     def _global_normalizer(self, group: Any, level: Optional[float]) -> Tensor:
         """The group's global statistic on the reference of ``level`` (cached per weights version)."""
-        reference = self._pmi_reference
+        reference = self.pmi_reference
         assert reference is not None
         key = (tuple(group.members), level, self._weights_version())
         if key not in reference.cache:
@@ -610,19 +618,30 @@ class MIEstimationModule(EstimationEngine):
 
     def _pointwise_outputs(self, batch: Any, level: Optional[float], stage: str) -> Optional[dict[str, Any]]:
         """``{"record": PointwiseRecord}`` of a batch with exact PMI, else ``None``."""
+        record = self.pointwise_record(batch, level, stage)
+        return None if record is None else {"record": record}
+
+    def pointwise_record(self, batch: Any, level: Optional[float], stage: str) -> Optional[PointwiseRecord]:
+        """Every member's PMI of the batch's joint pairs (and its explicit product pairs ``x_product`` /
+        ``y_product``) next to the exact PMI the batch carries (``pmi``); ``None`` for a batch without it.
+
+        Each pair's PMI is a function of the pair alone (:meth:`member_pmi`: batch statistics from
+        :attr:`pmi_reference`); without a reference the joint pairs use their own batch, and the product pairs
+        the batch's joint pairs as their reference (their in-batch matrix would mix the joint pairs into their
+        negatives)."""
         if not isinstance(batch, dict) or "pmi" not in batch or self.data_mode == "replicas":
             return None
         with torch.no_grad():
             pmi = self.member_pmi(batch["x"], batch["y"], level)
             product = None
             if "x_product" in batch:
-                saved = self._pmi_reference
+                saved = self.pmi_reference
                 if saved is None and any(g.bound.pmi_normalizer for g in self.bounds.reporting_groups(pmi.device)):
-                    self._pmi_reference = ReferenceSample({level: (batch["x"], batch["y"])})
+                    self.pmi_reference = ReferenceSample({level: (batch["x"], batch["y"])})
                 try:
                     product = self.member_pmi(batch["x_product"], batch["y_product"], level)
                 finally:
-                    self._pmi_reference = saved
+                    self.pmi_reference = saved
         record = PointwiseRecord(
             stage=stage,
             members=self.members,
@@ -633,18 +652,18 @@ class MIEstimationModule(EstimationEngine):
             true_mi=level,
             up_to_constant=tuple(bool(d[1].pmi_up_to_constant) for d in self.bounds.descriptions),
         )
-        return {"record": record}
+        return record
 
     def _fix_pmi_reference(self, loaders: Any, require_key: Optional[str] = None, announce: bool = True) -> None:
         """Fix the reference sample of bounds whose PMI needs batch statistics (one pass over the evaluation
         data, the first ``pmi_reference_size`` pairs of each level; see :mod:`.pmi_reference`)."""
-        self._pmi_reference = None
+        self.pmi_reference = None
         needs = [d[1] for d in self.bounds.descriptions if d[1].pmi_normalizer is not None]
         if not needs or self.pmi_reference_size == 0 or self.data_mode == "replicas":
             return
-        self._pmi_reference = reference_from_loaders(loaders, self.pmi_reference_size, self.device, require_key)
-        if announce and (self._pmi_reference is not None or require_key is None):
-            for note in dict.fromkeys(describe_normalizer(b, self._pmi_reference) for b in needs):
+        self.pmi_reference = reference_from_loaders(loaders, self.pmi_reference_size, self.device, require_key)
+        if announce and (self.pmi_reference is not None or require_key is None):
+            for note in dict.fromkeys(describe_normalizer(b, self.pmi_reference) for b in needs):
                 if note:
                     rank_zero_info(note)
 

@@ -74,14 +74,17 @@ class Stack(nn.Module):
                     f"{type(modules[0]).__name__}: a stack holds modules of one structure"
                 )
         params, buffers = stack_module_state(list(modules))
+        # in the modules' own order (``named_parameters``), not the stacking function's
+        params = {name: params[name] for name, _ in modules[0].named_parameters() if name in params}
+        buffers = {name: buffers[name] for name, _ in modules[0].named_buffers() if name in buffers}
         self.num_members = len(modules)
         # parameter names may not contain dots: keep the template's names in a mapping.
         self._keys = {name: name.replace(".", "__") for name in [*params, *buffers]}
-        self.stacked = nn.ParameterDict(
-            {
-                self._keys[name]: nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad)
+        self.stacked = nn.ParameterDict(  # a list keeps the order (a dict would be sorted)
+            [
+                (self._keys[name], nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad))
                 for name, value in params.items()
-            }
+            ]
         )
         for name, value in buffers.items():
             self.register_buffer(f"buffer__{self._keys[name]}", value.detach().clone())

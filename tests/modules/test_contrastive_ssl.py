@@ -51,9 +51,9 @@ class _Record(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         record = outputs["record"]
-        self.losses.append(float(record.bound.loss.detach()))
-        self.estimates.append(float(record.estimate.mi))
-        self.score_dtypes.add(record.bound.scores.joint.dtype)
+        self.losses.append(float(record.loss[0]))
+        self.estimates.append(float(record.estimate[0]))
+        self.score_dtypes.add(record.joint.dtype)
 
 
 OBJECTIVES = {
@@ -118,9 +118,10 @@ def test_shallow_task_two_encoders_bilinear_critic() -> None:
 def test_symmetric_loss_averages_both_directions() -> None:
     module = _deep_module(InfoNCE(), symmetric=True, num_classes=None)
     scores = torch.randn(6, 6)
-    both, _ = module.contrastive_loss(scores)
+    both = module.contrastive_outputs(scores)
     forward, backward = InfoNCE()(scores), InfoNCE()(scores.T)
-    torch.testing.assert_close(both.loss, (forward.loss + backward.loss) / 2)
+    torch.testing.assert_close(both.loss[0], (forward.loss + backward.loss) / 2)
+    torch.testing.assert_close(both.estimate[0], (forward.mi + backward.mi) / 2)
 
 
 def test_probe_needs_a_feature_dim() -> None:

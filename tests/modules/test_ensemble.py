@@ -251,7 +251,7 @@ def test_learned_bound_parameters_and_explicit_pairs_match_standalone_runs():
     ]
     ensemble = MIEstimationModule(critic=JointCritic(4, 4, [16]), members=members, summary=False, level_snapshots=False)
     together = _fit(ensemble, onehot(), steps=20)
-    for k, (member, bound) in enumerate((("tuba", TUBA(log_a=0.3, learn_log_a=True)), ("drf", DensityRatioFitting()))):
+    for member, bound in (("tuba", TUBA(log_a=0.3, learn_log_a=True)), ("drf", DensityRatioFitting())):
         torch.manual_seed({"tuba": 5, "drf": 6}[member])
         module = MIEstimationModule(JointCritic(4, 4, [16]), bound, summary=False, level_snapshots=False)
         alone = _fit(module, onehot(), steps=20).estimates[None]

@@ -150,7 +150,7 @@ def test_in_batch_statistics_do_depend_on_the_batch():
 
 
 def test_every_mi_fit_prints_the_per_level_summary(tmp_path, caplog):
-    """No BiasVarianceMSE configured: the module adds one, which writes and prints the table."""
+    """No BiasVarianceMSE configured: the module writes and prints the table itself."""
     L.seed_everything(0)
     module = MIEstimationModule(JointCritic(3, 3, [16]), SMILE())
     trainer = L.Trainer(
@@ -166,7 +166,7 @@ def test_every_mi_fit_prints_the_per_level_summary(tmp_path, caplog):
     with warnings.catch_warnings(), caplog.at_level("INFO"):
         warnings.simplefilter("ignore")
         trainer.fit(module, _data([1.0, 3.0]))
-    assert sum(isinstance(c, BiasVarianceMSE) for c in trainer.callbacks) == 1
+    assert not any(isinstance(c, BiasVarianceMSE) for c in trainer.callbacks)  # no callback needed
     table = (tmp_path / "bias_variance.md").read_text()
     assert table.startswith("### SMILE(τ=5)") and "| 1 | 30 |" in table and "| 3 | 30 |" in table
     assert "| true MI | steps | mean | bias | variance | MSE |" in caplog.text
@@ -181,12 +181,15 @@ def test_a_configured_summary_is_kept_and_summary_false_adds_none(tmp_path):
         trainer.fit(module, _data([1.0]))
     summaries = [c for c in trainer.callbacks if isinstance(c, BiasVarianceMSE)]
     assert summaries == [configured] and configured.burn_in == 0.5
+    assert (tmp_path / "bias_variance.md").exists()  # the configured callback wrote it (burn-in 0.5: 2 of 4 steps)
+    assert "| 1 | 2 |" in (tmp_path / "bias_variance.md").read_text()
     quiet = MIEstimationModule(JointCritic(3, 3, [16]), SMILE(), summary=False)
-    trainer = _trainer(4)
+    trainer = _trainer(4, default_root_dir=str(tmp_path / "quiet"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(quiet, _data([1.0]))
     assert not any(isinstance(c, BiasVarianceMSE) for c in trainer.callbacks)
+    assert not (tmp_path / "quiet" / "bias_variance.md").exists()
 
 
 def test_bad_reference_size_is_named():

@@ -18,7 +18,7 @@ from pdlightning.bounds import DV, JS, MINE, NWJ
 from pdlightning.critics import JointCritic
 from pdlightning.data import CorrelatedGaussianDataModule
 from pdlightning.modules import MIEstimationModule, NonFiniteBoundError
-from pdlightning.modules.finite import NonFiniteGuard
+from pdlightning.modules.finite import MemberGuard, non_finite_terms, raise_if_non_finite
 
 STEPS = 8
 
@@ -135,8 +135,8 @@ def test_skip_skips_the_optimiser_step_counts_and_never_logs_nan() -> None:
     module = MIEstimationModule(FaultyCritic({2: "large", 5: "nan"}), NWJ(), non_finite="skip")
     with pytest.warns(RuntimeWarning, match="non_finite='skip': skipping the optimiser step"):
         trainer = fit(module, logger)
-    assert trainer.global_step == STEPS  # Lightning accepts None from training_step and moves on
-    assert module.guard.skipped_steps == 2 and adam_steps(trainer) == STEPS - 2
+    assert trainer.global_step == STEPS
+    assert int(module.guard.skipped_steps[0]) == 2 and adam_steps(trainer) == STEPS - 2
     assert_all_logged_values_finite(logger)
     skipped = logger.series("guard/skipped_steps")
     assert [skipped[s] for s in range(STEPS)] == [0, 0, 1, 1, 1, 2, 2, 2]
@@ -149,7 +149,7 @@ def test_skip_keeps_training_when_only_the_report_overflows() -> None:
     module = MIEstimationModule(FaultyCritic({4: "large"}), JS(), non_finite="skip")
     with pytest.warns(RuntimeWarning, match="bound JS: non-finite mi=-inf, second_term=inf at step 4"):
         trainer = fit(module, logger)
-    assert module.guard.skipped_steps == 0 and module.guard.skipped_reports == 1
+    assert int(module.guard.skipped_steps[0]) == 0 and int(module.guard.skipped_reports[0]) == 1
     assert adam_steps(trainer) == STEPS
     assert_all_logged_values_finite(logger)
     assert 4 not in logger.series("mi/estimate") and 4 in logger.series("train/loss")
@@ -173,7 +173,7 @@ def test_non_finite_gradients_from_a_finite_loss() -> None:
     module = MIEstimationModule(FaultyCritic({3: "nan_grad"}), DV(), non_finite="skip")
     with pytest.warns(RuntimeWarning, match="non-finite gradients at step 3"):
         trainer = fit(module)
-    assert module.guard.skipped_steps == 1 and adam_steps(trainer) == STEPS - 1
+    assert int(module.guard.skipped_steps[0]) == 1 and adam_steps(trainer) == STEPS - 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
@@ -202,19 +202,24 @@ def test_validation_batches_with_non_finite_values_are_left_out() -> None:
 
 
 def test_guard_counts_survive_a_checkpoint() -> None:
+    """The guard's counters are [K] buffers of the module: a checkpoint (state dict and hooks, in Lightning's
+    order) carries them, a run of skipped steps in progress included."""
     module = MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="skip")
-    module.guard.skipped_steps, module.guard.skipped_reports = 3, 2
-    module.guard.count_skipped_step(41)  # a run of skipped steps in progress survives too
-    checkpoint: dict[str, Any] = {}
+    guard = module.guard
+    guard.skipped_steps.fill_(4)
+    guard.skipped_reports.fill_(2)
+    guard.consecutive_skips.fill_(1)
+    guard.skip_run_start.fill_(41)
+    checkpoint: dict[str, Any] = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     restored = MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="skip")
     restored.on_load_checkpoint(checkpoint)
-    assert restored.guard.state_dict() == {
-        "skipped_steps": 4,
-        "skipped_reports": 2,
-        "consecutive_skips": 1,
-        "first_skipped_step": 41,
+    restored.load_state_dict(checkpoint["state_dict"])
+    counts = {
+        name: int(getattr(restored.guard, name)[0])
+        for name in ("skipped_steps", "skipped_reports", "consecutive_skips", "skip_run_start")
     }
+    assert counts == {"skipped_steps": 4, "skipped_reports": 2, "consecutive_skips": 1, "skip_run_start": 41}
 
 
 def test_policy_is_validated() -> None:
@@ -222,30 +227,66 @@ def test_policy_is_validated() -> None:
         MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="ignore")  # type: ignore[arg-type]
 
 
+def _guard(policy: str = "skip", **kwargs: Any) -> MemberGuard:
+    return MemberGuard(["only"], [(NWJ(), NWJ())], policy, **kwargs)  # type: ignore[arg-type]
+
+
+def _watch(guard: MemberGuard, output: Any, step: int, completed: bool = False) -> None:
+    """One step of a single member through the guard, as the engine drives it (outputs -> gradients)."""
+    from pdlightning.modules.bound_stack import StackedOutputs
+
+    finite = torch.tensor([not non_finite_terms(output)])
+    stacked = StackedOutputs(
+        output.loss.detach().reshape(1),
+        output.mi.reshape(1),
+        output.first_term.reshape(1),
+        output.second_term.reshape(1),
+        output.first_term.reshape(1),
+        output.second_term.reshape(1),
+        {},
+        finite if not completed else torch.tensor([True]),
+        finite if not completed else torch.tensor([True]),
+    )
+    scores = output.scores
+    stepping, _ = guard.observe(stacked, scores.joint.unsqueeze(0), scores.marginal.unsqueeze(0), step)
+    guard.observe_update(stepping, torch.ones(1, 1, dtype=torch.bool), step)
+
+
 def test_guard_check_names_terms() -> None:
-    """The guard's check: raises under "raise", returns the non-finite names under "skip"."""
+    """A non-finite output: raise names the bound, terms and step; the names of the non-finite terms."""
     output = NWJ()(torch.full((4, 4), 1e4))
     with pytest.raises(NonFiniteBoundError, match="bound NWJ: non-finite loss=inf"):
-        NonFiniteGuard("raise").check(output, NWJ(), "bound", 7)
-    with pytest.warns(RuntimeWarning, match="at step 7"):
-        assert NonFiniteGuard("skip").check(output, NWJ(), "bound", 7) == ["loss", "mi", "second_term"]
-    assert NonFiniteGuard("raise").check(NWJ()(torch.zeros(4, 4)), NWJ(), "bound", 7) == []
+        raise_if_non_finite(output, NWJ(), "bound", 7)
+    assert non_finite_terms(output) == ["loss", "mi", "second_term"]
+    raise_if_non_finite(NWJ()(torch.zeros(4, 4)), NWJ(), "bound", 7)  # finite: nothing raised
+    guard = _guard("raise")
+    _watch(guard, output, 7)
+    with pytest.raises(
+        NonFiniteBoundError, match=r"^bound NWJ: non-finite loss=inf, mi=-inf, second_term=inf at step 7"
+    ):
+        guard.sync()
+    guard = _guard("skip")
+    _watch(guard, output, 7)
+    with pytest.warns(RuntimeWarning, match="at step 7 .*non_finite='skip': skipping the optimiser step"):
+        guard.sync()
 
 
 def test_consecutive_skips_stop_the_run_as_diverged() -> None:
     """Skipping cannot repair diverged weights: after max_consecutive_skips skipped steps in a row the
     guard stops the run and says where; a completed step in between resets the count."""
-    guard = NonFiniteGuard("skip", max_warnings=0, max_consecutive_skips=3)
+    guard = _guard("skip", max_warnings=0, max_consecutive_skips=3)
     bad = NWJ()(torch.full((4, 4), 1e4))
-    guard.check(bad, NWJ(), "bound", 10)
-    guard.check(bad, NWJ(), "bound", 11)
-    guard.count_completed_step()
-    guard.check(bad, NWJ(), "bound", 13)
-    guard.check(bad, NWJ(), "bound", 14)
+    for step in (10, 11):
+        _watch(guard, bad, step)
+    _watch(guard, bad, 12, completed=True)
+    _watch(guard, bad, 13)
+    _watch(guard, bad, 14)
+    guard.sync()  # two in a row: counted, not yet diverged
+    _watch(guard, bad, 15)
     with pytest.raises(NonFiniteBoundError, match=r"diverged: 3 optimiser steps in a row .*steps 13-15; 5 skipped"):
-        guard.check(bad, NWJ(), "bound", 15)
+        guard.sync()
     with pytest.raises(ValueError, match="max_consecutive_skips: expected an integer >= 1, got 0"):
-        NonFiniteGuard("skip", max_consecutive_skips=0)
+        _guard(max_consecutive_skips=0)
 
 
 def test_diverged_fit_under_skip_stops_with_an_error() -> None:
@@ -258,6 +299,7 @@ def test_diverged_fit_under_skip_stops_with_an_error() -> None:
     trainer = L.Trainer(
         max_steps=40,
         logger=False,
+        log_every_n_steps=1,  # the guard acts on logging steps: here every step
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -274,11 +316,12 @@ def test_diverged_fit_under_skip_stops_with_an_error() -> None:
 
 
 def test_guard_warns_a_bounded_number_of_times() -> None:
-    guard = NonFiniteGuard("skip", max_warnings=2)
+    guard = MemberGuard(["only"], [(DV(), DV())], "skip", max_warnings=2, max_consecutive_skips=100)
     output = DV()(torch.full((3, 3), float("nan")))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for step in range(5):
-            guard.check(output, DV(), "bound", step)
+            _watch(guard, output, step)
+            guard.sync()
     assert len(caught) == 2 and "further non-finite events are only counted" in str(caught[1].message)
-    assert guard.skipped_steps == 5
+    assert int(guard.skipped_steps[0]) == 5

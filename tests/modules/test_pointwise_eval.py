@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from pdlightning.bounds import DV, SMILE, InfoNCE, PairScores, VariationalPlugIn
+from pdlightning.bounds import DV, SMILE, Bound, InfoNCE, PairScores, VariationalPlugIn
 from pdlightning.critics import Critic
 from pdlightning.data import SubStream, TaskDataModule
 from pdlightning.modules import MIEstimationModule
 from pdlightning.modules.pmi_reference import ReferenceSample
-from pdlightning.modules.pointwise_eval import PointwiseRecord, pointwise_record, pointwise_records
+from pdlightning.records import PointwiseRecord, pointwise_records
 from pdlightning.tasks import Task, get_task
 
 TASK = "multinormal-dense-2-2-0.5"  # identity observation maps: observed pairs are their own pre-images
@@ -49,14 +49,21 @@ def held_out(task: str = TASK, **kwargs) -> dict[str, Tensor]:
     return TaskDataModule(task, **settings).batch_at(0, SubStream.TEST)
 
 
+def pointwise_record(bound: Bound, critic: Critic, batch: dict, level, reference, stage: str) -> PointwiseRecord | None:
+    """The module's record of ``batch`` for a single fit of ``bound`` on ``critic``, with ``reference``."""
+    module = MIEstimationModule(critic, bound, summary=False)
+    module.pmi_reference = reference
+    return module.pointwise_record(batch, level, stage)
+
+
 def test_a_plug_in_bound_reports_the_critic_scores_of_joint_and_product_pairs():
     batch = held_out()
     critic = ExactPMICritic(get_task(TASK), offset=0.5)
     record = pointwise_record(VariationalPlugIn(), critic, batch, 0.29, None, "test")
-    assert isinstance(record, PointwiseRecord) and record.stage == "test" and not record.up_to_constant
-    assert torch.allclose(record.pmi, batch["pmi"] + 0.5, atol=1e-5)
-    assert torch.allclose(record.pmi_product, batch["pmi_product"] + 0.5, atol=1e-5)
-    assert record.pmi_product_true is batch["pmi_product"] and record.bound_label == "VariationalPlugIn"
+    assert isinstance(record, PointwiseRecord) and record.stage == "test" and record.up_to_constant == (False,)
+    assert torch.allclose(record.pmi[0], batch["pmi"] + 0.5, atol=1e-5)
+    assert torch.allclose(record.pmi_product[0], batch["pmi_product"] + 0.5, atol=1e-5)
+    assert record.pmi_product_true is batch["pmi_product"] and record.members[0].label == "VariationalPlugIn"
 
 
 @pytest.mark.parametrize(("bound", "row_offset"), [(DV(), 0.0), (SMILE(tau=5.0), 0.0), (InfoNCE(), 0.7)])
@@ -67,7 +74,7 @@ def test_a_normalising_bound_removes_its_critic_s_free_offset(bound, row_offset)
     reference = ReferenceSample({0.29: (batch["x"], batch["y"])})
     critic = ExactPMICritic(get_task(TASK), offset=3.0, row_offset=row_offset)
     record = pointwise_record(bound, critic, batch, 0.29, reference, "val")
-    for estimated, exact in ((record.pmi, batch["pmi"]), (record.pmi_product, batch["pmi_product"])):
+    for estimated, exact in ((record.pmi[0], batch["pmi"]), (record.pmi_product[0], batch["pmi_product"])):
         error = estimated - exact
         assert error.mean().abs() < 0.1  # the offset (3 nats, or 3 + 0.7 sum(x)) is gone
         assert error.std() < (0.1 if row_offset == 0 else 0.2)  # one statistic (per row) shifts every pair alike
@@ -78,9 +85,9 @@ def test_without_a_reference_the_product_pairs_use_the_batch_as_reference():
     critic = ExactPMICritic(get_task(TASK), offset=2.0)
     record = pointwise_record(DV(), critic, batch, 0.29, None, "test")
     log_partition = DV().log_normalizer(PairScores.from_matrix(critic(batch["x"], batch["y"])))
-    assert torch.allclose(record.pmi, critic.pointwise(batch["x"], batch["y"]) - log_partition, atol=1e-5)
+    assert torch.allclose(record.pmi[0], critic.pointwise(batch["x"], batch["y"]) - log_partition, atol=1e-5)
     assert torch.allclose(
-        record.pmi_product, critic.pointwise(batch["x_product"], batch["y_product"]) - log_partition, atol=1e-5
+        record.pmi_product[0], critic.pointwise(batch["x_product"], batch["y_product"]) - log_partition, atol=1e-5
     )
 
 
@@ -131,6 +138,6 @@ def test_the_module_returns_records_and_its_mi_estimate_ignores_the_product_pair
     assert len(records) == 4 and all(r.pmi_product is not None for r in records)
     assert all(r.pmi_product is None for o in plain_outputs for r in pointwise_records(o))
     # the reference of the normaliser was fixed on_test_start: a pair's PMI does not depend on its batch
-    assert module._pmi_reference is not None
+    assert module.pmi_reference is not None
     batch = TaskDataModule(**settings).batch_at(0, SubStream.TEST)
-    assert torch.allclose(records[0].pmi, batch["pmi"], atol=0.1)
+    assert torch.allclose(records[0].pmi[0], batch["pmi"], atol=0.1)
