@@ -99,7 +99,7 @@ def test_callbacks_read_a_new_bounds_metadata_without_being_edited(tmp_path):
     module = MIEstimationModule(JointCritic(2, 2, [8]), ToyCeilingBound())
     trainer.fit(module, CorrelatedGaussianDataModule(dim=2, mi_schedule=[1.0], steps_per_level=6, batch_size=8))
     staircase, drift, bias_variance = callbacks
-    assert staircase.streams.title(None) == "ToyCeilingBound" and staircase.streams.ceiling(None) == 3.0
+    assert staircase.streams.title(0) == "ToyCeilingBound" and staircase.streams.ceiling(0) == 3.0
     assert drift._c_star == 0.25 and drift._title == "ToyCeilingBound: drift"
     assert (tmp_path / "bias_variance.md").read_text().startswith("### ToyCeilingBound")
     assert (tmp_path / "staircase.png").exists() and (tmp_path / "drift.png").exists()

@@ -15,7 +15,7 @@ from pdlightning.bounds import Bound, BoundOutput, InfoNCE, PairScores
 from pdlightning.critics import BaselineShiftedCritic, BilinearCritic, JointCritic, SeparableCritic
 from pdlightning.data import CorrelatedGaussianDataModule, gaussian_log_ratio, sample_correlated_gaussian
 from pdlightning.modules import MIEstimationModule, NonFiniteBoundError
-from pdlightning.modules.finite import NonFiniteGuard, non_finite_terms
+from pdlightning.modules.finite import non_finite_terms, raise_if_non_finite
 
 from .zoo import BOUNDS, LOG_DOMAIN
 
@@ -66,7 +66,7 @@ def run(bound: Bound, scores: Tensor) -> tuple[BoundOutput, Tensor | None]:
 
 def assert_reported(output: BoundOutput, bound: Bound, name: str) -> None:
     with pytest.raises(NonFiniteBoundError, match=rf"^bound {type(bound).__name__}: non-finite .* at step 5 \("):
-        NonFiniteGuard("raise").check(output, bound, "bound", 5)
+        raise_if_non_finite(output, bound, "bound", 5)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pdlightning.bounds import NWJ, BoundOutput, PairScores, StepRecord
+from pdlightning.bounds import NWJ, BoundOutput, PairScores
 from pdlightning.callbacks import BiasVarianceMSE, level_statistics
+
+from .records import single_record
 
 
 def _two_point_stream(levels, biases, stds, steps):
@@ -68,7 +70,7 @@ def _fake_step(estimate: float, batch: dict, n: int = 8) -> dict:
     pairs = PairScores.from_matrix(torch.zeros(n, n))
     zero = torch.tensor(0.0)
     out = BoundOutput(loss=zero, mi=torch.tensor(estimate), first_term=zero, second_term=zero, scores=pairs)
-    return {"loss": zero, "record": StepRecord(bound=out, estimate=out, batch=batch, reporting_bound=NWJ())}
+    return {"loss": zero, "record": single_record(out, batch, NWJ())}
 
 
 def test_callback_writes_csv_markdown_and_stream(tmp_path):

@@ -4,23 +4,25 @@ import numpy as np
 import pytest
 import torch
 
-from pdlightning.bounds import DV, NWJ, PairScores, StepRecord
+from pdlightning.bounds import DV, NWJ, PairScores
 from pdlightning.callbacks import DriftMonitor
 from pdlightning.callbacks.drift import pair_groups
 from pdlightning.callbacks.figures import drift_figure
 
+from .records import single_record
 
-def _explicit_step(joint, marginal, flag, bound=DV()):
+
+def _explicit_step(joint, marginal, flag, bound=DV(), training=None):
     out = bound(joint=torch.tensor(joint), marginal=torch.tensor(marginal))
     batch = {"x_marginal": torch.zeros(len(joint), 2), "in_joint_support": torch.tensor(flag)}
-    return StepRecord(bound=out, estimate=out, batch=batch, reporting_bound=bound, training_bound=bound)
+    return single_record(out, batch, bound, training)
 
 
 def test_terms_and_output_statistics_match_their_definitions():
     joint = [1.0, 2.0, 3.0, 4.0, 5.0]
     marginal = [-1.0, 4.0, -3.0, 6.0, -5.0]
     flag = [False, True, False, True, False]
-    metrics = DriftMonitor(quantiles=(0.25, 0.5)).step_metrics(_explicit_step(joint, marginal, flag))
+    (metrics,) = DriftMonitor(quantiles=(0.25, 0.5)).step_metrics(_explicit_step(joint, marginal, flag))
     assert metrics["first_term"] == pytest.approx(3.0)
     assert metrics["second_term"] == pytest.approx(np.log(np.mean(np.exp(marginal))), rel=1e-6)
     assert metrics["mi_estimate"] == pytest.approx(metrics["first_term"] - metrics["second_term"], rel=1e-6)
@@ -33,16 +35,18 @@ def test_terms_and_output_statistics_match_their_definitions():
 
 
 def test_empty_group_is_skipped_and_separate_training_bound_is_logged():
-    step = _explicit_step([1.0, 2.0], [0.0, 1.0], [False, False])
-    step.bound = NWJ()(joint=torch.tensor([1.0, 2.0]), marginal=torch.tensor([0.0, 1.0]))
-    metrics = DriftMonitor().step_metrics(step)
+    training = NWJ()(joint=torch.tensor([1.0, 2.0]), marginal=torch.tensor([0.0, 1.0]))
+    step = _explicit_step([1.0, 2.0], [0.0, 1.0], [False, False], training=training)
+    (metrics,) = DriftMonitor().step_metrics(step)
     assert "T_marginal_in_support_mean" not in metrics and "T_marginal_off_support_mean" in metrics
     assert metrics["train_second_term"] == pytest.approx(np.mean(np.exp([0.0, 1.0]) / np.e), rel=1e-6)
 
 
 def test_in_batch_negatives_have_no_support_split():
     pairs = PairScores.from_matrix(torch.arange(16.0).reshape(4, 4))
-    groups = pair_groups(pairs, {"in_joint_support": torch.ones(4, dtype=torch.bool)})
+    groups = pair_groups(
+        pairs.joint.unsqueeze(0), pairs.marginal.unsqueeze(0), {"in_joint_support": torch.ones(4, dtype=torch.bool)}
+    )
     assert set(groups) == {"joint", "marginal"} and groups["marginal"].numel() == 12
 
 
