@@ -301,10 +301,15 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
     is false or the config brings its own ``ModelCheckpoint``.
     """
 
-    def __init__(self, *args: Any, default_threads: Optional[int] = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, default_threads: Optional[int] = None, settings: Optional[dict] = None, **kwargs: Any
+    ) -> None:
         """``default_threads``: torch threads when neither ``--threads`` nor ``$PDLIGHTNING_THREADS`` is
-        given; ``None`` leaves them alone (``build_cli`` from Python, e.g. the report, which sets its own)."""
+        given; ``None`` leaves them alone (``build_cli`` from Python, e.g. the report, which sets its own).
+        ``settings``: a nested dict of config values applied over the parsed arguments by the parser itself
+        (what the runner and the report build in Python, never serialised to text and parsed again)."""
         self.default_threads = default_threads
+        self._settings = settings
         super().__init__(*args, **kwargs)
 
     def _add_instantiators(self) -> None:
@@ -358,6 +363,10 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         # is seen as the explicit reporting bound it is
         self._raw_args = resolve_config_args(raw, parser.error)[0] if raw else []
         super().parse_arguments(parser, args)
+        if self._settings:
+            subcommand = self.config.get("subcommand")
+            values = {"subcommand": subcommand, subcommand: self._settings} if subcommand else self._settings
+            self.config = parser.parse_object(values, cfg_base=self.config)
         config = self._subconfig()
         self._random_seed = config.get("seed_everything") is True  # drawn per invocation by _set_seed
 
@@ -670,11 +679,14 @@ def _keep_csv_metrics(log_dir: str) -> None:
         os.replace(metrics, os.path.join(log_dir, f"metrics.part{index}.csv"))
 
 
-def build_cli(args: ArgsType = None, run: bool = True, default_threads: Optional[int] = None) -> PDLightningCLI:
+def build_cli(
+    args: ArgsType = None, run: bool = True, default_threads: Optional[int] = None, settings: Optional[dict] = None
+) -> PDLightningCLI:
     """Parse ``args`` (default: ``sys.argv``) and, with ``run``, execute the subcommand.
 
     ``default_threads``: torch threads when neither ``--threads`` nor ``$PDLIGHTNING_THREADS`` is given
     (``None``: the caller's setting stays; the ``pdlightning`` console script passes :data:`DEFAULT_THREADS`).
+    ``settings``: nested config values applied over ``args`` by the parser (see :class:`PDLightningCLI`).
     """
     _PHASE["running"] = False
     return PDLightningCLI(
@@ -687,6 +699,7 @@ def build_cli(args: ArgsType = None, run: bool = True, default_threads: Optional
         args=args,
         run=run,
         default_threads=default_threads,
+        settings=settings,
     )
 
 

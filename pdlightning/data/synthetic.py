@@ -173,7 +173,7 @@ class SyntheticDataModule(L.LightningDataModule):
         order = torch.randperm(size, generator=_generator(seed, SubStream.SHUFFLE, step // per_pass))
         rows = order[(step % per_pass) * self.batch_size : (step % per_pass + 1) * self.batch_size]
         return {
-            key: value[rows] if value.dim() and value.shape[0] == size else value
+            key: value[rows] if isinstance(value, Tensor) and value.dim() and value.shape[0] == size else value
             for key, value in self._pools[seed].items()
         }
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import os
 from typing import Any, Literal, Optional, Union
 
 import torch
@@ -91,7 +90,8 @@ class MIEstimationModule(EstimationEngine):
         summary: at the end of every fit whose batches carry the true MI, print and write
             (``bias_variance.md`` / ``.csv``) the per-level mean / bias / variance / MSE of each member's
             training estimates, unless a callback of the trainer writes it (``BiasVarianceMSE``).
-        write_stream: also write every member's per-step estimate to ``estimates.csv`` at the end of the fit.
+        stream_path: write every member's per-step estimate to this CSV at the end of the fit (``step, true_mi,
+            estimate``, and a ``member`` column for several members); ``None``: not written.
         chunk_size: members per batched critic call (default: all at once; 1: a loop over members).
         aux_lr, critic_updates_per_aux_step: eta-MINE's block-coordinate descent (:mod:`.engine`).
     """
@@ -111,7 +111,7 @@ class MIEstimationModule(EstimationEngine):
         level_snapshots: bool = True,
         pmi_reference_size: int = 1024,
         summary: bool = True,
-        write_stream: bool = False,
+        stream_path: Optional[str] = None,
         chunk_size: Optional[int] = None,
         aux_lr: Optional[float] = None,
         critic_updates_per_aux_step: int = 1,
@@ -143,7 +143,7 @@ class MIEstimationModule(EstimationEngine):
         self.level_snapshots = LevelSnapshots() if level_snapshots else None
         self.pmi_reference_size = pmi_reference_size
         self.summary = summary
-        self.write_stream = write_stream
+        self.stream_path = stream_path
         self.streams = MemberStreams()
         #: the fixed reference sample of the PMI's batch statistics (set at the start of every evaluation).
         self.pmi_reference: Optional[ReferenceSample] = None
@@ -383,15 +383,18 @@ class MIEstimationModule(EstimationEngine):
         if not trainer.is_global_zero or not len(self.streams):
             return
         directory = run_directory(trainer)
-        if self.write_stream:
-            write_stream(self.streams, os.path.join(directory, "estimates.csv"))
+        if self.stream_path:
+            write_stream(self.streams, self.stream_path)
         configured = [c for c in trainer.callbacks if getattr(c, "writes_level_summary", False)]  # type: ignore[attr-defined]
         if self.summary and not configured:
             write_summary(self.streams, directory, trainer)
 
-    def write_stream_to(self, path: str) -> None:
-        """Write every member's per-step estimate so far (the runner calls it for a fit that stopped early)."""
-        write_stream(self.streams, path)
+    def write_stream_to(self, path: Optional[str] = None) -> None:
+        """Write every member's per-step estimate so far to ``path`` (default: ``stream_path``); the runner calls
+        it for a fit that stopped early, whose ``on_fit_end`` never came."""
+        target = path or self.stream_path
+        if target and len(self.streams):
+            write_stream(self.streams, target)
 
     # ------------------------------------------------------------------------------- evaluation
     def _use_weights_for(self, level: Optional[float]) -> None:

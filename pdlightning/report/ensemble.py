@@ -1,12 +1,14 @@
-"""The report's runs as vectorised ensembles: one fit per (task, critic) holds every requested
-estimator and seed (:class:`~pdlightning.modules.MIEnsembleModule`).
+"""The report's runs as one fit of many members: one fit per (task, critic) holds every requested estimator and
+seed (:class:`~pdlightning.modules.MIEstimationModule` with ``members``).
 
-Member ``<estimator>-seed<s>`` carries the estimator's fragment (``mi/bounds/<key>.yaml``: its bound
-and estimator), group ``<estimator>``, and trains from the critic of seed ``budget.seed + s``: with one
-seed on the shared batch stream of ``budget.seed``, exactly the run the single-fit path makes (up to
-float32 rounding); with ``--seeds N`` on replica stream ``s`` (``data.init_args.replicas = N``), which
-every estimator of that seed shares. The run writes the members' per-step streams (``estimates.csv``
-with a ``member`` column), one staircase figure, and ``results.json`` of the held-out test.
+Member ``<key>_s<seed>`` (``<key>`` with one seed) carries the estimator's fragment (``mi/bounds/<key>.yaml`` of the
+sweep's configs folder: its bound, estimator and, where it sets one, critic) and trains from the critic of seed
+``budget.seed + s``: with one seed on the shared batch stream of ``budget.seed``, exactly the run the single-fit path
+makes (up to float32 rounding); with ``--seeds N`` on replica stream ``s`` (``data.init_args.replicas = N``), which
+every estimator of that seed shares. The model is handed to the CLI's parser as a Python dict
+(:class:`~pdlightning.runner.Run` ``settings``). The run writes the members' per-step streams (``estimates.csv``
+with a ``member`` column, written by the module), one staircase figure, and ``results.json`` of the held-out test;
+``run.json`` records every member's identity (key, seed, name).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from pdlightning.records import MemberId
 from pdlightning.runner import Run, RunRecord, execute_in_process, in_process
 
-__all__ = ["EnsembleSpec", "member_name", "parse_member", "ensemble_members", "to_ensemble_run", "run_ensemble"]
+__all__ = ["EnsembleSpec", "member_id", "member_identity", "ensemble_members", "to_ensemble_run", "run_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,23 @@ class EnsembleSpec:
         return data
 
 
-def member_name(estimator: str, seed: int) -> str:
-    return f"{estimator}-seed{seed}"
+def member_id(estimator: str, seed: int, seeds: int) -> MemberId:
+    """The member of ``estimator`` trained from ``seed`` in a fit of ``seeds`` replicate seeds."""
+    return MemberId.replicate(estimator, seed) if seeds > 1 else MemberId(estimator, seed)
 
 
-def parse_member(name: str) -> tuple[str, int]:
-    """``(estimator key, seed index)`` of a member name written by :func:`member_name`."""
-    estimator, _, seed = name.rpartition("-seed")
-    if not estimator or not seed.isdigit():
-        raise ValueError(f"member: {name!r} is not an ensemble member of the report (<estimator>-seed<s>)")
-    return estimator, int(seed)
+def member_identity(record: RunRecord, name: Optional[str]) -> MemberId:
+    """Who member ``name`` of a run is: from the identities its ``run.json`` stores, else (runs written before they
+    were stored) from the name ``<key>-seed<s>`` of the report's naming then; ``None`` is a run of one member."""
+    stored = {m["name"]: MemberId.from_json(m) for m in (record.extra or {}).get("members", [])}
+    base = int(record.budget.get("seed", 0))
+    if name is None:
+        if len(stored) == 1:
+            return next(iter(stored.values()))
+        raise ValueError("member: a run of several members names each of them")
+    if name in stored:
+        return stored[name]
+    return MemberId.from_legacy_name(name, base)
 
 
 def _fragment_model(configs: Path, estimator: str) -> dict[str, Any]:
@@ -65,19 +75,21 @@ def _fragment_model(configs: Path, estimator: str) -> dict[str, Any]:
     init = (content.get("model") or {}).get("init_args") or {}
     if "bound" not in init:
         raise ValueError(f"estimators: {path} sets no model.init_args.bound")
-    return {key: init[key] for key in ("bound", "estimator") if key in init}
+    return {key: init[key] for key in ("bound", "estimator", "critic") if init.get(key) is not None}
 
 
 def ensemble_members(estimators: Sequence[str], configs: Path, seeds: int, base_seed: int) -> list[dict[str, Any]]:
-    """The members (plain config dicts, as the CLI parses them) of every estimator x seed."""
+    """The members (plain dicts, as the CLI's parser takes them) of every estimator x seed, each fragment read from
+    ``configs`` (the sweep's folder, which may not be the packaged one) and named by its key."""
     members = []
     for s in range(seeds):
         for estimator in estimators:
+            identity = member_id(estimator, base_seed + s, seeds)
             member = {
-                "name": member_name(estimator, s),
+                "name": identity.name,
+                "key": estimator,
                 **_fragment_model(configs, estimator),
-                "seed": base_seed + s,
-                "group": estimator,
+                "seed": identity.seed,
             }
             if seeds > 1:
                 member["replica"] = s
@@ -86,93 +98,57 @@ def ensemble_members(estimators: Sequence[str], configs: Path, seeds: int, base_
 
 
 def to_ensemble_run(spec: EnsembleSpec, budget: Any, configs: Path, single_run: Run) -> Run:
-    """The `pdlightning fit` command of one ensemble run: the single-fit command of the same task and
-    critic (``single_run``, built for the first estimator) with the model swapped for the ensemble
-    (its critic and optimiser carry over from the task's config)."""
+    """The ``pdlightning fit`` (and ``test``) of one ensemble run: the single-fit command of the same task and critic
+    (``single_run``, built for the first estimator) with the model's members given as settings (its critic and
+    optimiser carry over from the task's config)."""
     members = ensemble_members(spec.estimators, configs, spec.seeds, budget.seed)
-    model = {
-        "class_path": "pdlightning.modules.MIEnsembleModule",
-        "init_args": {
-            "members": members,
-            "data": "replicas" if spec.seeds > 1 else "shared",
-            "summary": False,
-            # a member that diverges is retired alone (and marked in the tables); the others finish
-            "on_member_divergence": "retire",
-        },
+    settings = {
+        "model": {
+            "init_args": {
+                "bound": None,
+                "estimator": None,
+                "members": members,
+                "data": "replicas" if spec.seeds > 1 else "shared",
+                "summary": False,
+                # a member that diverges is retired alone (and marked in the tables); the others finish
+                "on_member_divergence": "retire",
+                "stream_path": "{run_dir}/estimates.csv",
+            }
+        }
     }
     bound_fragment = str(Path(configs) / "mi" / "bounds")
     files = tuple(c for c in single_run.configs if not c.startswith(bound_fragment))
-    # YAML flow style, not JSON: a fragment's `.inf` (SMILE's tau) has no JSON spelling the parser accepts
-    flow = yaml.safe_dump(model, default_flow_style=True, width=float("inf"), sort_keys=False).strip()
-    overrides = list(single_run.overrides) + [f"--model={flow}"]
+    overrides = list(single_run.overrides)
     if spec.seeds > 1:
         overrides.append(f"--data.init_args.replicas={spec.seeds}")
-    return Run(spec.run_id, files, tuple(overrides), spec=spec.as_json(), budget=single_run.budget, test=True)
+    return Run(
+        spec.run_id,
+        files,
+        tuple(overrides),
+        spec=spec.as_json(),
+        budget=single_run.budget,
+        test=True,
+        settings=settings,
+    )
 
 
 def run_ensemble(run: Run, run_dir: Path) -> RunRecord:
-    """Fit (and test) one ensemble run in this process; the streams go to ``run_dir/estimates.csv``."""
-    import lightning as L
-
-    from pdlightning.callbacks import BiasVarianceMSE, StaircaseFigure
-
-    retired: dict[str, Any] = {}
-
-    class RetiredMembers(L.Callback):
-        """Keeps the module's retired members (name -> step and error) for the run record."""
-
-        def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-            retired.update(getattr(pl_module, "retired", {}))
+    """Fit (and test) one ensemble run in this process; the module writes the streams to ``run_dir/estimates.csv``."""
+    from pdlightning.callbacks import StaircaseFigure
 
     def execute(run: Run, directory: Path) -> RunRecord:
-        recorder = BiasVarianceMSE(output_dir=str(directory), save_stream=True, verbose=False)
         figure = StaircaseFigure(output_dir=str(directory))
-        record = execute_in_process(run, directory, [recorder, figure, RetiredMembers()])
-        if record.status != "ok":  # the callbacks write at the end of training, which a diverged run never reaches
-            _write_streams(recorder, directory)
-        members = recorder.streams.recorded_members()
-        record.steps = max((len(recorder.streams[m]) for m in members), default=0)
-        record.extra = {
-            "labels": {m: recorder.streams.labels.get(m) for m in members},
-            "ceilings": {m: recorder.streams.ceiling(m) for m in members},
-            "retired": retired,
-        }
+        record = execute_in_process(run, directory, [figure])
         return record
 
     return in_process(run, Path(run_dir), execute)
 
 
-def _write_streams(recorder: Any, directory: Path) -> None:
-    import csv
+def read_member_streams(path: Path) -> dict[Optional[str], tuple[Any, Any, Any]]:
+    """``{member: (steps, true_mi, estimates)}`` of a run's ``estimates.csv`` (member ``None`` for a run of one)."""
+    from pdlightning.streams import read_stream
 
-    with open(directory / "estimates.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["member", "step", "true_mi", "estimate"])
-        for member in recorder.streams.recorded_members():
-            steps, true_mi, estimates = recorder.streams[member].arrays()
-            writer.writerows((member, s, t, e) for s, t, e in zip(steps.tolist(), true_mi.tolist(), estimates.tolist()))
-
-
-def read_member_streams(path: Path) -> dict[str, tuple[Any, Any, Any]]:
-    """``{member: (steps, true_mi, estimates)}`` of an ensemble run's ``estimates.csv``."""
-    import csv
-
-    import numpy as np
-
-    columns: dict[str, list[tuple[int, float, float]]] = {}
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            columns.setdefault(row["member"], []).append(
-                (int(row["step"]), float(row["true_mi"]), float(row["estimate"]))
-            )
-    return {
-        m: (
-            np.asarray([r[0] for r in rows], dtype=np.int64),
-            np.asarray([r[1] for r in rows]),
-            np.asarray([r[2] for r in rows]),
-        )
-        for m, rows in columns.items()
-    }
+    return {member: stream.arrays() for member, stream in read_stream(str(path)).items()}
 
 
 def held_out_results(run_dir: Path) -> Optional[dict[str, Any]]:

@@ -9,10 +9,10 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from pdlightning.callbacks import EstimateStream, level_statistics
 from pdlightning.runner import RunRecord, read_records, write_csv
+from pdlightning.streams import EstimateStream, level_statistics
 
-from .ensemble import EnsembleSpec, parse_member, read_member_streams
+from .ensemble import EnsembleSpec, member_identity, read_member_streams
 from .estimators import label_of
 from .sweep import Budget, RunSpec, record_spec
 
@@ -128,18 +128,17 @@ def load_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> list[RunR
         if not path.exists():
             continue
         if isinstance(spec, EnsembleSpec):
-            base = int(record.budget.get("seed", 0))
             for member, (steps, true_mi, estimates) in read_member_streams(path).items():
-                estimator, seed = parse_member(member)
+                identity = member_identity(record, member)
                 results.append(
                     RunResult(
-                        RunSpec(spec.task, spec.critic, estimator),
+                        RunSpec(spec.task, spec.critic, identity.key),
                         record,
                         steps,
                         true_mi,
                         estimates,
-                        seed=base + seed,
-                        member=member,
+                        seed=identity.seed,
+                        member=identity.name,
                     )
                 )
             continue
@@ -186,8 +185,8 @@ def held_out_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> dict[
             if isinstance(spec, EnsembleSpec):
                 if spec.seeds > 1 and row.get("group"):
                     estimator = row["group"]
-                elif spec.seeds == 1 and row.get("member"):
-                    estimator = parse_member(row["member"])[0]
+                elif spec.seeds == 1 and row.get("status", "ok") == "ok":
+                    estimator = row.get("key") or member_identity(_record, row.get("member")).key
                 else:
                     continue
             else:

@@ -4,14 +4,14 @@ For every task of the suite (Czyż et al., "Beyond Normal: On the Evaluation of 
 NeurIPS 2023; :mod:`pdlightning.tasks`) and seed ``s`` one run, resumable under ``DIR/runs`` through
 :func:`pdlightning.runner.run_all`:
 
-- one vectorised ensemble fit (:class:`~pdlightning.modules.MIEnsembleModule`, ``data: shared``) holding every
+- one fit of many members (:class:`~pdlightning.modules.MIEstimationModule`, ``data: shared``) holding every
   requested estimator (the fragments ``mi/bounds/<key>.yaml``) on the shared batches of the suite's finite-sample
   protocol (:class:`~pdlightning.data.TaskDataModule` of ``suite/cpu.yaml``: N = 5,000 pairs of seed ``s``, half
   held out), each member's critic initialised from seed ``s``; so all estimators of a cell see the same training
   batches and the same held-out pairs;
 - the held-out MI estimate of each member (``pdlightning test``: ``results.json`` of the run);
 - the pointwise accuracy of each member's PMI on the held-out joint pairs against the exact PMI (centred RMSE,
-  Spearman, RMSE, MAE; :func:`~pdlightning.modules.pointwise_eval.pointwise_record` per member, the metrics of
+  Spearman, RMSE, MAE: the module's own pointwise records of the test, the metrics of
   :class:`~pdlightning.callbacks.PointwiseAccuracy`);
 - the baselines on the same held-out pairs: KSG (k = 5, Kraskov et al. 2004) and CCA (exact for Gaussians), with
   their per-pair values scored the same way.
@@ -38,7 +38,7 @@ import yaml
 from pdlightning.cli.configs import packaged_configs_dir
 from pdlightning.runner import Run, RunRecord, execute_in_process, in_process, read_records, run_all
 
-from .ensemble import ensemble_members, member_name
+from .ensemble import ensemble_members
 from .estimators import estimators as available_estimators
 from .estimators import label_of, resolve
 
@@ -179,23 +179,21 @@ def _base_config(configs: Path, budget: SuiteBudget) -> dict[str, Any]:
 
 
 def to_suite_run(spec: SuiteSpec, budget: SuiteBudget, configs: Path) -> Run:
-    """The ``pdlightning fit`` (and ``test``) command of one task x seed: the base config with its model swapped for
-    an ensemble of the estimators (the base config's critic and optimiser; every member's critic from ``seed``)."""
-    base = _base_config(configs, budget)
-    init = (base.get("model") or {}).get("init_args") or {}
-    members = ensemble_members(spec.estimators, configs, 1, spec.seed)
-    model = {
-        "class_path": "pdlightning.modules.MIEnsembleModule",
-        "init_args": {
-            "members": members,
-            "critic": init["critic"],
-            **({"optimizer": init["optimizer"]} if "optimizer" in init else {}),
-            "data": "shared",
-            "summary": False,
-        },
+    """The ``pdlightning fit`` (and ``test``) command of one task x seed: the base config with its model's members
+    set to the estimators (the base config's critic and optimiser; every member's critic from ``seed``), given to
+    the CLI's parser as a Python dict."""
+    _base_config(configs, budget)  # the configs folder must hold the suite's base config
+    settings = {
+        "model": {
+            "init_args": {
+                "bound": None,
+                "estimator": None,
+                "members": ensemble_members(spec.estimators, configs, 1, spec.seed),
+                "data": "shared",
+                "summary": False,
+            }
+        }
     }
-    # YAML flow style, not JSON: a fragment's `.inf` (SMILE's tau) has no JSON spelling the parser accepts
-    flow = yaml.safe_dump(model, default_flow_style=True, width=float("inf"), sort_keys=False).strip()
     overrides = [
         f"--seed_everything={spec.seed}",
         f"--data.init_args.task={spec.task}",
@@ -212,7 +210,6 @@ def to_suite_run(spec: SuiteSpec, budget: SuiteBudget, configs: Path) -> Run:
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_checkpointing=false",
         "--trainer.limit_val_batches=0",
-        f"--model={flow}",
     ]
     return Run(
         spec.run_id,
@@ -221,51 +218,42 @@ def to_suite_run(spec: SuiteSpec, budget: SuiteBudget, configs: Path) -> Run:
         spec=spec.as_json(),
         budget=budget.as_json(),
         test=True,
+        settings=settings,
     )
 
 
-class SuiteEvaluation(L.Callback):
-    """After ``test``: each ensemble member's pointwise PMI accuracy on the held-out pairs, and the baselines.
+def suite_evaluation() -> L.Callback:
+    """After ``test``: each member's pointwise PMI accuracy on the held-out pairs (from the module's own pointwise
+    records), and the baselines on the same pairs (:attr:`SuiteEvaluation.results`)."""
+    from pdlightning.callbacks import PointwiseAccuracy
 
-    ``results`` maps a column key (estimator or baseline) to its numbers: ``estimate`` (baselines only; the
-    members' held-out estimates are the test's own) and ``pmi_joint_{centred_rmse,spearman,rmse,mae}``."""
+    class SuiteEvaluation(PointwiseAccuracy):
+        """``results`` maps a column key (estimator or baseline) to its numbers: ``estimate`` (baselines only; the
+        members' held-out estimates are the test's own) and ``pmi_joint_{centred_rmse,spearman,rmse,mae}``."""
 
-    def __init__(self) -> None:
-        self.results: dict[str, dict[str, float]] = {}
+        def __init__(self) -> None:
+            super().__init__(histograms=False, figure=False)
+            self.results: dict[str, dict[str, float]] = {}
+            self._batches: list[dict[str, Any]] = []
 
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import torch
+        def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+            if isinstance(batch, dict) and "pmi" in batch:
+                self._batches.append({k: batch[k] for k in ("x", "y", "pmi")})
 
-        from pdlightning.callbacks import PointwiseAccuracy
-        from pdlightning.modules import MIEnsembleModule
-        from pdlightning.modules.pmi_reference import reference_from_loaders
-        from pdlightning.modules.pointwise_eval import pointwise_record
+        def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+            if stage == "test" and self._runs:
+                keys = {m.name: m.id.key for m in getattr(pl_module, "member_table", [])}
+                for name, value in self.compute().items():
+                    metric, _, member = name.partition("/")
+                    if metric.startswith("pmi_joint_"):
+                        column = keys.get(member, member) if member else next(iter(keys.values()), member)
+                        self.results.setdefault(column, {})[metric] = value
+                if self._batches:
+                    self.results.update(baseline_results(self._batches))
+            super()._finish(trainer, pl_module, stage)
 
-        loaders = trainer.test_dataloaders
-        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
-        batches = [batch for loader in loaders for batch in loader if "pmi" in batch]
-        if not batches:
-            return
-        device = pl_module.device
-        batches = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
-        reference = reference_from_loaders([batches], PMI_REFERENCE_SIZE, device, "pmi")
-        level = float(batches[0]["mi"].reshape(-1)[0])
-        if not isinstance(pl_module, MIEnsembleModule):
-            raise TypeError(f"SuiteEvaluation: expects an MIEnsembleModule, got {type(pl_module).__name__}")
-        for k, name in enumerate(pl_module.member_names):
-            critic = pl_module.member_critic(name).to(device).eval()
-            bound = pl_module.reporting_bound(k)
-            accuracy = PointwiseAccuracy(histograms=False, figure=False)
-            for batch in batches:
-                record = pointwise_record(bound, critic, batch, level, reference, "test", member=name)
-                if record is not None:
-                    accuracy.update(record, device)
-            values = accuracy.compute()
-            estimator = name.rpartition("-seed")[0]
-            self.results[estimator] = {
-                key.rpartition("/")[0]: value for key, value in values.items() if key.startswith("pmi_joint_")
-            }
-        self.results.update(baseline_results(batches))
+    return SuiteEvaluation()
 
 
 def baseline_results(batches: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -294,12 +282,12 @@ def run_suite_cell(run: Run, run_dir: Path) -> RunRecord:
     estimates, their pointwise accuracy and the baselines go to ``run.json`` (``extra["suite"]``)."""
 
     def execute(run: Run, directory: Path) -> RunRecord:
-        evaluation = SuiteEvaluation()
+        evaluation = suite_evaluation()
         record = execute_in_process(run, directory, [evaluation])
-        columns = evaluation.results
+        columns = evaluation.results  # type: ignore[attr-defined]
+        single = len(run.spec["estimators"]) == 1
         for estimator in run.spec["estimators"]:
-            member = member_name(estimator, 0)
-            prefix = f"test/mi_estimate/{member}@"
+            prefix = "test/mi_estimate@" if single else f"test/mi_estimate/{estimator}@"
             estimate = next((v for k, v in record.metrics.items() if k.startswith(prefix)), math.nan)
             columns.setdefault(estimator, {})["estimate"] = estimate
         record.extra["suite"] = columns

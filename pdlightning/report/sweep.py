@@ -143,6 +143,8 @@ def to_run(spec: RunSpec, budget: Budget, configs: Path) -> Run:
             "--trainer.enable_progress_bar=false",
             "--trainer.enable_checkpointing=false",
             "--trainer.limit_val_batches=0",
+            "--model.init_args.summary=false",
+            "--model.init_args.stream_path={run_dir}/estimates.csv",
         ),
         spec=asdict(spec),
         budget=budget.as_json(),
@@ -150,21 +152,16 @@ def to_run(spec: RunSpec, budget: Budget, configs: Path) -> Run:
 
 
 def run_one(spec: RunSpec, budget: Budget, configs: Path, run_dir: Path) -> RunRecord:
-    """Fit one run from scratch in this process; its stream goes to ``run_dir/estimates.csv``.
+    """Fit one run from scratch in this process; the module writes its stream to ``run_dir/estimates.csv``.
 
-    A run that stops on a non-finite bound is recorded as ``failed`` with the steps it made (its
-    partial stream is kept), and the sweep goes on.
+    A run that stops on a non-finite bound is recorded as ``failed`` with the steps it made (its partial stream is
+    kept), and the sweep goes on.
     """
-    from pdlightning.callbacks import BiasVarianceMSE, StaircaseFigure
+    from pdlightning.callbacks import StaircaseFigure
 
     def execute(run: Run, directory: Path) -> RunRecord:
-        recorder = BiasVarianceMSE(output_dir=str(directory), save_stream=True, verbose=False)
         figure = StaircaseFigure(output_dir=str(directory), title=label_of(spec.estimator))
-        record = execute_in_process(run, directory, [recorder, figure])
-        if record.status != "ok":  # the callbacks write at the end of training, which a diverged run never reaches
-            recorder.stream.to_csv(str(directory / "estimates.csv"))
-        record.steps, record.candidates = len(recorder.stream), recorder.stream.candidates
-        return record
+        return execute_in_process(run, directory, [figure])
 
     return in_process(to_run(spec, budget, Path(configs)), Path(run_dir), execute)
 

@@ -52,7 +52,7 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
 
     with warnings.catch_warnings():  # the sweep's own argv is not the run's: LightningCLI need not say so
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-        cli = build_cli(run.args(Path(run_dir)), run=False)
+        cli = build_cli(run.args(Path(run_dir)), run=False, settings=run.settings_in(Path(run_dir)) or None)
     probe = RunProbe()
     cli.trainer.callbacks += [probe, *callbacks]  # type: ignore[attr-defined]
     start = time.perf_counter()
@@ -61,12 +61,15 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     except FloatingPointError as exc:  # NonFiniteBoundError
         status, error = "failed", f"{type(exc).__name__}: {exc}"
+        write = getattr(cli.model, "write_stream_to", None)
+        if callable(write):  # the fit stopped before on_fit_end: keep the stream it made
+            write()
     metrics = _scalars(cli.trainer.callback_metrics)
     if run.test and status == "ok":
         for result in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False):
             metrics.update(_scalars(result))
     reporting = getattr(cli.model, "reporting_bound", None)  # a single fit's
-    return RunRecord(
+    record = RunRecord(
         spec=run.spec,
         budget=run.budget,
         status=status,
@@ -80,6 +83,24 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
         versions=package_versions(),
         error=error,
     )
+    record.extra.update(member_extras(cli.model))
+    return record
+
+
+def member_extras(model: Any) -> dict:
+    """What ``run.json`` keeps of a fit's members: their identities, reporting labels, value ceilings (at the
+    recorded candidates per row) and the retired ones (name -> step and error)."""
+    table = getattr(model, "member_table", None)
+    if not table:
+        return {}
+    streams = getattr(model, "streams", None)
+    ceilings = {m.name: streams.ceiling(k) for k, m in enumerate(table)} if streams is not None and len(streams) else {}
+    return {
+        "members": [m.id.as_json() for m in table],
+        "labels": {info.name: info.label for info in model.members},
+        "ceilings": ceilings,
+        "retired": dict(getattr(model, "retired", {})),
+    }
 
 
 def fresh_directory(run_dir: Path) -> None:

@@ -36,7 +36,7 @@ class ShiftedPairs(SyntheticDataModule):
 
 
 def same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])) for k in a)
 
 
 MAKERS = {
@@ -67,7 +67,9 @@ class Recorder(L.LightningModule):
         self.seen: dict[int, float] = {}
 
     def training_step(self, batch, batch_idx):
-        self.seen[self.global_step] = float(sum(v.float().sum() * (i + 1) for i, v in enumerate(batch.values())))
+        self.seen[self.global_step] = float(
+            sum(torch.as_tensor(v).float().sum() * (i + 1) for i, v in enumerate(batch.values()))
+        )
         return (self.weight - batch["x"].float().mean()) ** 2
 
     def configure_optimizers(self):

@@ -41,7 +41,7 @@ def test_a_task_instance_is_accepted_like_its_id():
     assert by_instance.task.name == TASK
     for t in (0, 7):
         a, b = by_id.batch_at(t), by_instance.batch_at(t)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert a.keys() == b.keys() and all(torch.equal(torch.as_tensor(a[k]), torch.as_tensor(b[k])) for k in a)
 
 
 def test_training_batches_come_from_one_fixed_sample_and_carry_exact_pmi():

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from pdlightning.report.ensemble import member_name, parse_member
+from pdlightning.records import MemberId
+from pdlightning.report.ensemble import member_id, member_identity
 from pdlightning.report.main import main
 
 ARGS = [
@@ -68,10 +69,21 @@ def test_seeds_give_mean_and_standard_error_across_seeds_and_resume(tmp_path, ca
     assert "finished earlier" in capsys.readouterr().out
 
 
-def test_member_names_round_trip_and_bad_seeds_are_named(tmp_path, capsys):
-    assert parse_member(member_name("pd_matching_1", 12)) == ("pd_matching_1", 12)
-    with pytest.raises(ValueError, match="not an ensemble member"):
-        parse_member("nwj")
+def test_member_identities_are_stored_and_read_back_and_bad_seeds_are_named(tmp_path, capsys):
+    """A run's members are who run.json says (key, seed, name); runs written before identities were stored are read
+    from the report's old names ``<key>-seed<s>`` (replicate s of the budget's base seed)."""
+    from pdlightning.runner import RunRecord
+
+    replicate = member_id("pd_matching_1", 12, seeds=3)
+    assert (replicate.key, replicate.seed, replicate.name) == ("pd_matching_1", 12, "pd_matching_1_s12")
+    assert member_id("nwj", 4, seeds=1) == MemberId("nwj", 4, "nwj")
+    record = RunRecord(
+        spec={}, budget={"seed": 10}, status="ok", seconds=1.0, steps=1, extra={"members": [replicate.as_json()]}
+    )
+    assert member_identity(record, "pd_matching_1_s12") == replicate
+    assert member_identity(record, None) == replicate  # a run of one member: its only identity
+    old = RunRecord(spec={}, budget={"seed": 10}, status="ok", seconds=1.0, steps=1)
+    assert member_identity(old, "smile_tau5-seed2") == MemberId("smile_tau5", 12, "smile_tau5-seed2")
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), *ARGS, "--seeds", "0"])
     assert "seeds: expected an integer >= 1, got 0" in capsys.readouterr().err
@@ -133,4 +145,6 @@ def test_report_ensembles_retire_a_diverged_member(tmp_path):
     budget = Budget(steps_per_level=10, levels=(2.0,))
     single = to_run(SweepSpec("gaussian", "joint", "nwj"), budget, configs)
     run = to_ensemble_run(EnsembleSpec("gaussian", "joint", ("nwj", "smile_tau5")), budget, configs, single)
-    assert any("on_member_divergence: retire" in argument for argument in run.overrides)
+    model = run.settings["model"]["init_args"]  # handed to the CLI's parser as data, not as a YAML string
+    assert model["on_member_divergence"] == "retire" and not any("--model=" in o for o in run.overrides)
+    assert [m["key"] for m in model["members"]] == ["nwj", "smile_tau5"]
