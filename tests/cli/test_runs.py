@@ -272,7 +272,9 @@ def test_test_and_predict_use_the_trained_bound_and_critic_from_the_checkpoint(t
             "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
         ]
     )
-    assert isinstance(cli.model.bound, NWJ) and cli.model.reporting_bound is cli.model.bound
+    assert (
+        isinstance(cli.model.bound, NWJ) and isinstance(cli.model.reporting_bound, NWJ) and cli.model.estimator is None
+    )
     rows = (tmp_path / "mi" / "nwj" / "version_0" / "predict" / "pmi.csv").read_text().splitlines()
     assert rows[0] == "row,mi,pmi" and len(rows) == 1 + 2 * 64
     assert sorted(os.listdir(tmp_path / "mi" / "nwj")) == ["version_0"]

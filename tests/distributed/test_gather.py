@@ -69,16 +69,16 @@ def _check(rank: int, sizes: list[int]) -> None:
     for name, bound_class in BOUNDS.items():
         reference = _module(bound_class())
         ref_scores = reference.critic(*reference.embed(x, y)[1:])
-        ref_out, _ = reference.contrastive_loss(ref_scores)
-        ref_out.loss.backward()
+        ref_out = reference.contrastive_outputs(ref_scores)
+        ref_out.loss.sum().backward()
 
         module = _module(bound_class())
         _, zx, zy = module.embed(x[local], y[local])
         scores = module.score_matrix(zx, zy)
         assert scores.shape == (n, n), f"{name}: gathered score matrix {tuple(scores.shape)} != global ({n}, {n})"
-        output, _ = module.contrastive_loss(scores)
+        output = module.contrastive_outputs(scores)
         torch.testing.assert_close(output.loss, ref_out.loss, msg=f"{name}: DDP loss != single-process loss")
-        output.loss.backward()
+        output.loss.sum().backward()
         for (pname, p), (_, q) in zip(module.named_parameters(), reference.named_parameters()):
             grad = p.grad.clone()
             dist.all_reduce(grad)  # what DDP does: average over processes
@@ -107,7 +107,7 @@ _TRAINER_SCRIPT = textwrap.dedent(
 
     class Record(L.Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            self.n_scores = outputs["record"].bound.scores.batch_size
+            self.n_scores = outputs["record"].joint.shape[1]
 
     torch.set_num_threads(1)
     L.seed_everything(0)
