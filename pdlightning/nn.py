@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-__all__ = ["mlp", "activation_by_name", "ACTIVATIONS"]
+__all__ = ["mlp", "activation_by_name", "ACTIVATIONS", "stacked_linear", "stacked_mlp"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -34,3 +35,21 @@ def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str =
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+def stacked_linear(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``K`` linear layers at once: ``h [K, N, in]`` (or ``[N, in]``, shared) times ``weight [K, out, in]``, plus
+    ``bias [K, out]``: one batched GEMM for every member (the explicit batched layer)."""
+    out = torch.matmul(h, weight.transpose(-1, -2))
+    return out if bias is None else out + bias.unsqueeze(-2)
+
+
+def stacked_mlp(layers: nn.Sequential, state: Mapping[str, Tensor], prefix: str, h: Tensor) -> Tensor:
+    """:func:`mlp` ``layers`` for ``K`` members whose weights are ``state[f"{prefix}{i}.weight"]`` (``[K, ...]``):
+    each ``nn.Linear`` a :func:`stacked_linear`, each activation applied as it is (element-wise)."""
+    for index, layer in enumerate(layers):
+        if isinstance(layer, nn.Linear):
+            h = stacked_linear(h, state[f"{prefix}{index}.weight"], state.get(f"{prefix}{index}.bias"))
+        else:
+            h = layer(h)
+    return h

@@ -21,6 +21,29 @@ from torch import Tensor, nn
 __all__ = ["Bound", "BoundOutput", "PairScores", "log_mean_exp", "as_pair_scores"]
 
 
+class _LogMeanExp(torch.autograd.Function):
+    """``logsumexp(values, dim) - log(count)`` whose gradient (the softmax) is 0, not NaN, over a slice of all
+    ``-inf``. One fused forward and backward: few operations, also under ``torch.vmap``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(values: Tensor, dim: int) -> Tensor:  # type: ignore[override]
+        return torch.logsumexp(values, dim) - math.log(values.shape[dim])
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
+        values, dim = inputs
+        ctx.save_for_backward(values)
+        ctx.dim = dim
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (values,) = ctx.saved_tensors
+        weights = torch.softmax(values, ctx.dim).nan_to_num(0.0)  # all -inf: 0/0 -> 0
+        return grad.unsqueeze(ctx.dim) * weights, None
+
+
 def log_mean_exp(values: Tensor, dim: Optional[int] = None) -> Tensor:
     """``log mean exp(values)`` over ``dim`` (all entries if None), computed like ``logsumexp``.
 
@@ -30,14 +53,7 @@ def log_mean_exp(values: Tensor, dim: Optional[int] = None) -> Tensor:
     """
     if dim is None:
         values, dim = values.reshape(-1), 0
-    count = values.shape[dim]
-    shift = values.detach().amax(dim=dim, keepdim=True)
-    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-    total = torch.exp(values - shift).sum(dim=dim)
-    positive = total > 0
-    log_total = torch.log(torch.where(positive, total, torch.ones_like(total)))
-    result = torch.where(positive, log_total, torch.full_like(total, float("-inf")))
-    return result + shift.squeeze(dim) - math.log(count)
+    return _LogMeanExp.apply(values, dim % values.dim())
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,8 @@ class PairScores:
         return cls(joint=joint, marginal=marginal)
 
     def float(self) -> "PairScores":
+        if self.joint.dtype == torch.float32 and self.marginal.dtype == torch.float32:
+            return self
         return PairScores(self.joint.float(), self.marginal.float())
 
     def as_matrix(self) -> Tensor:
@@ -175,6 +193,9 @@ class Bound(nn.Module, metaclass=ABCMeta):
     #: package's bounds: the DV family subtracts its estimated log-partition and InfoNCE its row normaliser, which
     #: fixes the constant (``E_{p(x)p(y)}[r_hat] = 1`` on the statistic's sample).
     pmi_up_to_constant: ClassVar[bool] = False
+    #: plain settings (attribute names) whose values the computation reads from a buffer instead, so that bounds that
+    #: differ only in them run as one stacked call (SMILE's ``tau``); labels still read the attribute.
+    stacked_settings: ClassVar[tuple[str, ...]] = ()
 
     def forward(
         self,
@@ -186,8 +207,12 @@ class Bound(nn.Module, metaclass=ABCMeta):
         pairs = as_pair_scores(scores, joint, marginal)
         with torch.autocast(device_type=pairs.joint.device.type, enabled=False):
             pairs = pairs.float()
-            objective, extras = self.objective(pairs)
-            first, second = self.estimate(pairs)
+            if type(self).objective is Bound.objective and type(self).estimate is Bound.estimate:
+                first, second = self.terms(pairs)  # learns and reports its own value: the terms once
+                objective, extras = first - second, {}
+            else:
+                objective, extras = self.objective(pairs)
+                first, second = self.estimate(pairs)
             mi = self.value(first, second, pairs)
         return BoundOutput(
             loss=-objective,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+import torch
 from torch import Tensor
 
 from .base import Bound, PairScores, log_mean_exp
@@ -24,12 +25,17 @@ class SMILE(Bound):
     log_domain_second_term = True
     optimal_second_term = 0.0
     pmi_normalizer = "global"
+    #: tau also lives in the buffer ``clip_at`` that the computation reads: members of other tau stack together.
+    stacked_settings = ("tau",)
+
+    clip_at: Tensor  # a registered buffer: tau, inf for none
 
     def __init__(self, tau: Optional[float] = 5.0) -> None:
         super().__init__()
         if tau is not None and not (tau > 0):
             raise ValueError(f"tau: expected a positive clip value (or None/inf for none), got {tau}")
         self.tau = None if tau is None or math.isinf(tau) else float(tau)
+        self.register_buffer("clip_at", torch.tensor(math.inf if self.tau is None else self.tau), persistent=False)
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         return js_objective(pairs), {}
@@ -38,7 +44,7 @@ class SMILE(Bound):
         return {"τ": math.inf if self.tau is None else self.tau}
 
     def _clipped(self, scores: Tensor) -> Tensor:
-        return scores if self.tau is None else scores.clamp(-self.tau, self.tau)
+        return torch.clamp(scores, -self.clip_at, self.clip_at)
 
     def terms(self, pairs: PairScores) -> tuple[Tensor, Tensor]:
         return pairs.joint.mean(), log_mean_exp(self._clipped(pairs.marginal))

@@ -646,7 +646,8 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
     def after_instantiate_classes(self) -> None:
         """Fail before running when the checkpoint's weights do not fit the model that was built."""
         info = self._resumed if self.subcommand == "fit" else self._checkpoint
-        if info is not None and getattr(self.model, "strict_loading", True):
+        by_name = hasattr(self.model, "member_table")  # checks and maps its members by name itself
+        if info is not None and getattr(self.model, "strict_loading", True) and not by_name:
             check_state_matches(self.model.state_dict(), info.state_shapes, info.path, str(self.subcommand))
 
     def after_fit(self) -> None:

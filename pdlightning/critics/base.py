@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor, nn
 
 __all__ = ["Critic", "flatten_features"]
@@ -64,6 +66,16 @@ class Critic(nn.Module):
     def pointwise(self, x: Tensor, y: Tensor) -> Tensor:
         """``[n]`` scores ``T(x_i, y_i)`` of the given pairs."""
         raise NotImplementedError
+
+    def stacked(
+        self, method: str, state: dict[str, Tensor], x: Tensor, y: Tensor, members_dim: bool
+    ) -> Optional[Tensor]:
+        """``method`` (``forward``, ``cross``, ``pointwise``) for ``K`` members of this architecture at once, with
+        their weights ``state`` (``[K, *shape]`` under this critic's parameter names) and inputs shared (``[n, ...]``)
+        or per member (``[K, n, ...]``, ``members_dim``): the explicit batched layer, one batched GEMM per layer. A
+        critic that has one overrides this; ``None`` (the default) lets the caller map the plain method over the
+        members with ``torch.vmap``."""
+        return None
 
     def reset_parameters(self) -> "Critic":
         """Draw the parameters again from the global RNG, exactly as the constructor drew them

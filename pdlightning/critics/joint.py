@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nn import activation_by_name, mlp
+from ..nn import activation_by_name, mlp, stacked_linear, stacked_mlp
 from .base import Critic
 
 __all__ = ["JointCritic"]
+
+
+def _flat_inputs(x: Tensor, y: Tensor, members_dim: bool, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``[n, ...]`` (``[K, n, ...]``) inputs as ``[n, d]`` (``[K, n, d]``) of ``dtype`` (no operation when they are)."""
+    lead = 2 if members_dim else 1
+    x = x if x.dim() == lead + 1 else x.reshape(*x.shape[:lead], -1)
+    y = y if y.dim() == lead + 1 else y.reshape(*y.shape[:lead], -1)
+    return (x if x.dtype == dtype else x.to(dtype)), (y if y.dtype == dtype else y.to(dtype))
 
 
 class JointCritic(Critic):
@@ -53,3 +62,21 @@ class JointCritic(Critic):
         self.check_paired(x, y)
         hx, hy = self._halves(x, y)
         return self.rest(self.first_activation(hx + hy)).squeeze(-1)
+
+    def stacked(
+        self, method: str, state: dict[str, Tensor], x: Tensor, y: Tensor, members_dim: bool
+    ) -> Optional[Tensor]:
+        """The explicit batched layer (see :meth:`Critic.stacked`): the first layer's halves per sample, broadcast
+        over the pairs, then one batched GEMM per layer for all members."""
+        x, y = _flat_inputs(x, y, members_dim, state["first.weight"].dtype)
+        if x.shape[-1] != self.x_dim or y.shape[-1] != self.y_dim:
+            return None  # the plain method raises the error that names the input
+        weight_x, weight_y = state["first.weight"].split([self.x_dim, self.y_dim], dim=-1)
+        hx = stacked_linear(x, weight_x, state["first.bias"])
+        hy = stacked_linear(y, weight_y, None)
+        if method == "pointwise":
+            hidden = self.first_activation(hx + hy)
+            return stacked_mlp(self.rest, state, "rest.", hidden).squeeze(-1)
+        k, n, m = hx.shape[0], hx.shape[-2], hy.shape[-2]
+        hidden = self.first_activation(hx.unsqueeze(-2) + hy.unsqueeze(-3)).reshape(k, n * m, -1)
+        return stacked_mlp(self.rest, state, "rest.", hidden).reshape(k, n, m)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..nn import mlp
+from ..nn import mlp, stacked_mlp
 from .base import Critic
+from .joint import _flat_inputs
 
 __all__ = ["SeparableCritic"]
 
@@ -57,3 +59,20 @@ class SeparableCritic(Critic):
         self.check_paired(x, y)
         gx, hy = self.embed(x, y)
         return (gx * hy).sum(-1) / self.temperature
+
+    def stacked(
+        self, method: str, state: dict[str, Tensor], x: Tensor, y: Tensor, members_dim: bool
+    ) -> Optional[Tensor]:
+        """The explicit batched layer (see :meth:`Critic.stacked`): both encoders as batched GEMMs, then one batched
+        inner product for all members."""
+        x, y = _flat_inputs(x, y, members_dim, state["g.0.weight"].dtype)
+        if x.shape[-1] != self.x_dim or y.shape[-1] != self.y_dim:
+            return None
+        gx, hy = stacked_mlp(self.g, state, "g.", x), stacked_mlp(self.h, state, "h.", y)
+        if self.normalize:
+            gx, hy = F.normalize(gx, dim=-1), F.normalize(hy, dim=-1)
+        if method == "pointwise":
+            return (gx * hy).sum(-1) / self.temperature
+        if gx.dim() == 2:  # shared inputs and no member axis would be a single critic: never here
+            gx = gx.unsqueeze(0)
+        return torch.matmul(gx, hy.transpose(-1, -2)) / self.temperature

@@ -43,6 +43,12 @@ class StackedOutputs:
     terms_finite: Optional[Tensor] = None
     #: the training bound's own value, where it differs from ``estimate`` (members with a separate estimator).
     train_estimate: Optional[Tensor] = None
+    #: ``loss``, detached (computed once, read by the guard, the record and the logging).
+    loss_value: Optional[Tensor] = None
+
+    @property
+    def loss_detached(self) -> Tensor:
+        return self.loss_value if self.loss_value is not None else self.loss.detach()
 
 
 @dataclass
@@ -110,6 +116,7 @@ class BoundStack(nn.Module):
         self._natural_order = order == list(range(self.num_members))
         position = {k: p for p, k in enumerate(order)}
         self.register_buffer("_training_order", torch.tensor([position[k] for k in range(self.num_members)]), False)
+        self.register_buffer("_stack_order", torch.tensor(order), False)
         self.register_buffer("_with_estimator", torch.tensor(self.has_estimator, dtype=torch.bool), False)
         self._slots = {
             ("training", k): (g, p) for g, indices in enumerate(self._training_members) for p, k in enumerate(indices)
@@ -168,36 +175,48 @@ class BoundStack(nn.Module):
     def forward(self, joint: Tensor, marginal: Tensor) -> StackedOutputs:
         """Every member's training output (with gradient) and reported values on ``joint [K, n]``,
         ``marginal [K, n, m]``."""
+        if not self._natural_order:  # the stacks' members contiguous: one gather, then a view per stack
+            joint = joint.index_select(0, self._stack_order)
+            marginal = marginal.index_select(0, self._stack_order)
+        sizes = [len(indices) for indices in self._training_members]
         fields = [
-            stack.vmap(_training_fields, *self._select(joint, marginal, indices), in_dims=(0, 0))
-            for stack, indices in zip(self.objectives, self._training_members)
+            stack.vmap(_training_fields, j, m, in_dims=(0, 0), direct_single=False)
+            for stack, j, m in zip(self.objectives, joint.split(sizes), marginal.split(sizes))
         ]
         loss, mi, first, second = (self._assemble([f[i] for f in fields]) for i in range(4))
         names = list(dict.fromkeys(name for f in fields for name in f[4]))
-        extras = {
-            name: self._assemble([f[4][name] if name in f[4] else torch.full_like(f[1], float("nan")) for f in fields])
-            for name in names
-        }
-        loss_finite = torch.isfinite(loss.detach())
-        # each stack's own terms and extras (a member whose bound has no such extra reads NaN there, which is no
-        # non-finite value of its)
-        terms_finite = self._assemble(
-            [torch.isfinite(torch.stack([f[1], f[2], f[3], *f[4].values()])).all(0) for f in fields]
-        )
+        extras = {name: self._extra(name, fields) for name in names}
+        # the loss, the training bounds' own terms and extras (a member whose bound has no such extra reads NaN
+        # there, which is no non-finite value of its): one check for every member
+        loss_value = loss.detach()
+        finite = torch.isfinite(torch.stack([loss_value, mi, first, second, *extras.values()]))
+        loss_finite = finite[0]
+        terms_finite = (finite[1:] | self._absent(fields, names, finite.device)).all(0)
         if not self._reporting_members:
-            report_finite = torch.isfinite(torch.stack([mi, first, second])).all(0)
+            report_finite = finite[1:4].all(0)
             return StackedOutputs(
-                loss, mi, first, second, first, second, extras, loss_finite, report_finite, terms_finite
+                loss,
+                mi,
+                first,
+                second,
+                first,
+                second,
+                extras,
+                loss_finite,
+                report_finite,
+                terms_finite,
+                loss_value=loss_value,
             )
+        if not self._natural_order:
+            joint = joint.index_select(0, self._training_order)
+            marginal = marginal.index_select(0, self._training_order)
         reported = torch.full((3, self.num_members), float("nan"), device=joint.device)
         with torch.no_grad():
             for stack, indices in zip(self.estimators, self._reporting_members):
-                j, m = self._select(joint.detach(), marginal.detach(), indices)
-                reported[:, self._index(indices, joint.device)] = torch.stack(
-                    stack.vmap(_report_fields, j, m, in_dims=(0, 0))
-                )
-        own = torch.stack([mi, first, second])
-        reported = torch.where(self._with_estimator, reported, own)
+                index = self._index(indices, joint.device)
+                j, m = joint.detach().index_select(0, index), marginal.detach().index_select(0, index)
+                reported[:, index] = torch.stack(stack.vmap(_report_fields, j, m, in_dims=(0, 0)))
+        reported = torch.where(self._with_estimator, reported, torch.stack([mi, first, second]))
         return StackedOutputs(
             loss,
             reported[0],
@@ -210,6 +229,7 @@ class BoundStack(nn.Module):
             torch.isfinite(reported).all(0),
             terms_finite,
             train_estimate=mi,
+            loss_value=loss_value,
         )
 
     def report(self, joint: Tensor, marginal: Tensor) -> Tensor:
@@ -233,6 +253,28 @@ class BoundStack(nn.Module):
         return out_joint, out_marginal
 
     # --------------------------------------------------------------------------------- helpers
+    def _extra(self, name: str, fields: list[Any]) -> Tensor:
+        """Extra ``name`` of every member, ``[K]``: NaN for the members whose bound has no such extra."""
+        having = [(f[4][name], indices) for f, indices in zip(fields, self._training_members) if name in f[4]]
+        if len(having) == len(fields):
+            return self._assemble([f[4][name] for f in fields])
+        values = torch.full((self.num_members,), float("nan"), device=having[0][0].device)
+        for value, indices in having:
+            values = values.index_put((self._index(indices, values.device),), value.float())
+        return values
+
+    def _absent(self, fields: list[Any], names: list[str], device: torch.device) -> Tensor:
+        """``[3 + extras, K]`` bool: which of the stacked terms a member's own bound does not compute (cached)."""
+        key = ("absent", tuple(names), tuple(tuple(f[4]) for f in fields), device)
+        if key not in self._cache:
+            absent = torch.zeros(3 + len(names), self.num_members, dtype=torch.bool)
+            for f, indices in zip(fields, self._training_members):
+                for row, name in enumerate(names, start=3):
+                    if name not in f[4]:
+                        absent[row, indices] = True
+            self._cache[key] = absent.to(device)
+        return self._cache[key]
+
     def _select(self, joint: Tensor, marginal: Tensor, indices: list[int]) -> tuple[Tensor, Tensor]:
         if len(indices) == joint.shape[0]:
             return joint, marginal  # one stack of every member, in order

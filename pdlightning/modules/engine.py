@@ -161,8 +161,8 @@ class EstimationEngine(ConfiguredModule):
             (self.bounds.estimators, self.bounds._reporting_members),
         ):
             for stack, indices in zip(stacks, members):
-                for parameter in stack.stacked.values():  # type: ignore[union-attr]
-                    rows[parameter] = torch.tensor(indices, device=device)
+                if stack.flat is not None:  # type: ignore[union-attr]
+                    rows[stack.flat] = torch.tensor(indices, device=device)  # type: ignore[union-attr]
         return rows
 
     # ------------------------------------------------------------------------------ the step
@@ -188,7 +188,7 @@ class EstimationEngine(ConfiguredModule):
         record = StepRecord(
             members=self.members,
             batch=batch,
-            loss=outputs.loss.detach(),
+            loss=outputs.loss_detached,
             estimate=outputs.estimate,
             first_term=outputs.first_term,
             second_term=outputs.second_term,
@@ -197,14 +197,12 @@ class EstimationEngine(ConfiguredModule):
             extras=outputs.extras,
             reported=reported,
             stepped=stepping,
-            joint=joint.detach().float(),
-            marginal=marginal.detach().float(),
+            joint=joint.detach(),
+            marginal=marginal.detach(),
             true_mi=true_mi,
         )
+        # logged (and the guard's decisions taken) after the optimiser step, on logging steps only
         self._last_step = (outputs, reported, true_mi, estimate_tag, dict(extra_metrics or {}))
-        if self._trainer is not None and is_logging_step(self.trainer, logging_step(self.trainer)):
-            self._log_and_sync(*self._last_step)
-            self._last_step = None
         # A member out of this step (retired, non-finite loss) contributes no gradient at all.
         loss = torch.where(stepping, outputs.loss, torch.zeros_like(outputs.loss)).sum()
         return {"loss": loss, "record": record}
@@ -232,7 +230,7 @@ class EstimationEngine(ConfiguredModule):
     ) -> None:
         """One transfer of the step's scalars and the guard's state; log them; let the guard act."""
         fields = [
-            outputs.loss.detach(),
+            outputs.loss_detached,
             outputs.estimate,
             outputs.train_first_term,
             outputs.train_second_term,
@@ -248,7 +246,7 @@ class EstimationEngine(ConfiguredModule):
         log_host_scalars(
             self.trainer, scalars, progress_bar=progress, single=self.num_members == 1, to_loggers=to_loggers
         )
-        self.guard.sync(host[count:])
+        self.guard.sync(host[count:], self._describe_gradients)
 
     def _scalars(
         self,
@@ -304,8 +302,7 @@ class EstimationEngine(ConfiguredModule):
         """Decide on the device which members update: those stepping with finite gradients."""
         if self._stepping is None:
             return
-        gradients, names = self._gradients_finite()
-        update = self.guard.observe_update(self._stepping, gradients, self.global_step, names)
+        update = self.guard.observe_update(self._stepping, self._gradients_finite(), self.global_step)
         inner = getattr(optimizer, "optimizer", optimizer)
         if isinstance(inner, _MemberOptimizer):
             inner.update_mask = update
@@ -324,43 +321,72 @@ class EstimationEngine(ConfiguredModule):
                 for p in group["params"]:
                     p.grad = None  # no update, no moment change: eta is fixed during the critic's steps
 
-    def _gradients_finite(self) -> tuple[Tensor, list[str]]:
-        """``[P, K]`` bool: each parameter tensor's gradient is finite for each member (members a tensor has no
-        rows for read True), and the tensors' names: one reduction per parameter tensor, whatever ``K`` is."""
-        device = self.lr_scale.device
-        names = self._parameter_names()
-        rows = []
+    def _gradients_finite(self) -> Tensor:
+        """``[K]`` bool: every gradient of each member is finite (one reduction per parameter tensor: a stack's flat
+        parameter, or a single fit's own tensors)."""
+        flags = torch.ones(self.num_members, dtype=torch.bool, device=self.lr_scale.device)
         for p, members in self.member_rows().items():
-            row = torch.ones(self.num_members, dtype=torch.bool, device=device)
-            if p.grad is not None:
-                if members.dim() == 0:
-                    row = torch.isfinite(p.grad).all().expand(self.num_members)
-                else:
-                    row = row.index_put((members,), torch.isfinite(p.grad).reshape(members.shape[0], -1).all(1))
-            rows.append(row)
-        if not rows:
-            return torch.ones(1, self.num_members, dtype=torch.bool, device=device), []
-        return torch.stack(rows), [names.get(p, "?") for p in self.member_rows()]
+            if p.grad is None:
+                continue
+            if members.dim() == 0:
+                flags = flags & torch.isfinite(p.grad).all()
+            elif len(members) == self.num_members:  # every member, in order (one critic architecture)
+                flags = flags & torch.isfinite(p.grad).reshape(len(members), -1).all(1)
+            else:
+                finite = torch.isfinite(p.grad).reshape(len(members), -1).all(1)
+                flags = flags.index_put((members,), flags[members] & finite)
+        return flags
 
-    def _parameter_names(self) -> dict[Tensor, str]:
-        """Each parameter's name as a single fit's critic or bound would call it (``critic.first.weight``)."""
-        if getattr(self, "_names_cache", None) is None:
-            names: dict[Tensor, str] = {}
-            for name, parameter in self.named_parameters():
-                names[parameter] = _readable(name)
-            self._names_cache = names
-        return self._names_cache
+    def _describe_gradients(self, k: int, step: int) -> str:
+        """Where member ``k``'s gradients were non-finite (``" in critic.first.weight"``) while the gradients of
+        ``step`` are still there (the guard acts right after the step it saw); ``""`` otherwise."""
+        if self._trainer is None or step != self.trainer.global_step - 1:
+            return ""
+        bad = []
+        for owner, stack, position in self._stack_positions(k):
+            grad = None if stack.flat is None else stack.flat.grad
+            if grad is not None:
+                row = torch.isfinite(grad[position]).cpu()
+                bad += [f"{owner}.{n}" for n, start, stop in stack.parameter_names() if not bool(row[start:stop].all())]
+        for name, parameter in self._own_parameters():
+            if parameter.grad is not None and not bool(torch.isfinite(parameter.grad).all()):
+                bad.append(name)
+        if not bad:
+            return ""
+        return " in " + ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+
+    def _stack_positions(self, k: int) -> list[tuple[str, Any, int]]:
+        """``(owner, stack, position)`` of member ``k`` in every stack holding it (its bounds'; a subclass adds its
+        critic's)."""
+        out = []
+        for owner, stacks, members in (
+            ("bound", self.bounds.objectives, self.bounds._training_members),
+            ("estimator", self.bounds.estimators, self.bounds._reporting_members),
+        ):
+            for stack, indices in zip(stacks, members):
+                if k in indices:
+                    out.append((owner, stack, indices.index(k)))
+        return out
+
+    def _own_parameters(self) -> list[tuple[str, Any]]:
+        """Trainable parameters outside the stacks (the SSL module's encoders, heads and critic)."""
+        return [(n, p) for n, p in self.named_parameters() if ".flat" not in n and not n.startswith("probe.")]
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the optimiser step: put back the members left out (generic optimisers); on logging steps, log the
+        step and let the guard act (one host transfer)."""
         if self._restore is not None:
             self._restore.after()
+        if self._last_step is not None and is_logging_step(self.trainer, logging_step(self.trainer)):
+            self._log_and_sync(*self._last_step)
+            self._last_step = None
 
     def on_train_end(self) -> None:
         """Act on what the guard saw since the last logging step; the trainer's metrics show the last step."""
         if self._last_step is not None and self._trainer is not None:
             self._log_and_sync(*self._last_step, to_loggers=False)
             self._last_step = None
-        self.guard.sync()
+        self.guard.sync(describe_gradients=self._describe_gradients)
 
     # ---------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -384,13 +410,3 @@ def _factory_lr(factory: Any) -> float:
     if default is None or not isinstance(default.default, (int, float)):
         raise ValueError("members[].lr: the optimiser sets no learning rate to scale; give the optimiser an lr")
     return float(default.default)
-
-
-def _readable(name: str) -> str:
-    """``critics.0.stacked.first__weight`` -> ``critic.first.weight``; ``bounds.objectives.1.stacked.eta`` ->
-    ``bound.eta``."""
-    parts = name.split(".")
-    if "stacked" in parts:
-        owner = "bound" if parts[0] == "bounds" else "critic"
-        return f"{owner}.{parts[-1].replace('__', '.')}"
-    return name

@@ -128,7 +128,7 @@ class MemberGuard(nn.Module):
         max_warnings: under ``"skip"``, warn with the full diagnosis this many times, then only count.
 
     Buffers (``[K]``, checkpointed): ``skipped_steps``, ``skipped_reports``, ``consecutive_skips``,
-    ``skip_run_start`` (the first step of the current run of skipped steps, -1 for none) and ``active``
+    and ``active``
     (not retired). :attr:`retired` maps a retired member's name to its step and error.
     """
 
@@ -157,7 +157,6 @@ class MemberGuard(nn.Module):
         k = len(self.names)
         for name in ("skipped_steps", "skipped_reports", "consecutive_skips"):
             self.register_buffer(name, torch.zeros(k, dtype=torch.long))
-        self.register_buffer("skip_run_start", torch.full((k,), -1, dtype=torch.long))
         self.register_buffer("active", torch.ones(k, dtype=torch.bool))
         # The first event of each member since the last sync: its step, kind, term values and scores.
         self.register_buffer("event_step", torch.full((k,), -1, dtype=torch.long), persistent=False)
@@ -169,16 +168,11 @@ class MemberGuard(nn.Module):
         self._warned = 0
 
     # ------------------------------------------------------------------------------- watching
-    def _mark(
-        self, bad: Tensor, kind: int, step: int, terms: Optional[Tensor] = None, overriding: bool = False
-    ) -> Tensor:
-        """Keep ``kind`` as the event of the members in ``bad`` that have none since the last sync (``overriding``:
-        whatever they had, for the event that stops a run); returns them."""
-        new = bad if overriding else bad & (self.event_step < 0)
-        self.event_step.copy_(torch.where(new, step, self.event_step))
-        self.event_kind.copy_(torch.where(new, kind, self.event_kind))
-        if terms is not None:
-            self.event_terms.copy_(torch.where(new.unsqueeze(1), terms.detach().float(), self.event_terms))
+    def _mark(self, bad: Tensor, kind: int, step: int) -> Tensor:
+        """Keep ``kind`` as the event of the members in ``bad`` that have none since the last sync; returns them."""
+        new = bad & (self.event_step < 0)
+        self.event_step.masked_fill_(new, step)
+        self.event_kind.masked_fill_(new, kind)
         return new
 
     def observe(
@@ -186,27 +180,35 @@ class MemberGuard(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Watch a step's :class:`~.bound_stack.StackedOutputs` and the scores they came from. Returns
         ``(stepping, reported)``: the members that take part in the step (active, finite loss; a member whose loss
-        is not finite is counted as skipped now) and those whose estimate may be logged.
+        is not finite is counted as skipped now) and those whose estimate may be logged. A few tensor operations
+        for every member together, no host synchronisation.
 
         ``reduce`` (``[K]`` bool -> ``[K]`` bool, all-reduced with *and* across processes) makes the decision to
         step the same on every process under DDP."""
         loss_finite = outputs.loss_finite if reduce is None else reduce(outputs.loss_finite)
         terms_finite = outputs.terms_finite if outputs.terms_finite is not None else outputs.report_finite
         active = self.active
-        loss_bad = active & ~loss_finite
-        terms_bad = active & loss_finite & ~terms_finite  # the training bound's value (not its loss)
-        report_bad = active & loss_finite & terms_finite & ~outputs.report_finite  # a separate estimator's
+        stepping = active & loss_finite
+        whole = stepping & terms_finite  # the training bound's value, terms and extras are finite too
+        reported = whole & outputs.report_finite  # and the reported ones (a separate estimator's)
+        # events, by kind: the loss (the member leaves the step), the training bound's value, the estimator's
+        lost, broken, unreported = active ^ stepping, stepping ^ whole, whole ^ reported
+        kind = torch.zeros_like(self.event_kind)
+        kind.masked_fill_(unreported, _REPORT).masked_fill_(broken, _TERMS).masked_fill_(lost, _LOSS)
+        self.skipped_steps.add_(lost)
         if self.policy == "skip":
-            self.skipped_reports.add_((terms_bad | report_bad).long())
-        self.skipped_steps.add_(loss_bad.long())
+            self.skipped_reports.add_(broken | unreported)
+        new = (kind > 0) & (self.event_step < 0)
+        self.event_step.masked_fill_(new, step)
+        self.event_kind.copy_(torch.where(new, kind, self.event_kind))
         own = outputs.estimate if outputs.train_estimate is None else outputs.train_estimate
-        loss = outputs.loss.detach()
-        trained = torch.stack([loss, own, outputs.train_first_term, outputs.train_second_term], 1)
-        reported = torch.stack([loss, outputs.estimate, outputs.first_term, outputs.second_term], 1)
-        new = self._mark(loss_bad, _LOSS, step, trained) | self._mark(terms_bad, _TERMS, step, trained)
-        new = new | self._mark(report_bad, _REPORT, step, reported)
+        trained = torch.stack([outputs.loss_detached, own, outputs.train_first_term, outputs.train_second_term], 1)
+        if outputs.train_estimate is not None:  # a separate estimator: its terms for its events
+            shown = torch.stack([outputs.loss_detached, outputs.estimate, outputs.first_term, outputs.second_term], 1)
+            trained = torch.where((kind == _REPORT).unsqueeze(1), shown, trained)
+        self.event_terms.copy_(torch.where(new.unsqueeze(1), trained, self.event_terms))
         self._keep_scores(new, joint, marginal)
-        return active & loss_finite, active & outputs.report_finite
+        return stepping, reported
 
     def _keep_scores(self, new: Tensor, joint: Tensor, marginal: Tensor) -> None:
         """Keep the scores of the members with a new event (for the message's score ranges)."""
@@ -214,31 +216,21 @@ class MemberGuard(nn.Module):
         if kept is None or kept[0].shape != joint.shape or kept[1].shape != marginal.shape:
             kept = (torch.zeros_like(joint, dtype=torch.float32), torch.zeros_like(marginal, dtype=torch.float32))
             self.__dict__["event_scores"] = kept
-        kept[0].copy_(torch.where(new.unsqueeze(1), joint.detach().float(), kept[0]))
-        kept[1].copy_(torch.where(new.view(-1, 1, 1), marginal.detach().float(), kept[1]))
+        kept[0].copy_(torch.where(new.unsqueeze(1), joint.detach(), kept[0]))
+        kept[1].copy_(torch.where(new.view(-1, 1, 1), marginal.detach(), kept[1]))
 
-    def observe_update(self, stepping: Tensor, gradients: Tensor, step: int, parameters: Sequence[str] = ()) -> Tensor:
-        """Watch the gradients of the members that step: ``gradients [P, K]`` bool, each parameter tensor's
-        gradient is finite for each member (``parameters`` names the ``P`` rows, for messages). Returns the members
-        whose update goes through; the others are counted as skipped, and a run of skips that reaches
-        ``max_consecutive_skips`` as diverged."""
-        finite = gradients.all(0)
-        gradient_bad = stepping & ~finite
-        self.skipped_steps.add_(gradient_bad.long())
-        new = self._mark(gradient_bad, _GRADIENT, step)
-        if parameters:
-            self.__dict__["gradient_names"] = list(parameters)
-            kept = self.__dict__.get("event_gradients")
-            if kept is None or kept.shape != gradients.shape:
-                kept = torch.ones_like(gradients)
-                self.__dict__["event_gradients"] = kept
-            kept.copy_(torch.where(new.unsqueeze(0), gradients, kept))
+    def observe_update(self, stepping: Tensor, finite: Tensor, step: int) -> Tensor:
+        """Watch the gradients of the members that step (``finite``: ``[K]`` bool, all of a member's gradients are
+        finite). Returns the members whose update goes through; the others are counted as skipped, and a run of
+        skips that reaches ``max_consecutive_skips`` as diverged."""
         update = stepping & finite
-        skipped = self.active & ~update
-        self.consecutive_skips.copy_(torch.where(update, 0, self.consecutive_skips + skipped.long()))
-        start = torch.where(skipped & (self.skip_run_start < 0), step, self.skip_run_start)
-        self.skip_run_start.copy_(torch.where(update, -1, start))
-        self._mark(self.consecutive_skips >= self.max_consecutive_skips, _DIVERGED, step, overriding=True)
+        held = stepping ^ update  # stepping, but with a non-finite gradient
+        self.skipped_steps.add_(held)
+        self._mark(held, _GRADIENT, step)
+        self.consecutive_skips.add_(self.active ^ update).masked_fill_(update, 0)  # the run of skips: steps s-c+1..s
+        diverged = self.consecutive_skips >= self.max_consecutive_skips  # overrides any other event: it stops
+        self.event_step.masked_fill_(diverged, step)
+        self.event_kind.masked_fill_(diverged, _DIVERGED)
         return update
 
     # --------------------------------------------------------------------------------- acting
@@ -253,10 +245,14 @@ class MemberGuard(nn.Module):
             ]
         )
 
-    def sync(self, host: Optional[list[list[float]]] = None) -> list[tuple[str, int, str]]:
+    def sync(
+        self, host: Optional[list[list[float]]] = None, describe_gradients: Optional[Any] = None
+    ) -> list[tuple[str, int, str]]:
         """Act on what happened since the last sync (``host``: :meth:`state_for_sync` moved to the host, or
-        ``None`` to move it here): raise, warn, or retire, per the policies. Returns the retirements made
-        ``(name, step, error)``."""
+        ``None`` to move it here): raise, warn, or retire, per the policies. ``describe_gradients(k, step)`` says
+        where member ``k``'s gradients were non-finite (``" in critic.first.weight"``) while it still can. Returns
+        the retirements made ``(name, step, error)``."""
+        self.__dict__["_describe_gradients"] = describe_gradients
         if host is None:
             host = self.state_for_sync().cpu().tolist()
         event_step, event_kind = host[0], host[1]
@@ -305,11 +301,8 @@ class MemberGuard(nn.Module):
                 "only if the non-finite batches are rare and isolated"
             )
         if kind == _GRADIENT:
-            where = ""
-            flags, names = self.__dict__.get("event_gradients"), self.__dict__.get("gradient_names")
-            if flags is not None and names:
-                bad = [name for name, ok in zip(names, flags[:, k].tolist()) if not ok]
-                where = " in " + ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            describe = self.__dict__.get("_describe_gradients")
+            where = describe(k, step) if describe is not None else ""
             message = (
                 f"{self._who(k)}non-finite gradients at step {step}{where} (the loss was finite: look for an "
                 "overflowing exp / log(0) in the bound or the critic)"

@@ -250,12 +250,18 @@ class MIEstimationModule(EstimationEngine):
         """A single fit's critic (a standalone copy of its current weights)."""
         return self.member_critic(self.member_names[0])
 
+    def _stack_positions(self, k: int) -> list[tuple[str, Any, int]]:
+        positions = super()._stack_positions(k)
+        for stack, indices in zip(self.critics, self._critic_members):
+            if k in indices:
+                positions.insert(0, ("critic", stack, indices.index(k)))
+        return positions
+
     def build_member_rows(self) -> MemberRows:
         rows = self._bound_rows()
         for stack, indices in zip(self.critics, self._critic_members):
-            index = torch.tensor(indices, device=self.lr_scale.device)
-            for parameter in stack.stacked.values():  # type: ignore[union-attr]
-                rows[parameter] = index
+            if stack.flat is not None:  # type: ignore[union-attr]
+                rows[stack.flat] = torch.tensor(indices, device=self.lr_scale.device)  # type: ignore[union-attr]
         return rows
 
     # ------------------------------------------------------------------------------- set-up
@@ -748,9 +754,26 @@ class MIEstimationModule(EstimationEngine):
         ours = self.member_names
         if stored and stored != ours or checkpoint.get("member_layout", self._layout()) != self._layout():
             self._map_by_name(checkpoint, stored)
+        if "state_dict" in checkpoint:
+            self._check_shapes(checkpoint["state_dict"])
         self.streams.load_state_dict(checkpoint.get("streams", {}), self.members)
         if self.level_snapshots is not None:
             self.level_snapshots.load_state_dict(checkpoint.get("level_snapshots"))
+
+    def _check_shapes(self, state: dict[str, Tensor]) -> None:
+        """A checkpoint whose tensors do not fit this module (another critic, other bounds) is an error naming the
+        parts, not ``load_state_dict``'s."""
+        ours = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+        differ = sorted(k for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
+        missing = sorted(ours.keys() - theirs.keys())
+        if differ or missing:
+            key = (differ or missing)[0]
+            detail = f"{key}: checkpoint {theirs.get(key, 'absent')}, model {ours[key]}"
+            raise ValueError(
+                f"ckpt_path: the checkpoint's weights do not fit this model ({detail}); evaluate it with the critic "
+                "and bounds it was trained with (its run directory's config.yaml)"
+            )
 
     def _map_by_name(self, checkpoint: dict[str, Any], stored: list[str]) -> None:
         """Rewrite the checkpoint's weights for this module's members, by name (a config listing the members in

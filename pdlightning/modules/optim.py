@@ -91,34 +91,38 @@ class MemberAdam(_MemberOptimizer):
             beta1, beta2 = group["betas"]
             lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                mask_rows = self._rows(p, self.update_mask, True)
-                mask = _broadcast(mask_rows, p)
-                on = mask.to(p.dtype)
-                scale = _broadcast(self._rows(p, self.lr_scale, 1.0), p).to(p.dtype)
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros(mask_rows.shape, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                step.add_(mask_rows.to(step.dtype))
-                grad = torch.where(mask, grad, 0.0)  # a member left out may have non-finite gradients: 0 * nan = nan
-                if decay != 0:
-                    if group["decoupled"]:
-                        p.mul_(1 - lr * decay * scale * on)
-                    else:
-                        grad = grad.add(p, alpha=decay)
-                exp_avg.lerp_(grad, (1 - beta1) * on)
-                exp_avg_sq.mul_(torch.where(mask, beta2, 1.0)).add_(grad * grad * ((1 - beta2) * on))
-                count = _broadcast(step.clamp(min=1), p)  # a member not yet stepped: no 0/0
-                bias1 = 1 - beta1**count
-                bias2_sqrt = (1 - beta2**count).sqrt()
-                denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(eps)
-                p.sub_(exp_avg / denom * (lr * scale * on / bias1))
+                if p.grad is not None:
+                    self._update(p, p.grad, lr, beta1, beta2, eps, decay, group["decoupled"])
         return loss
+
+    def _update(
+        self, p: Tensor, grad: Tensor, lr: float, beta1: float, beta2: float, eps: float, decay: float, decoupled: bool
+    ) -> None:
+        """One Adam update of ``p``: the per-member factors are computed on ``[rows]`` vectors first, then a few
+        element-wise operations on the whole tensor."""
+        on = self._rows(p, self.update_mask, True)  # [rows] bool
+        on_f = on.to(p.dtype)
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.zeros(on.shape, dtype=p.dtype, device=p.device)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        step.add_(on_f)
+        count = step.clamp(min=1)  # a member not yet stepped: no 0/0 (its update is 0 anyway)
+        rate = lr * self._rows(p, self.lr_scale, 1.0).to(p.dtype) * on_f  # [rows], 0 for a member left out
+        step_size = _broadcast(rate / (1 - beta1**count), p)
+        bias2_sqrt = _broadcast((1 - beta2**count).sqrt(), p)
+        keep = _broadcast(on, p)
+        grad = torch.where(keep, grad, 0.0)  # a member left out may have non-finite gradients: 0 * nan = nan
+        if decay != 0:
+            if decoupled:
+                p.mul_(1 - _broadcast(rate, p) * decay)
+            else:
+                grad = grad.add(p, alpha=decay)
+        exp_avg.lerp_(grad, _broadcast((1 - beta1) * on_f, p))
+        exp_avg_sq.mul_(_broadcast(1 - (1 - beta2) * on_f, p)).add_(grad * grad * _broadcast((1 - beta2) * on_f, p))
+        p.sub_(exp_avg / (exp_avg_sq.sqrt() / bias2_sqrt + eps) * step_size)
 
 
 class MemberSGD(_MemberOptimizer):

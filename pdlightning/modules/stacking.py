@@ -18,6 +18,7 @@ not the number of members.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Callable, Hashable, Optional, Sequence
 
 import torch
@@ -29,12 +30,14 @@ __all__ = ["structure_key", "Stack", "StackedCritic"]
 
 def _plain_settings(module: nn.Module) -> tuple:
     plain = (int, float, str, bool, type(None))
+    stacked = set(getattr(module, "stacked_settings", ()))  # held in buffers too: may differ within a stack
     return tuple(
         sorted(
             (k, v if not isinstance(v, (tuple, list)) else tuple(v))
             for k, v in vars(module).items()
             if not k.startswith("_")
             and k != "training"
+            and k not in stacked
             and (isinstance(v, plain) or (isinstance(v, (tuple, list)) and all(isinstance(i, plain) for i in v)))
         )
     )
@@ -57,10 +60,17 @@ class Stack(nn.Module):
         modules: the members; each keeps its own values, copied into the stacked tensors (the modules
             themselves are not kept: the stack is the source of truth from then on).
 
-    The first module (deep-copied) is kept as the *template*: its code runs every member's computation,
-    its own tensor values are never read. It is not a submodule (not in ``state_dict``, not moved by
-    ``.to()``); :meth:`train` sets its mode with the stack's.
+    The members' parameters live in one flat parameter ``flat`` of shape ``[K, P]`` (``P`` the parameters of one
+    member, in the template's order; a second one, ``frozen``, holds those that do not train): the optimiser, the
+    non-finite gradient check and the weight snapshots then touch one tensor per stack, whatever the number of
+    layers. Each call views it as the template's parameters, ``[K, *shape]`` each. Buffers stay one tensor each.
+
+    The first module (deep-copied) is kept as the *template*: its code runs every member's computation, its own
+    tensor values are never read. It is not a submodule (not in ``state_dict``, not moved by ``.to()``);
+    :meth:`train` sets its mode with the stack's.
     """
+
+    template: nn.Module
 
     def __init__(self, modules: Sequence[nn.Module]) -> None:
         super().__init__()
@@ -74,25 +84,23 @@ class Stack(nn.Module):
                     f"{type(modules[0]).__name__}: a stack holds modules of one structure"
                 )
         params, buffers = stack_module_state(list(modules))
-        # in the modules' own order (``named_parameters``), not the stacking function's
-        params = {name: params[name] for name, _ in modules[0].named_parameters() if name in params}
-        buffers = {name: buffers[name] for name, _ in modules[0].named_buffers() if name in buffers}
-        self.num_members = len(modules)
-        # parameter names may not contain dots: keep the template's names in a mapping.
-        self._keys = {name: name.replace(".", "__") for name in [*params, *buffers]}
-        self.stacked = nn.ParameterDict(  # a list keeps the order (a dict would be sorted)
-            [
-                (self._keys[name], nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad))
-                for name, value in params.items()
-            ]
-        )
+        k = self.num_members = len(modules)
+        #: per flat parameter ("flat": trained, "frozen": not): the template's parameter names and shapes in it.
+        self.layout: dict[str, list[tuple[str, tuple[int, ...]]]] = {"flat": [], "frozen": []}
+        for name, parameter in modules[0].named_parameters():
+            self.layout["flat" if parameter.requires_grad else "frozen"].append((name, tuple(parameter.shape)))
+        for kind in ("flat", "frozen"):
+            entries = self.layout[kind]
+            if entries:
+                values = torch.cat([params[name].detach().reshape(k, -1) for name, _ in entries], dim=1)
+                self.register_parameter(kind, nn.Parameter(values.clone(), requires_grad=kind == "flat"))
+            else:
+                self.register_parameter(kind, None)
+        self._buffer_keys = {name: f"buffer__{name.replace('.', '__')}" for name in buffers}
         for name, value in buffers.items():
-            self.register_buffer(f"buffer__{self._keys[name]}", value.detach().clone())
-        self._buffer_names = list(buffers)
+            self.register_buffer(self._buffer_keys[name], value.detach().clone())
         self.__dict__["template"] = copy.deepcopy(modules[0])
         self.template.requires_grad_(False)
-
-    template: nn.Module
 
     def train(self, mode: bool = True) -> "Stack":
         super().train(mode)
@@ -101,9 +109,27 @@ class Stack(nn.Module):
 
     # ------------------------------------------------------------------------------------- state
     def state(self) -> dict[str, Tensor]:
-        """Every stacked tensor under the template's names (parameters and buffers)."""
-        out = {name: self.stacked[key] for name, key in self._keys.items() if key in self.stacked}
-        out.update({name: getattr(self, f"buffer__{self._keys[name]}") for name in self._buffer_names})
+        """Every member's tensors under the template's names: views ``[K, *shape]`` of the flat parameters, and
+        the buffers."""
+        out: dict[str, Tensor] = {}
+        for kind in ("flat", "frozen"):
+            flat = getattr(self, kind)
+            entries = self.layout[kind]
+            if flat is None:
+                continue
+            sizes = [math.prod(shape) for _, shape in entries]
+            for (name, shape), part in zip(entries, flat.split(sizes, dim=1)):
+                out[name] = part.view(self.num_members, *shape)
+        out.update({name: getattr(self, key) for name, key in self._buffer_keys.items()})
+        return out
+
+    def parameter_names(self) -> list[tuple[str, int, int]]:
+        """``(name, start, stop)``: which columns of ``flat`` each trained parameter of the template occupies."""
+        out, start = [], 0
+        for name, shape in self.layout["flat"]:
+            stop = start + math.prod(shape)
+            out.append((name, start, stop))
+            start = stop
         return out
 
     def member(self, index: int) -> nn.Module:
@@ -112,7 +138,7 @@ class Stack(nn.Module):
         values = {name: value[index].detach().clone() for name, value in self.state().items()}
         if values:
             module.load_state_dict(values)
-        return module.requires_grad_(True)
+        return module.requires_grad_(True) if not self.layout["frozen"] else _restore_frozen(module, self.layout)
 
     # ---------------------------------------------------------------------------------- calling
     def vmap(
@@ -122,6 +148,7 @@ class Stack(nn.Module):
         in_dims: Sequence[Optional[int]] = (),
         members: Optional[Tensor] = None,
         chunk_size: Optional[int] = None,
+        direct_single: bool = True,
     ) -> Any:
         """``fn(module, *args)`` for every member at once, outputs stacked on a leading member axis.
 
@@ -129,7 +156,8 @@ class Stack(nn.Module):
         ``members`` (an index tensor) evaluates only those members (outputs in that order).
         ``chunk_size`` evaluates that many members per batched call (1: a loop over members, for devices
         where one batched call is slower than several small ones). A stack of one member is called
-        directly, without ``vmap`` (any module works then, e.g. batch norm in training mode).
+        directly, without ``vmap`` (any module works then, e.g. batch norm in training mode), unless
+        ``direct_single`` is off (``vmap`` costs fewer operations in backward for simple functions such as bounds).
         """
         state = self.state()
         if members is not None:
@@ -146,7 +174,7 @@ class Stack(nn.Module):
             member_args = [arg[index] if dim == 0 else arg for arg, dim in zip(args, dims)]
             return one(member_state, *member_args)
 
-        if count == 1:
+        if count == 1 and direct_single:
             return torch.utils._pytree.tree_map(lambda t: t.unsqueeze(0), single(0))
         size = chunk_size or count
         batched = torch.vmap(one, in_dims=(0, *dims), randomness="error")
@@ -162,6 +190,14 @@ class Stack(nn.Module):
                 outputs.append(batched({n: v[part] for n, v in state.items()}, *chunk_args))
             return torch.utils._pytree.tree_map(lambda *parts: torch.cat(parts), *outputs)
         return torch.utils._pytree.tree_map(lambda *parts: torch.stack(parts), *outputs)
+
+
+def _restore_frozen(module: nn.Module, layout: dict[str, list]) -> nn.Module:
+    """Trainable parameters train again in the copy; the frozen ones stay frozen."""
+    frozen = {name for name, _ in layout["frozen"]}
+    for name, parameter in module.named_parameters():
+        parameter.requires_grad_(name not in frozen)
+    return module
 
 
 class _Bound:
@@ -221,9 +257,11 @@ class StackedCritic(Stack):
         self.__dict__["template"] = self.template.to("meta")
 
     def member(self, index: int) -> nn.Module:
-        device = next(iter(self.state().values())).device
+        state = self.state()
+        device = next(iter(state.values())).device if state else torch.device("cpu")
         module = copy.deepcopy(self.template).to_empty(device=device)
-        module.load_state_dict({name: value[index].detach().clone() for name, value in self.state().items()})
+        if state:
+            module.load_state_dict({name: value[index].detach().clone() for name, value in state.items()})
         return module.requires_grad_(True)
 
     def _call(self, method: str, x: Tensor, y: Tensor, members_dim: bool) -> Tensor:
@@ -232,6 +270,11 @@ class StackedCritic(Stack):
                 f"x and y: expected a leading member dimension of {self.num_members}, got x "
                 f"{tuple(x.shape)} and y {tuple(y.shape)}"
             )
+        paired = method == "cross" or x.shape[int(members_dim)] == y.shape[int(members_dim)]
+        if self.num_members > 1 and paired and (self.chunk_size is None or self.chunk_size >= self.num_members):
+            explicit = self.template.stacked(method, self.state(), x, y, members_dim)  # type: ignore[operator]
+            if explicit is not None:  # the explicit batched layer: one batched GEMM per layer for every member
+                return explicit
         dims = (0, 0) if members_dim else (None, None)
         return self.vmap(
             lambda critic, a, b: getattr(critic, method)(a, b), x, y, in_dims=dims, chunk_size=self.chunk_size

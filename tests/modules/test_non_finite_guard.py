@@ -209,7 +209,6 @@ def test_guard_counts_survive_a_checkpoint() -> None:
     guard.skipped_steps.fill_(4)
     guard.skipped_reports.fill_(2)
     guard.consecutive_skips.fill_(1)
-    guard.skip_run_start.fill_(41)
     checkpoint: dict[str, Any] = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     restored = MIEstimationModule(JointCritic(2, 2, (4,)), DV(), non_finite="skip")
@@ -217,9 +216,9 @@ def test_guard_counts_survive_a_checkpoint() -> None:
     restored.load_state_dict(checkpoint["state_dict"])
     counts = {
         name: int(getattr(restored.guard, name)[0])
-        for name in ("skipped_steps", "skipped_reports", "consecutive_skips", "skip_run_start")
+        for name in ("skipped_steps", "skipped_reports", "consecutive_skips")
     }
-    assert counts == {"skipped_steps": 4, "skipped_reports": 2, "consecutive_skips": 1, "skip_run_start": 41}
+    assert counts == {"skipped_steps": 4, "skipped_reports": 2, "consecutive_skips": 1}
 
 
 def test_policy_is_validated() -> None:
@@ -249,7 +248,7 @@ def _watch(guard: MemberGuard, output: Any, step: int, completed: bool = False) 
     )
     scores = output.scores
     stepping, _ = guard.observe(stacked, scores.joint.unsqueeze(0), scores.marginal.unsqueeze(0), step)
-    guard.observe_update(stepping, torch.ones(1, 1, dtype=torch.bool), step)
+    guard.observe_update(stepping, torch.ones(1, dtype=torch.bool), step)
 
 
 def test_guard_check_names_terms() -> None:
