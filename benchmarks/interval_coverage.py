@@ -26,7 +26,7 @@ import torch
 from pdlightning.bounds import SMILE, InfoNCE, ProbabilisticClassifier
 from pdlightning.critics import JointCritic
 from pdlightning.data import CorrelatedGaussianDataModule
-from pdlightning.modules import EnsembleMember, MIEnsembleModule
+from pdlightning.modules import Member, MIEstimationModule
 from pdlightning.results import read_results
 
 ESTIMATORS: dict[str, Callable[[], Any]] = {
@@ -74,7 +74,7 @@ def suite_task(name: str) -> Callable[[int, int, int, int], L.LightningDataModul
     return make
 
 
-def evaluate(module: MIEnsembleModule, data: L.LightningDataModule, directory: Path) -> dict[str, dict]:
+def evaluate(module: MIEstimationModule, data: L.LightningDataModule, directory: Path) -> dict[str, dict]:
     trainer = L.Trainer(
         logger=False,
         enable_progress_bar=False,
@@ -89,14 +89,12 @@ def evaluate(module: MIEnsembleModule, data: L.LightningDataModule, directory: P
 def run_task(
     task: str, make: Callable, estimator: str, seeds: int, steps: int, eval_batches: int, directory: Path
 ) -> dict[str, Any]:
-    members = [
-        EnsembleMember(f"{estimator}_{s}", ESTIMATORS[estimator](), seed=s, group=estimator) for s in range(seeds)
-    ]
+    members = [Member(ESTIMATORS[estimator](), name=f"{estimator}_{s}", seed=s, key=estimator) for s in range(seeds)]
     torch.manual_seed(0)
     probe = make(eval_batches, 0, seeds, steps)
-    module = MIEnsembleModule(
-        members,
+    module = MIEstimationModule(
         critic=JointCritic(probe.x_dim, probe.y_dim, [64, 64]),
+        members=members,
         data="replicas",
         summary=False,
         level_snapshots=False,
@@ -117,7 +115,7 @@ def run_task(
     trainer.fit(module, make(eval_batches, 0, seeds, steps))
     short = evaluate(module, make(eval_batches, 0, seeds, steps), directory / "short")
     long = evaluate(module, make(50 * eval_batches, 0, seeds, steps), directory / "long")
-    true_mi = float(probe.batch_at(0)["mi"].float().mean())
+    true_mi = float(torch.as_tensor(probe.batch_at(0)["mi"]).float().mean())
     own = sum(short[m]["low"] <= long[m]["estimate"] <= short[m]["high"] for m in short)
     truth = sum(short[m]["low"] <= true_mi <= short[m]["high"] for m in short)
     bias = sum(long[m]["estimate"] for m in long) / len(long) - true_mi
@@ -126,8 +124,8 @@ def run_task(
         "estimator": estimator,
         "seeds": seeds,
         "steps": steps,
-        "unit": short[members[0].name]["unit"],
-        "n": short[members[0].name]["n"],
+        "unit": short[f"{estimator}_0"]["unit"],
+        "n": short[f"{estimator}_0"]["n"],
         "own": own / len(short),
         "truth": truth / len(short),
         "long_run_bias": bias,

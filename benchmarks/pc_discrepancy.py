@@ -42,7 +42,7 @@ from pdlightning.callbacks import PointwiseAccuracy
 from pdlightning.critics import JointCritic
 from pdlightning.data import TaskDataModule
 from pdlightning.modules import MIEstimationModule
-from pdlightning.modules.pmi_reference import ReferenceSample, reference_pmi
+from pdlightning.modules.pmi_reference import ReferenceSample
 
 ESTIMATORS = {
     "smile": lambda: SMILE(tau=5.0),
@@ -62,17 +62,16 @@ def in_sample(module: MIEstimationModule, sample: dict[str, torch.Tensor]) -> di
     module.eval()
     estimates, pmi_hat = [], []
     n = sample["x"].shape[0] // EVAL_BATCH * EVAL_BATCH
-    reference = None
+    module.pmi_reference = None
     if module.reporting_bound.pmi_normalizer is not None:
-        reference = ReferenceSample({None: (sample["x"][:1024], sample["y"][:1024])})
+        module.pmi_reference = ReferenceSample({None: (sample["x"][:1024], sample["y"][:1024])})
     with torch.no_grad():
         for start in range(0, n, EVAL_BATCH):
-            chunk = {k: v[start : start + EVAL_BATCH] if v.dim() else v for k, v in sample.items()}
-            _, estimate = module.evaluate_bounds(module.scores(chunk))
-            estimates.append(float(estimate.mi))
-            pmi_hat.append(
-                reference_pmi(module.reporting_bound, module.critic, chunk["x"], chunk["y"], None, reference)
-            )
+            chunk = {
+                k: v[start : start + EVAL_BATCH] if torch.is_tensor(v) and v.dim() else v for k, v in sample.items()
+            }
+            estimates.append(float(module.bounds.report(*module.stacked_scores(chunk))[0, 0]))
+            pmi_hat.append(module.member_pmi(chunk["x"], chunk["y"], None)[0])
     return {
         "train_mi_estimate": sum(estimates) / len(estimates),
         "train_pmi_plug_in_mi": float(torch.cat(pmi_hat).mean()),

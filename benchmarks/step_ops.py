@@ -128,7 +128,9 @@ def main() -> None:
             quiet, top = count(kind, k, logging=False)
             logged, _ = count(kind, k, logging=True)
             rows.append((kind, k, quiet, logged))
-            print(f"{kind:9} K={k:4}: {quiet:6} ops (step that logs nothing), {logged:6} ops (logging step)", flush=True)
+            print(
+                f"{kind:9} K={k:4}: {quiet:6} ops (step that logs nothing), {logged:6} ops (logging step)", flush=True
+            )
             print("           most frequent: " + ", ".join(f"{n} x{c}" for n, c in top[:5]), flush=True)
     lines = [
         f"Torch operations per training step (`benchmarks/step_ops.py`, torch.profiler, {cpu}, one thread, torch "
@@ -139,7 +141,11 @@ def main() -> None:
     ]
     for kind, k, quiet, logged in rows:
         base = next((q for c, kk, q, _ in rows if c == kind and kk == 8), None)
-        ratio = f"{quiet / base:.2f}x / {logged / next(lg for c, kk, _, lg in rows if c == kind and kk == 8):.2f}x" if base else "-"
+        ratio = (
+            f"{quiet / base:.2f}x / {logged / next(lg for c, kk, _, lg in rows if c == kind and kk == 8):.2f}x"
+            if base
+            else "-"
+        )
         lines.append(f"| {kind} | {k} | {quiet:,} | {logged:,} | {ratio} |")
     table = "\n".join(lines) + "\n"
     print("\n" + table)

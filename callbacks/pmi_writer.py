@@ -15,6 +15,8 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
+from pdlightning.results import write_new_file
+
 __all__ = ["PMIWriter"]
 
 
@@ -45,14 +47,14 @@ class PMIWriter(BasePredictionWriter):
         if members is not None:  # [n, K]: one column per member
             stacked = columns.pop("pmi")
             columns.update({f"pmi_{name}": stacked[:, k] for k, name in enumerate(members)})
-        path = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        target = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
         estimates = ["pmi"] if members is None else [f"pmi_{name}" for name in members]
         n = columns[estimates[0]].shape[0]
         integers = [k for k in ("index", "label") if k in columns]
         floats = [k for k in ("mi", "pmi_true") if k in columns] + estimates
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
+
+        def write(handle: Any) -> None:
+            writer = csv.writer(handle)
             writer.writerow(["row", *integers, *floats])
             for row in range(n):
                 writer.writerow(
@@ -65,4 +67,7 @@ class PMIWriter(BasePredictionWriter):
                         ),
                     ]
                 )
+
+        # a second predict into the same place writes pmi_2.csv, never over the first
+        path = write_new_file(os.path.dirname(os.path.abspath(target)), os.path.basename(target), write)
         rank_zero_info(f"PMIWriter: {n} pairs -> {path}")

@@ -21,7 +21,15 @@ from typing import Any, Optional
 
 from .uncertainty import Interval
 
-__all__ = ["EstimateResult", "package_versions", "write_results", "read_results", "run_directory", "RESULTS_FILE"]
+__all__ = [
+    "EstimateResult",
+    "package_versions",
+    "write_results",
+    "write_new_file",
+    "read_results",
+    "run_directory",
+    "RESULTS_FILE",
+]
 
 RESULTS_FILE = "results.json"
 FORMAT_VERSION = 1
@@ -109,14 +117,26 @@ def write_results(
         "config": config or {},
         "versions": package_versions(),
     }
-    temporary = directory / f".{RESULTS_FILE}.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    text = json.dumps(document, indent=2, default=str) + "\n"
+    return write_new_file(directory, RESULTS_FILE, lambda handle: handle.write(text))
+
+
+def write_new_file(directory: str | Path, name: str, write: Any) -> Path:
+    """Write a new file ``name`` into ``directory`` with ``write(handle)`` and return its path: ``name``, or
+    ``<stem>_2<suffix>``, ``<stem>_3<suffix>``, ... when earlier evaluations wrote there, so none is ever overwritten
+    (the file appears whole, and a name taken meanwhile by another process is never reused)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem, suffix = Path(name).stem, Path(name).suffix
+    temporary = directory / f".{name}.{os.getpid()}.tmp"
+    with open(temporary, "w", newline="") as handle:
+        write(handle)
     try:
         number = 1
         while True:
-            path = directory / (RESULTS_FILE if number == 1 else f"{Path(RESULTS_FILE).stem}_{number}.json")
+            path = directory / (name if number == 1 else f"{stem}_{number}{suffix}")
             try:
-                os.link(temporary, path)  # atomic, and fails where a file exists: no evaluation overwrites another
+                os.link(temporary, path)  # atomic, and fails where a file exists
                 return path
             except FileExistsError:
                 number += 1

@@ -28,7 +28,7 @@ class _LogMeanExp(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(values: Tensor, dim: int) -> Tensor:  # type: ignore[override]
+    def forward(values: Tensor, dim: int) -> Tensor:
         return torch.logsumexp(values, dim) - math.log(values.shape[dim])
 
     @staticmethod
@@ -38,7 +38,7 @@ class _LogMeanExp(torch.autograd.Function):
         ctx.dim = dim
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (values,) = ctx.saved_tensors
         weights = torch.softmax(values, ctx.dim).nan_to_num(0.0)  # all -inf: 0/0 -> 0
         return grad.unsqueeze(ctx.dim) * weights, None
@@ -209,7 +209,7 @@ class Bound(nn.Module, metaclass=ABCMeta):
             pairs = pairs.float()
             if type(self).objective is Bound.objective and type(self).estimate is Bound.estimate:
                 first, second = self.terms(pairs)  # learns and reports its own value: the terms once
-                objective, extras = first - second, {}
+                objective, extras = first - second, dict[str, Tensor]()
             else:
                 objective, extras = self.objective(pairs)
                 first, second = self.estimate(pairs)

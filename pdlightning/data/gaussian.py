@@ -123,7 +123,7 @@ class CorrelatedGaussianDataModule(SyntheticDataModule):
             for _ in range(self.eval_batches_per_level)
         ]
 
-    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Tensor]:
+    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Any]:
         mi = self.schedule.mi_at(step)
         x, y = sample_correlated_gaussian(n, self.dim, mi, generator, self.cubic)
         return {"x": x, "y": y, "mi": float(mi)}  # a number: read on the host without a device sync

@@ -15,14 +15,13 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from .synthetic import SyntheticDataModule
 
 __all__ = ["OneHotDataModule", "sample_onehot_batch"]
 
 
-def sample_onehot_batch(n: int, num_classes: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+def sample_onehot_batch(n: int, num_classes: int, generator: torch.Generator | None = None) -> dict[str, Any]:
     """One batch of the task: ``n`` joint pairs, ``n`` explicit marginal pairs, the support flags,
     and the true MI ``log num_classes``."""
     labels = torch.randint(num_classes, (3, n), generator=generator)
@@ -78,5 +77,5 @@ class OneHotDataModule(SyntheticDataModule):
     def identity(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes}
 
-    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Tensor]:
+    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Any]:
         return sample_onehot_batch(n, self.num_classes, generator)

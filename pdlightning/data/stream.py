@@ -48,7 +48,7 @@ class SeededStream(IterableDataset):
         self.batch_at, self.total_steps, self.identity, self.name = batch_at, total_steps, identity, name
         self.start_step = 0
 
-    def __iter__(self) -> Iterator[Mapping[str, Tensor]]:
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
         for step in range(self.start_step, self.total_steps):
             yield self.batch_at(step)
 

@@ -76,7 +76,7 @@ class _HeldOut(Dataset):
     def __len__(self) -> int:
         return len(self.datamodule.held_out_steps())
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         return self.datamodule.batch_at(index, self.stream)
 
 
@@ -127,7 +127,7 @@ class SyntheticDataModule(L.LightningDataModule):
         self.train_stream = SeededStream(self.batch_at, self.steps, self.stream_identity, type(self).__name__)
 
     # ---------------------------------------------------------------------------- what a task defines
-    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Tensor]:
+    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Any]:
         """``n`` pairs drawn with ``generator`` as the training distribution stands at ``step``: a
         batch of the contract of :mod:`.batch` (``x``, ``y`` ``[n, ...]``, optionally ``mi`` ...)."""
         raise NotImplementedError
@@ -147,7 +147,7 @@ class SyntheticDataModule(L.LightningDataModule):
         options = {k: v for k, v in (("replicas", self.replicas), ("train_pool", self.train_pool)) if v is not None}
         return {"seed": self.seed, "batch_size": self.batch_size, "steps": self.steps, **self.identity(), **options}
 
-    def batch_at(self, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Tensor]:
+    def batch_at(self, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Any]:
         """Batch ``step`` of ``stream`` (training step, or held-out batch index): a pure function of
         the settings, ``step`` and ``stream``; with ``replicas`` the replicate batches stacked."""
         if self.replicas is None:
@@ -160,7 +160,7 @@ class SyntheticDataModule(L.LightningDataModule):
             for key in batches[0]
         }
 
-    def replica_batch(self, seed: int, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Tensor]:
+    def replica_batch(self, seed: int, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Any]:
         """Batch ``step`` of ``stream`` of the single stream of ``seed``."""
         if stream != SubStream.TRAIN:
             return self.sample(self.eval_batch_size, _generator(seed, stream, step), self.held_out_steps()[step])

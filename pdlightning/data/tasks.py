@@ -152,7 +152,7 @@ class TaskDataModule(SyntheticDataModule):
             "product_pairs": self.product_pairs,
         }
 
-    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Tensor]:
+    def sample(self, n: int, generator: torch.Generator, step: int) -> dict[str, Any]:
         """``n`` raw joint pairs with their exact PMI and pre-images (the latter are dropped from the batches)."""
         drawn = self.task.sample(n, generator)
         return {
@@ -164,7 +164,7 @@ class TaskDataModule(SyntheticDataModule):
             "latent_y": drawn.latent_y,
         }
 
-    def replica_batch(self, seed: int, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Tensor]:
+    def replica_batch(self, seed: int, step: int, stream: SubStream = SubStream.TRAIN) -> dict[str, Any]:
         """The base's batch, with product pairs on held-out batches and the standardisation applied."""
         batch = super().replica_batch(seed, step, stream)
         latent_x, latent_y = batch.pop("latent_x"), batch.pop("latent_y")
@@ -180,12 +180,12 @@ class TaskDataModule(SyntheticDataModule):
                     batch[key] = (batch[key] - mean) / scale
         return batch
 
-    def _raw_training_sample(self, seed: int) -> dict[str, Tensor]:
+    def _raw_training_sample(self, seed: int) -> dict[str, Any]:
         if seed in self._pools:
             return self._pools[seed]
         return self.sample(self.n_train, torch.Generator().manual_seed(step_seed(seed, SubStream.POOL, 0)), 0)
 
-    def training_sample(self, seed: Optional[int] = None) -> dict[str, Tensor]:
+    def training_sample(self, seed: Optional[int] = None) -> dict[str, Any]:
         """All ``n_train`` pairs of the fixed training sample of ``seed`` (default: the datamodule's), as the
         training batches serve them (standardised; ``x``, ``y``, ``mi``, ``pmi``): for in-sample diagnostics
         such as overfitting (in stream mode: the sample the standardisation statistics come from)."""

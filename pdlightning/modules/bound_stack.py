@@ -99,6 +99,9 @@ class BoundStack(nn.Module):
     """
 
     descriptions: list[tuple[Bound, Bound]]
+    _training_order: Tensor  # registered buffers
+    _stack_order: Tensor
+    _with_estimator: Tensor
 
     def __init__(self, bounds: Sequence[Bound], estimators: Sequence[Optional[Bound]]) -> None:
         super().__init__()
@@ -137,14 +140,14 @@ class BoundStack(nn.Module):
     def training_bound(self, k: int) -> Bound:
         """A standalone copy of member ``k``'s training bound (its current parameters and buffers)."""
         group, position = self._slots[("training", k)]
-        return self.objectives[group].member(position)  # type: ignore[return-value,operator]
+        return _stacks(self.objectives)[group].member(position)  # type: ignore[return-value]
 
     def reporting_bound(self, k: int) -> Bound:
         """A standalone copy of the bound member ``k`` reports with."""
         if ("reporting", k) not in self._slots:
             return self.training_bound(k)
         group, position = self._slots[("reporting", k)]
-        return self.estimators[group].member(position)  # type: ignore[return-value,operator]
+        return _stacks(self.estimators)[group].member(position)  # type: ignore[return-value]
 
     def _index(self, indices: list[int], device: torch.device) -> Tensor:
         key = (tuple(indices), device)
@@ -157,17 +160,16 @@ class BoundStack(nn.Module):
         key = ("groups", device)
         if key not in self._cache:
             groups = []
-            for g, indices in enumerate(self._reporting_members):
-                stack = self.estimators[g]
-                groups.append(ReportingGroup(stack, None, indices, self._index(indices, device), stack.template))  # type: ignore[arg-type]
-            for g, indices in enumerate(self._training_members):
+            for stack, indices in zip(_stacks(self.estimators), self._reporting_members):
+                bound = self.descriptions[indices[0]][1]
+                groups.append(ReportingGroup(stack, None, indices, self._index(indices, device), bound))
+            for stack, indices in zip(_stacks(self.objectives), self._training_members):
                 own = [(p, k) for p, k in enumerate(indices) if not self.has_estimator[k]]
                 if own:
-                    stack, members = self.objectives[g], [k for _, k in own]
+                    members = [k for _, k in own]
                     positions = None if len(own) == len(indices) else self._index([p for p, _ in own], device)
-                    groups.append(
-                        ReportingGroup(stack, positions, members, self._index(members, device), stack.template)
-                    )  # type: ignore[arg-type]
+                    bound = self.descriptions[members[0]][1]
+                    groups.append(ReportingGroup(stack, positions, members, self._index(members, device), bound))
             self._cache[key] = groups
         return self._cache[key]
 
@@ -181,7 +183,7 @@ class BoundStack(nn.Module):
         sizes = [len(indices) for indices in self._training_members]
         fields = [
             stack.vmap(_training_fields, j, m, in_dims=(0, 0), direct_single=False)
-            for stack, j, m in zip(self.objectives, joint.split(sizes), marginal.split(sizes))
+            for stack, j, m in zip(_stacks(self.objectives), joint.split(sizes), marginal.split(sizes))
         ]
         loss, mi, first, second = (self._assemble([f[i] for f in fields]) for i in range(4))
         names = list(dict.fromkeys(name for f in fields for name in f[4]))
@@ -212,7 +214,7 @@ class BoundStack(nn.Module):
             marginal = marginal.index_select(0, self._training_order)
         reported = torch.full((3, self.num_members), float("nan"), device=joint.device)
         with torch.no_grad():
-            for stack, indices in zip(self.estimators, self._reporting_members):
+            for stack, indices in zip(_stacks(self.estimators), self._reporting_members):
                 index = self._index(indices, joint.device)
                 j, m = joint.detach().index_select(0, index), marginal.detach().index_select(0, index)
                 reported[:, index] = torch.stack(stack.vmap(_report_fields, j, m, in_dims=(0, 0)))
@@ -287,6 +289,11 @@ class BoundStack(nn.Module):
             return parts[0]
         joined = torch.cat(parts)
         return joined if self._natural_order else joined.index_select(0, self._training_order)
+
+
+def _stacks(modules: nn.ModuleList) -> list[Stack]:
+    """The stacks of a module list, typed."""
+    return [module for module in modules if isinstance(module, Stack)]
 
 
 def _pmi_fields(bound: Any, joint: Tensor, marginal: Tensor) -> tuple[Tensor, Tensor]:

@@ -61,6 +61,10 @@ class EstimationEngine(ConfiguredModule):
             1 (default) moves them together.
     """
 
+    lr_scale: Tensor  # a registered buffer: each member's learning rate over the optimiser's
+    bounds: BoundStack
+    guard: MemberGuard
+
     def __init__(
         self,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -85,7 +89,7 @@ class EstimationEngine(ConfiguredModule):
         self.critic_updates_per_aux_step = critic_updates_per_aux_step
         self._stepping: Optional[Tensor] = None
         self._restore: Optional[RestoreLeftOut] = None
-        self._last_step: Optional[tuple] = None
+        self._last_step: Optional[tuple[StackedOutputs, Tensor, Optional[float], str, dict[str, float]]] = None
 
     # ------------------------------------------------------------------------------ set-up
     def setup_members(self, members: Sequence[ResolvedMember]) -> None:
@@ -161,8 +165,9 @@ class EstimationEngine(ConfiguredModule):
             (self.bounds.estimators, self.bounds._reporting_members),
         ):
             for stack, indices in zip(stacks, members):
-                if stack.flat is not None:  # type: ignore[union-attr]
-                    rows[stack.flat] = torch.tensor(indices, device=device)  # type: ignore[union-attr]
+                flat = getattr(stack, "flat", None)
+                if flat is not None:
+                    rows[flat] = torch.tensor(indices, device=device)
         return rows
 
     # ------------------------------------------------------------------------------ the step

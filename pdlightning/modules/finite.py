@@ -132,6 +132,16 @@ class MemberGuard(nn.Module):
     (not retired). :attr:`retired` maps a retired member's name to its step and error.
     """
 
+    bounds: list[tuple[Bound, Bound]]  # kept in __dict__: descriptions, not submodules
+    skipped_steps: Tensor  # registered buffers, [K]
+    skipped_reports: Tensor
+    consecutive_skips: Tensor
+    active: Tensor
+    event_step: Tensor
+    event_kind: Tensor
+    event_terms: Tensor
+    event_scores: Optional[tuple[Tensor, Tensor]]
+
     def __init__(
         self,
         names: Sequence[str],
@@ -310,10 +320,11 @@ class MemberGuard(nn.Module):
             skipping = "skipping this member's step" if len(self.names) > 1 else "skipping the optimiser step"
             return message + (f"; non_finite='skip': {skipping}" if self.policy == "skip" else "")
         names = ("loss", "mi", "first_term", "second_term")
+        checked: tuple[str, ...] = names if kind == _LOSS else names[1:]
         if kind == _REPORT:
-            bound, role, checked = reporting, "estimator" if reporting is not training else "bound", names[1:]
+            bound, role = reporting, "estimator" if reporting is not training else "bound"
         else:
-            bound, role, checked = training, "bound", names if kind == _LOSS else names[1:]
+            bound, role = training, "bound"
         bad = [
             f"{name}={value:.4g}" for name, value in zip(names, terms) if name in checked and not math.isfinite(value)
         ]

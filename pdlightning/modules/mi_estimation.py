@@ -96,6 +96,9 @@ class MIEstimationModule(EstimationEngine):
         aux_lr, critic_updates_per_aux_step: eta-MINE's block-coordinate descent (:mod:`.engine`).
     """
 
+    _critic_order: Tensor  # registered buffers
+    _replica_index: Tensor
+
     def __init__(
         self,
         critic: Optional[Critic] = None,
@@ -227,12 +230,17 @@ class MIEstimationModule(EstimationEngine):
         self.register_buffer("_replica_index", torch.tensor(self.replica_of), False)
         self.x_dim, self.y_dim = critics[0].x_dim, critics[0].y_dim
 
+    @property
+    def critic_stacks(self) -> list[StackedCritic]:
+        """The stacks of the members' critics (one per architecture), typed."""
+        return [stack for stack in self.critics if isinstance(stack, StackedCritic)]
+
     def member_critic(self, name: str) -> Critic:
         """A standalone copy of member ``name``'s current critic."""
         k = self.member_index(name)
-        for stack, indices in zip(self.critics, self._critic_members):
+        for stack, indices in zip(self.critic_stacks, self._critic_members):
             if k in indices:
-                return stack.member(indices.index(k))  # type: ignore[operator,return-value]
+                return stack.member(indices.index(k))  # type: ignore[return-value]
         raise KeyError(name)
 
     def member_bound(self, name: str, reporting: bool = True) -> Bound:
@@ -252,16 +260,16 @@ class MIEstimationModule(EstimationEngine):
 
     def _stack_positions(self, k: int) -> list[tuple[str, Any, int]]:
         positions = super()._stack_positions(k)
-        for stack, indices in zip(self.critics, self._critic_members):
+        for stack, indices in zip(self.critic_stacks, self._critic_members):
             if k in indices:
                 positions.insert(0, ("critic", stack, indices.index(k)))
         return positions
 
     def build_member_rows(self) -> MemberRows:
         rows = self._bound_rows()
-        for stack, indices in zip(self.critics, self._critic_members):
-            if stack.flat is not None:  # type: ignore[union-attr]
-                rows[stack.flat] = torch.tensor(indices, device=self.lr_scale.device)  # type: ignore[union-attr]
+        for stack, indices in zip(self.critic_stacks, self._critic_members):
+            if stack.flat is not None:
+                rows[stack.flat] = torch.tensor(indices, device=self.lr_scale.device)
         return rows
 
     # ------------------------------------------------------------------------------- set-up
@@ -325,7 +333,7 @@ class MIEstimationModule(EstimationEngine):
         else:
             check_mi_batch({k: v for k, v in batch.items() if k != "mi"})
         parts = []
-        for stack, indices in zip(self.critics, self._critic_members):
+        for stack, indices in zip(self.critic_stacks, self._critic_members):
             inputs, per_member = self._member_inputs(batch, indices)
             if "x_marginal" in inputs:
                 joint = stack.pointwise(inputs["x"], inputs["y"], members_dim=per_member)
@@ -596,11 +604,11 @@ class MIEstimationModule(EstimationEngine):
         return out
 
     def _pointwise(self, x: Tensor, y: Tensor) -> Tensor:
-        parts = [stack.pointwise(x, y) for stack in self.critics]
+        parts = [stack.pointwise(x, y) for stack in self.critic_stacks]
         return self._in_member_order(parts)
 
     def _cross(self, x: Tensor, y: Tensor) -> Tensor:
-        return self._in_member_order([stack.cross(x, y) for stack in self.critics])
+        return self._in_member_order([stack.cross(x, y) for stack in self.critic_stacks])
 
     def _in_member_order(self, parts: list[Tensor]) -> Tensor:
         if len(parts) == 1:

@@ -98,8 +98,8 @@ class MemberAdam(_MemberOptimizer):
     def _update(
         self, p: Tensor, grad: Tensor, lr: float, beta1: float, beta2: float, eps: float, decay: float, decoupled: bool
     ) -> None:
-        """One Adam update of ``p``: the per-member factors are computed on ``[rows]`` vectors first, then a few
-        element-wise operations on the whole tensor."""
+        """One Adam update of ``p``: the per-member factors on ``[rows]`` vectors first, then in-place passes over the
+        whole tensor (as many as torch's own Adam, plus two)."""
         on = self._rows(p, self.update_mask, True)  # [rows] bool
         on_f = on.to(p.dtype)
         state = self.state[p]
@@ -111,18 +111,19 @@ class MemberAdam(_MemberOptimizer):
         step.add_(on_f)
         count = step.clamp(min=1)  # a member not yet stepped: no 0/0 (its update is 0 anyway)
         rate = lr * self._rows(p, self.lr_scale, 1.0).to(p.dtype) * on_f  # [rows], 0 for a member left out
-        step_size = _broadcast(rate / (1 - beta1**count), p)
-        bias2_sqrt = _broadcast((1 - beta2**count).sqrt(), p)
-        keep = _broadcast(on, p)
-        grad = torch.where(keep, grad, 0.0)  # a member left out may have non-finite gradients: 0 * nan = nan
         if decay != 0:
             if decoupled:
                 p.mul_(1 - _broadcast(rate, p) * decay)
             else:
                 grad = grad.add(p, alpha=decay)
-        exp_avg.lerp_(grad, _broadcast((1 - beta1) * on_f, p))
-        exp_avg_sq.mul_(_broadcast(1 - (1 - beta2) * on_f, p)).add_(grad * grad * _broadcast((1 - beta2) * on_f, p))
-        p.sub_(exp_avg / (exp_avg_sq.sqrt() / bias2_sqrt + eps) * step_size)
+        # a member left out may have non-finite gradients (0 * nan = nan): its rows of the gradient become 0
+        grad.masked_fill_(_broadcast(~on, p), 0.0)
+        exp_avg.lerp_(grad, _broadcast((1 - beta1) * on_f, p))  # weight 0: a member left out keeps its moments
+        exp_avg_sq.mul_(_broadcast(1 - (1 - beta2) * on_f, p)).addcmul_(grad, grad, value=1 - beta2)
+        denom = exp_avg_sq.sqrt().div_(_broadcast((1 - beta2**count).sqrt(), p)).add_(eps)
+        # p -= step_size * exp_avg / denom, step_size = rate / (1 - beta1^t): 0 for a member left out (denom / 0 =
+        # inf, exp_avg / inf = 0)
+        p.addcdiv_(exp_avg, denom.div_(_broadcast(rate / (1 - beta1**count), p)), value=-1.0)
 
 
 class MemberSGD(_MemberOptimizer):
@@ -197,26 +198,40 @@ def member_optimizer(factory: Any, params: Iterable[Any]) -> torch.optim.Optimiz
 
 
 class RestoreLeftOut:
-    """For an optimiser without a member-aware version: before the step, copy every stacked parameter and
-    its optimiser state; after it, put back the rows of the members left out (:meth:`before`, :meth:`after`)."""
+    """For an optimiser without a member-aware version: before the step, copy every stacked parameter and its
+    optimiser state; after it, put back the rows of the members left out (:meth:`before`, :meth:`after`). State the
+    step created (the first step) starts at zero in those rows, as a fresh optimiser's does (SGD's momentum buffer,
+    which starts at the first gradient, is the exception: member-aware SGD handles it exactly)."""
 
     def __init__(self, rows: MemberRows) -> None:
         self.rows = rows
+        self._optimizer: Optional[torch.optim.Optimizer] = None
         self._saved: list[tuple[Tensor, Tensor, Tensor]] = []
+        self._keep: dict[Tensor, Tensor] = {}
+
+    def _broadcast_keep(self, p: Tensor, mask: Tensor) -> Tensor:
+        rows = self.rows[p]
+        keep = mask.index_select(0, rows.reshape(-1)).reshape(rows.shape)
+        return keep.view(keep.shape + (1,) * (p.dim() - keep.dim()))
 
     @torch.no_grad()
     def before(self, optimizer: torch.optim.Optimizer, mask: Tensor) -> None:
-        self._saved = []
-        for p, rows in self.rows.items():
+        self._optimizer, self._saved, self._keep = optimizer, [], {}
+        for p in self.rows:
+            keep = self._keep[p] = self._broadcast_keep(p, mask)
             tensors = [p.data] + [
                 v for v in optimizer.state.get(p, {}).values() if isinstance(v, Tensor) and v.shape == p.shape
             ]
-            keep = mask.index_select(0, rows.reshape(-1)).reshape(rows.shape)
-            keep = keep.view(keep.shape + (1,) * (p.dim() - keep.dim()))
             self._saved += [(t, t.clone(), keep) for t in tensors]
 
     @torch.no_grad()
     def after(self) -> None:
-        for live, saved, keep in self._saved:
-            live.copy_(torch.where(keep, live, saved))
-        self._saved = []
+        saved = {id(live) for live, _, _ in self._saved}
+        for live, copy, keep in self._saved:
+            live.copy_(torch.where(keep, live, copy))
+        if self._optimizer is not None:
+            for p, keep in self._keep.items():
+                for value in self._optimizer.state.get(p, {}).values():
+                    if isinstance(value, Tensor) and value.shape == p.shape and id(value) not in saved:
+                        value.copy_(torch.where(keep, value, torch.zeros_like(value)))
+        self._saved, self._keep, self._optimizer = [], {}, None

@@ -71,6 +71,8 @@ class Stack(nn.Module):
     """
 
     template: nn.Module
+    flat: Optional[nn.Parameter]  # registered parameters: the trained and the frozen members' parameters, [K, P]
+    frozen: Optional[nn.Parameter]
 
     def __init__(self, modules: Sequence[nn.Module]) -> None:
         super().__init__()

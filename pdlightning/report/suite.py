@@ -236,7 +236,7 @@ def suite_evaluation() -> L.Callback:
             self.results: dict[str, dict[str, float]] = {}
             self._batches: list[dict[str, Any]] = []
 
-        def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+        def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
             if isinstance(batch, dict) and "pmi" in batch:
                 self._batches.append({k: batch[k] for k in ("x", "y", "pmi")})

@@ -183,3 +183,27 @@ def test_a_retired_member_appears_in_the_table_and_results_with_its_step_and_err
     assert "estimate" not in retired  # no number for a member whose weights stopped at their last finite step
     assert any(r["member"] == "smile" and math.isfinite(r["estimate"]) for r in document["results"])
     assert "retired" in caplog.text and "at step 4: member 'bad'" in caplog.text
+
+
+def test_evaluations_never_overwrite_each_other(tmp_path, trained):
+    """A second `test` of one checkpoint (here with another reporting subset) and a second `predict` write
+    results_2.json and pmi_2.csv beside the first ones, and the first ones stay as they were."""
+    config, checkpoint = trained
+    run = tmp_path / "logs" / "mi" / "version_0"
+    _cli("test", "-c", str(config), f"--ckpt_path={checkpoint}")
+    first = (run / "test" / "results.json").read_text()
+    subset = _members_fragment(tmp_path, ["nwj"])
+    _cli("test", "-c", str(config), "-c", str(subset), f"--ckpt_path={checkpoint}")
+    assert (run / "test" / "results.json").read_text() == first
+    assert json.loads((run / "test" / "results_2.json").read_text())["left_out"] == ["smile_tau5", "infonce"]
+    for _ in range(2):
+        _cli(
+            "predict",
+            "-c",
+            str(config),
+            f"--ckpt_path={checkpoint}",
+            "--trainer.callbacks+=pdlightning.callbacks.PMIWriter",
+        )
+    header = (run / "predict" / "pmi.csv").read_text().splitlines()[0]
+    assert header == "row,mi,pmi_nwj,pmi_smile_tau5,pmi_infonce"
+    assert (run / "predict" / "pmi_2.csv").read_text() == (run / "predict" / "pmi.csv").read_text()
