@@ -145,6 +145,8 @@ class CheckpointInfo:
     hyper_parameters: dict[str, Any]
     run: Optional[dict[str, Any]]  # the run identity record (``pdlightning.cli.identity``); None if absent
     state_shapes: dict[str, tuple]  # ``{parameter name: shape}`` of the state dict
+    member_names: tuple[str, ...] = ()  # the members of an estimation module's checkpoint, in order
+    member_layout: Optional[dict[str, Any]] = None  # where each member's weights are (``member_layout()``)
 
 
 def read_checkpoint(path: str) -> CheckpointInfo:
@@ -166,4 +168,6 @@ def read_checkpoint(path: str) -> CheckpointInfo:
         hyper_parameters=dict(checkpoint.get("hyper_parameters") or {}),
         run=checkpoint.get("pdlightning_run"),
         state_shapes={k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")},
+        member_layout=checkpoint.get("member_layout"),
+        member_names=tuple(m["name"] for m in checkpoint.get("members") or [] if isinstance(m, dict) and "name" in m),
     )

@@ -646,8 +646,14 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
     def after_instantiate_classes(self) -> None:
         """Fail before running when the checkpoint's weights do not fit the model that was built."""
         info = self._resumed if self.subcommand == "fit" else self._checkpoint
-        by_name = hasattr(self.model, "member_table")  # checks and maps its members by name itself
-        if info is not None and getattr(self.model, "strict_loading", True) and not by_name:
+        if info is None:
+            return
+        # a module whose members differ from the checkpoint's (another order, a subset, another reporting bound)
+        # maps and checks them by name itself
+        by_name = tuple(getattr(self.model, "member_names", info.member_names)) != info.member_names or (
+            hasattr(self.model, "member_layout") and self.model.member_layout() != info.member_layout
+        )
+        if getattr(self.model, "strict_loading", True) and not by_name:
             check_state_matches(self.model.state_dict(), info.state_shapes, info.path, str(self.subcommand))
 
     def after_fit(self) -> None:

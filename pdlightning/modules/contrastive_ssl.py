@@ -200,7 +200,7 @@ class ContrastiveSSLModule(EstimationEngine):
     # ---------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         hx, zx, zy = self.embed(batch["x"], batch["y"])
-        scores = self.score_matrix(zx, zy)
+        scores = self.score_matrix(zx, zy).float()  # the bounds compute in float32 under autocast
         joint, marginal = matrix_to_pairs(scores.unsqueeze(0))
         result = self.finish_step(
             joint,

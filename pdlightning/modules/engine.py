@@ -184,6 +184,7 @@ class EstimationEngine(ConfiguredModule):
         """Bounds, guard, record and (on logging steps) logging of one training step; returns ``{"loss",
         "record"}`` for ``training_step``. ``outputs``: the bounds' values when the subclass evaluated them
         itself (the SSL module's symmetric loss)."""
+        joint, marginal = joint.float(), marginal.float()  # bounds compute in float32, under autocast too
         if outputs is None:
             outputs = self.bounds(joint, marginal)
         step = self.global_step
@@ -307,7 +308,9 @@ class EstimationEngine(ConfiguredModule):
         """Decide on the device which members update: those stepping with finite gradients."""
         if self._stepping is None:
             return
-        update = self.guard.observe_update(self._stepping, self._gradients_finite(), self.global_step)
+        flags, masks = self._gradient_finiteness()
+        update = self.guard.observe_update(self._stepping, flags, self.global_step)
+        self._keep_bad_gradient_masks(masks)
         inner = getattr(optimizer, "optimizer", optimizer)
         if isinstance(inner, _MemberOptimizer):
             inner.update_mask = update
@@ -326,33 +329,47 @@ class EstimationEngine(ConfiguredModule):
                 for p in group["params"]:
                     p.grad = None  # no update, no moment change: eta is fixed during the critic's steps
 
-    def _gradients_finite(self) -> Tensor:
+    def _gradient_finiteness(self) -> tuple[Tensor, dict[Tensor, Tensor]]:
         """``[K]`` bool: every gradient of each member is finite (one reduction per parameter tensor: a stack's flat
-        parameter, or a single fit's own tensors)."""
+        parameter, or a single fit's own tensors); and each stack's ``[rows, P]`` element-wise finiteness."""
         flags = torch.ones(self.num_members, dtype=torch.bool, device=self.lr_scale.device)
+        masks: dict[Tensor, Tensor] = {}
         for p, members in self.member_rows().items():
             if p.grad is None:
                 continue
             if members.dim() == 0:
                 flags = flags & torch.isfinite(p.grad).all()
-            elif len(members) == self.num_members:  # every member, in order (one critic architecture)
-                flags = flags & torch.isfinite(p.grad).reshape(len(members), -1).all(1)
+                continue
+            masks[p] = mask = torch.isfinite(p.grad).reshape(len(members), -1)
+            if len(members) == self.num_members:  # every member, in order (one critic architecture)
+                flags = flags & mask.all(1)
             else:
-                finite = torch.isfinite(p.grad).reshape(len(members), -1).all(1)
-                flags = flags.index_put((members,), flags[members] & finite)
-        return flags
+                flags = flags.index_put((members,), flags[members] & mask.all(1))
+        return flags, masks
+
+    def _keep_bad_gradient_masks(self, masks: dict[Tensor, Tensor]) -> None:
+        """Keep, on the device, each stack's finiteness mask of the step where a member's gradients first went
+        non-finite since the last sync, so the guard can name the parameters when it acts (one ``where`` per stack)."""
+        new = getattr(self.guard, "gradient_events", None)
+        if new is None:
+            return
+        kept = self.__dict__.setdefault("_bad_gradient_masks", {})
+        rows = self.member_rows()
+        for p, mask in masks.items():
+            fresh = (new if len(rows[p]) == self.num_members else new[rows[p]])[:, None]
+            kept[p] = torch.where(fresh, mask, kept[p]) if p in kept else mask | ~fresh
 
     def _describe_gradients(self, k: int, step: int) -> str:
         """Where member ``k``'s gradients were non-finite (``" in critic.first.weight"``) while the gradients of
         ``step`` are still there (the guard acts right after the step it saw); ``""`` otherwise."""
-        if self._trainer is None or step != self.trainer.global_step - 1:
-            return ""
         bad = []
+        kept = self.__dict__.get("_bad_gradient_masks", {})
         for owner, stack, position in self._stack_positions(k):
-            grad = None if stack.flat is None else stack.flat.grad
-            if grad is not None:
-                row = torch.isfinite(grad[position]).cpu()
+            if stack.flat is not None and stack.flat in kept:
+                row = kept[stack.flat][position].cpu()
                 bad += [f"{owner}.{n}" for n, start, stop in stack.parameter_names() if not bool(row[start:stop].all())]
+        if self._trainer is None or step != self.trainer.global_step - 1:  # own parameters: while the step's are there
+            return " in " + ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "") if bad else ""
         for name, parameter in self._own_parameters():
             if parameter.grad is not None and not bool(torch.isfinite(parameter.grad).all()):
                 bad.append(name)

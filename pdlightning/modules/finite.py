@@ -236,7 +236,7 @@ class MemberGuard(nn.Module):
         update = stepping & finite
         held = stepping ^ update  # stepping, but with a non-finite gradient
         self.skipped_steps.add_(held)
-        self._mark(held, _GRADIENT, step)
+        self.gradient_events = self._mark(held, _GRADIENT, step)  # the members whose event this step is
         self.consecutive_skips.add_(self.active ^ update).masked_fill_(update, 0)  # the run of skips: steps s-c+1..s
         diverged = self.consecutive_skips >= self.max_consecutive_skips  # overrides any other event: it stops
         self.event_step.masked_fill_(diverged, step)

@@ -735,12 +735,12 @@ class MIEstimationModule(EstimationEngine):
     # -------------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["member_layout"] = self._layout()
+        checkpoint["member_layout"] = self.member_layout()
         checkpoint["streams"] = self.streams.state_dict()
         if self.level_snapshots is not None:
             checkpoint["level_snapshots"] = self.level_snapshots.state_dict()
 
-    def _layout(self) -> dict[str, Any]:
+    def member_layout(self) -> dict[str, Any]:
         """Where each member's tensors live: its stack and position, per kind (critic, training, reporting)."""
         layout: dict[str, Any] = {"critics": {}, "training": {}, "estimators": {}}
         names = self.member_names
@@ -760,7 +760,7 @@ class MIEstimationModule(EstimationEngine):
         super().on_load_checkpoint(checkpoint)
         stored = [m["name"] for m in checkpoint.get("members", [])]
         ours = self.member_names
-        if stored and stored != ours or checkpoint.get("member_layout", self._layout()) != self._layout():
+        if stored and stored != ours or checkpoint.get("member_layout", self.member_layout()) != self.member_layout():
             self._map_by_name(checkpoint, stored)
         if "state_dict" in checkpoint:
             self._check_shapes(checkpoint["state_dict"])
@@ -827,11 +827,18 @@ class MIEstimationModule(EstimationEngine):
                 kind, groups = places[prefix]
                 group, _, suffix = key[len(prefix) :].partition(".")
                 rows = []
-                for k in groups[int(group)]:
+                for position, k in enumerate(groups[int(group)]):
                     where = layout[kind].get(names[k])
+                    if where is None and kind == "estimators" and not suffix.startswith(("flat", "frozen")):
+                        rows.append(value[position])  # a reporting bound asked for at evaluation: its own settings
+                        continue
                     if where is None:
                         raise ValueError(
-                            f"members: member {names[k]!r} has a {kind} bound in this config but not in the checkpoint"
+                            f"members: member {names[k]!r} reports with a bound that has learned state "
+                            f"({prefix}{group}.{suffix}) the checkpoint does not hold, so it cannot report for this "
+                            "critic; choose a reporting bound without learned parameters"
+                            if kind == "estimators"
+                            else f"members: member {names[k]!r} has a {kind} bound here but not in the checkpoint"
                         )
                     source = f"{prefix}{where[0]}.{suffix}"
                     if source not in state or state[source].shape[1:] != value.shape[1:]:

@@ -137,9 +137,7 @@ class Stack(nn.Module):
     def member(self, index: int) -> nn.Module:
         """A standalone copy of member ``index`` (its current values)."""
         module = copy.deepcopy(self.template)
-        values = {name: value[index].detach().clone() for name, value in self.state().items()}
-        if values:
-            module.load_state_dict(values)
+        _load(module, self.state(), index)
         return module.requires_grad_(True) if not self.layout["frozen"] else _restore_frozen(module, self.layout)
 
     # ---------------------------------------------------------------------------------- calling
@@ -192,6 +190,13 @@ class Stack(nn.Module):
                 outputs.append(batched({n: v[part] for n, v in state.items()}, *chunk_args))
             return torch.utils._pytree.tree_map(lambda *parts: torch.cat(parts), *outputs)
         return torch.utils._pytree.tree_map(lambda *parts: torch.stack(parts), *outputs)
+
+
+def _load(module: nn.Module, state: dict[str, Tensor], index: int) -> None:
+    """Copy member ``index``'s values into ``module``'s parameters and buffers (non-persistent ones too)."""
+    with torch.no_grad():
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            tensor.copy_(state[name][index])
 
 
 def _restore_frozen(module: nn.Module, layout: dict[str, list]) -> nn.Module:
@@ -262,8 +267,7 @@ class StackedCritic(Stack):
         state = self.state()
         device = next(iter(state.values())).device if state else torch.device("cpu")
         module = copy.deepcopy(self.template).to_empty(device=device)
-        if state:
-            module.load_state_dict({name: value[index].detach().clone() for name, value in state.items()})
+        _load(module, state, index)
         return module.requires_grad_(True)
 
     def _call(self, method: str, x: Tensor, y: Tensor, members_dim: bool) -> Tensor:

@@ -123,6 +123,13 @@ def parser() -> argparse.ArgumentParser:
         help="fraction of each level's first steps left out of the statistics (default 0, as the papers)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
+    p.add_argument(
+        "--log-every-n-steps",
+        type=int,
+        default=None,
+        help="TensorBoard logging cadence of the runs (default: the config's, every step; the per-step stream of "
+        "the tables is recorded whatever it is: a larger value spares a large fit on a GPU a host transfer a step)",
+    )
     add_parallel_arguments(p)  # --workers, --address, --cpus-per-run, --gpus-per-run, --max-retries (Ray)
     return p
 
@@ -219,6 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 ensemble=not args.single_fits,
                 seeds=args.seeds,
                 parallel=parallel,
+                log_every=args.log_every_n_steps,
             )
         except (BudgetMismatch, SweepBusy, FileNotFoundError, ValueError) as exc:  # another budget / sweep, no configs
             parser().error(str(exc))

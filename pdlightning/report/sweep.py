@@ -120,8 +120,9 @@ def plan(
     return [RunSpec(t, c, e) for t in tasks for c in critics for e in keys]
 
 
-def to_run(spec: RunSpec, budget: Budget, configs: Path) -> Run:
-    """The `pdlightning fit` command of one report run."""
+def to_run(spec: RunSpec, budget: Budget, configs: Path, log_every: Optional[int] = None) -> Run:
+    """The `pdlightning fit` command of one report run (``log_every``: TensorBoard's cadence, default the config's:
+    every step; the per-step stream of the tables is kept whatever it is)."""
     files = [configs / TASKS[spec.task], configs / "mi" / "bounds" / f"{spec.estimator}.yaml"]
     critic = CRITICS[spec.critic]
     if critic is not None:
@@ -145,6 +146,7 @@ def to_run(spec: RunSpec, budget: Budget, configs: Path) -> Run:
             "--trainer.limit_val_batches=0",
             "--model.init_args.summary=false",
             "--model.init_args.stream_path={run_dir}/estimates.csv",
+            *([f"--trainer.log_every_n_steps={log_every}"] if log_every else []),
         ),
         spec=asdict(spec),
         budget=budget.as_json(),
@@ -177,6 +179,7 @@ def run_sweep(
     ensemble: bool = False,
     seeds: int = 1,
     parallel: Optional["RaySettings"] = None,
+    log_every: Optional[int] = None,
 ) -> dict:
     """Run every spec not finished under ``budget`` in ``out/runs``; at most ``max_runs`` new runs;
     with ``parallel``, as Ray tasks (:mod:`pdlightning.runner.ray_executor`).
@@ -193,10 +196,12 @@ def run_sweep(
     if not (configs / TASKS["gaussian"]).is_file():
         raise FileNotFoundError(f"configs: {configs} has no mi/gaussian.yaml; pass --configs <folder of the configs>")
     if ensemble:
-        return _run_ensembles(specs, budget, Path(out), configs, seeds, max_runs, retry_failed, log, parallel)
+        return _run_ensembles(
+            specs, budget, Path(out), configs, seeds, max_runs, retry_failed, log, parallel, log_every
+        )
     if seeds != 1:
         raise ValueError("seeds: replicate seeds run as ensembles; drop --single-fits or run one seed per --seed")
-    runs = [to_run(spec, budget, configs) for spec in specs]
+    runs = [to_run(spec, budget, configs, log_every) for spec in specs]
     by_id = {run.run_id: spec for run, spec in zip(runs, specs)}
     log(f"budget: {budget.describe()} ({budget.total_steps} steps per run)")
     records = run_all(
@@ -221,6 +226,7 @@ def _run_ensembles(
     retry_failed: bool,
     log: Callable[[str], None],
     parallel: Optional["RaySettings"] = None,
+    log_every: Optional[int] = None,
 ) -> dict:
     """One ensemble fit per (task, critic) holding every estimator x seed (:mod:`.ensemble`)."""
     from .ensemble import EnsembleSpec, run_ensemble, to_ensemble_run
@@ -233,7 +239,7 @@ def _run_ensembles(
     runs = []
     for (task, critic), members in cells.items():
         ensemble = EnsembleSpec(task, critic, tuple(m.estimator for m in members), seeds)
-        runs.append(to_ensemble_run(ensemble, budget, configs, to_run(members[0], budget, configs)))
+        runs.append(to_ensemble_run(ensemble, budget, configs, to_run(members[0], budget, configs, log_every)))
     log(
         f"budget: {budget.describe()} ({budget.total_steps} steps per run); {len(runs)} ensemble fits of "
         f"{len(specs) // max(len(runs), 1)} estimators x {seeds} seeds"
