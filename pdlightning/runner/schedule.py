@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
+
+from pdlightning.cli.run_lock import DirectoryBusy, acquire, release
 
 from .execute import in_process
 from .plan import Run
@@ -27,40 +28,30 @@ class BudgetMismatch(ValueError):
     """The output directory holds finished runs of another budget."""
 
 
-class SweepBusy(RuntimeError):
+class SweepBusy(DirectoryBusy):
     """Another live sweep process is running in the same output directory."""
+
+
+def _sweep_busy(out: Path, pid: str, doing: str) -> str:
+    return (
+        f"out: another sweep (pid {pid}) is running in {out}; wait for it to finish, or "
+        "run the sweep once with more workers (--workers N, or a Ray cluster: --address)"
+    )
 
 
 @contextlib.contextmanager
 def sweep_lock(out: Path) -> Iterator[None]:
     """Hold ``out/.sweep.lock`` while a sweep runs there: a second sweep over the same ``out`` would
     restart runs under the first one's feet (each run starts from an empty directory). The lock is the
-    kernel's (``flock``): it goes with its process, a ``kill -9`` included, so no stale claim is left."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ".sweep.lock"
+    kernel's (:mod:`pdlightning.cli.run_lock`): it goes with its process, a ``kill -9`` included."""
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no guard
+        handle = acquire(out, "sweep", name=".sweep.lock", busy=_sweep_busy)
+    except DirectoryBusy as busy:
+        raise SweepBusy(str(busy)) from None
+    try:
         yield
-        return
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise SweepBusy(
-                f"out: another sweep (pid {holder}) is running in {out}; wait for it to finish, or "
-                "run the sweep once with more workers (--workers N, or a Ray cluster: --address)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        release(handle)
 
 
 def _budget_text(budget: dict) -> str:
