@@ -697,17 +697,33 @@ def _lock_run_directory(directory: str, doing: str) -> None:
         _HELD[key] = acquire(directory, f"pdlightning {doing}")
 
 
-def build_cli(args: ArgsType = None, run: bool = True, default_threads: Optional[int] = None) -> PDLightningCLI:
+class _ParsedOnly(PDLightningCLI):
+    """The CLI's parsing (``cli.config``, exactly as a fit parses it), building no class: what a sweep compares
+    with a finished run's recorded config before reusing it."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def after_instantiate_classes(self) -> None:
+        pass
+
+
+def build_cli(
+    args: ArgsType = None, run: bool = True, default_threads: Optional[int] = None, parse_only: bool = False
+) -> PDLightningCLI:
     """Parse ``args`` (default: ``sys.argv``) and, with ``run``, execute the subcommand.
 
     ``default_threads``: torch threads when neither ``--threads`` nor ``$PDLIGHTNING_THREADS`` is given
     (``None``: the caller's setting stays; the ``pdlightning`` console script passes :data:`DEFAULT_THREADS`).
     With ``run``, the run directory the subcommand wrote into is held while it runs and given back after.
+    ``parse_only`` (with ``run=False``): only ``cli.config``, as the run would parse it; no model, data or trainer.
     """
+    if parse_only and run:
+        raise ValueError("parse_only: only with run=False (nothing is built to run)")
     _PHASE["running"] = False
     held_before = set(_HELD)
     try:
-        return PDLightningCLI(
+        return (_ParsedOnly if parse_only else PDLightningCLI)(
             L.LightningModule,
             L.LightningDataModule,
             subclass_mode_model=True,

@@ -6,7 +6,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .record import as_json
 
@@ -38,6 +38,8 @@ class Run:
         spec: what identifies the run within the sweep (goes to ``run.json``).
         budget: what the sweep's runs share and must share to be compared (goes to ``run.json``).
         test: run ``test`` on the final weights after ``fit``.
+        configs_dir: the folder of the config files (recorded in ``run.json``'s provenance); ``None``: the
+            folder holding all of ``configs``.
 
     ``{run_dir}`` in an override stands for the run's directory (e.g. a logger's ``save_dir``).
     """
@@ -48,6 +50,7 @@ class Run:
     spec: dict = field(default_factory=dict, compare=False)
     budget: dict = field(default_factory=dict, compare=False)
     test: bool = False
+    configs_dir: Optional[str] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.run_id or "/" in self.run_id or self.run_id in (".", ".."):
@@ -56,6 +59,8 @@ class Run:
         object.__setattr__(self, "overrides", tuple(str(o) for o in self.overrides))
         object.__setattr__(self, "spec", as_json(dict(self.spec)))
         object.__setattr__(self, "budget", as_json(dict(self.budget)))
+        if self.configs_dir is not None:
+            object.__setattr__(self, "configs_dir", str(self.configs_dir))
 
     def args(self, run_dir: Path) -> list[str]:
         """The CLI arguments of the run (no subcommand); Lightning's own files go to ``run_dir``."""

@@ -13,6 +13,7 @@ from pdlightning.cli.run_lock import DirectoryBusy, acquire, release
 from .execute import in_process
 from .plan import Run
 from .progress import Progress
+from .provenance import UNKNOWN, check_same_protocol, planned_provenance
 from .record import RunRecord, read_record, read_records
 
 if TYPE_CHECKING:
@@ -75,7 +76,9 @@ def run_all(
     go one after another in this process, or, with ``parallel``, as Ray tasks
     (:func:`~pdlightning.runner.ray_executor.run_on_ray`: ``execute`` must then pickle). Raises
     :class:`BudgetMismatch` if ``out`` holds a finished run of another budget (mixing them would
-    corrupt the tables), :class:`SweepBusy` if another sweep is running in ``out``.
+    corrupt the tables), :class:`~pdlightning.runner.provenance.ProtocolMismatch` if a finished run of
+    the plan was fitted with another resolved config than it would be now (its ``run.json``'s
+    provenance), :class:`SweepBusy` if another sweep is running in ``out``.
     """
     runs = list(runs)
     out = Path(out)
@@ -93,7 +96,10 @@ def run_all(
     with sweep_lock(out):
         records: dict[str, RunRecord] = {}
         for run in runs:
-            earlier = read_record(out / "runs" / run.run_id)
+            run_dir = out / "runs" / run.run_id
+            earlier = read_record(run_dir)
+            if earlier is not None and earlier.provenance.get("config_hash"):
+                check_same_protocol(earlier.provenance, planned_provenance(run, run_dir), run_dir)
             if earlier is not None and (earlier.status == "ok" or not retry_failed):
                 records[run.run_id] = earlier
         progress = Progress(len(runs), len(records), log)
@@ -101,8 +107,10 @@ def run_all(
         todo = []
         for index, run in enumerate(runs, 1):
             if run.run_id in records:
+                unknown = "" if records[run.run_id].provenance else f"; {UNKNOWN}: its config was not recorded"
                 progress.say(
-                    f"[{index}/{len(runs)}] {run.run_id}: finished earlier ({records[run.run_id].status}), skipped"
+                    f"[{index}/{len(runs)}] {run.run_id}: finished earlier ({records[run.run_id].status}{unknown}), "
+                    "skipped"
                 )
             else:
                 todo.append((index, run))
