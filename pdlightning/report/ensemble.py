@@ -107,7 +107,15 @@ def to_ensemble_run(spec: EnsembleSpec, budget: Any, configs: Path, single_run: 
     overrides = list(single_run.overrides) + [f"--model={flow}"]
     if spec.seeds > 1:
         overrides.append(f"--data.init_args.replicas={spec.seeds}")
-    return Run(spec.run_id, files, tuple(overrides), spec=spec.as_json(), budget=single_run.budget, test=True)
+    return Run(
+        spec.run_id,
+        files,
+        tuple(overrides),
+        spec=spec.as_json(),
+        budget=single_run.budget,
+        test=True,
+        configs_dir=single_run.configs_dir,
+    )
 
 
 def run_ensemble(run: Run, run_dir: Path) -> RunRecord:

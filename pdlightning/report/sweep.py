@@ -146,6 +146,7 @@ def to_run(spec: RunSpec, budget: Budget, configs: Path) -> Run:
         ),
         spec=asdict(spec),
         budget=budget.as_json(),
+        configs_dir=str(configs),
     )
 
 
