@@ -33,7 +33,7 @@ def holder_of(handle: IO[str]) -> tuple[str, str]:
 
 
 def _busy_message(directory: Path, pid: str, doing: str) -> str:
-    doing = f" ({doing})" if doing else ""
+    doing = f": {doing}" if doing else ""
     return (
         f"{directory}: another pdlightning process (pid {pid}{doing}) is writing into this run directory; wait for it "
         "to finish (or stop it), or write elsewhere (another trainer.logger.init_args.save_dir or version)"

@@ -178,3 +178,19 @@ def test_two_resumes_of_one_run_at_once_the_second_is_refused_naming_the_first(t
     finally:
         first.kill()
         first.wait()
+
+
+def test_the_table_runners_end_a_failure_on_a_path_as_one_line(tmp_path, capsys):
+    """The same mechanism for every console script: ``pdlightning-mi-benchmark`` into an output folder that is a
+    file ended in a traceback."""
+    from pdlightning.applications.mi_benchmark import main as table
+
+    (tmp_path / "afile").write_text("")
+    losses = '{"NWJ": {"original": {"class_path": "pdlightning.bounds.NWJ"}}}'
+    base = str(REPO / "configs" / "slb" / "mnist.yaml")
+    with pytest.raises(SystemExit) as raised:
+        table(["--base", f"[{base}]", "--losses", losses, "--output_dir", str(tmp_path / "afile")])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("pdlightning-mi-benchmark: error:")]
+    assert raised.value.code == 2 and "Traceback" not in err and len(lines) == 1, err[-3000:]
+    assert str(tmp_path / "afile") in lines[0]
