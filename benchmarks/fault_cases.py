@@ -1557,12 +1557,14 @@ def markdown(results: list[Result], root: Path, argv: list[str], wall: float) ->
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
     totals = {k: sum(r.klass == k for r in results) for k in CLASSES}
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
     lines = [
-        "# Fault cases (issue 14): bad inputs and faults through the console scripts",
+        "# Fault cases (issues 14 and 18): bad inputs and faults through the console scripts",
         "",
         f"Command: `OMP_NUM_THREADS=1 nice -n 5 python {' '.join(argv)}`  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, git {sha}, "
-        f"{len(results)} cases, wall time {wall / 60:.1f} min on one core.  ",
+        f"{len(results)} cases, wall time {wall / 60:.1f} min on one core; {os.cpu_count()} cores, load average "
+        f"(1 / 5 / 15 min) at the end {load}.  ",
         "Each case runs in its own temp folder; the command shown is the one classified (the case's earlier "
         "commands, in benchmarks/fault_cases.py, prepare its state). Classes: see the script's docstring.",
         "",
