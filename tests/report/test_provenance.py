@@ -87,6 +87,16 @@ def test_every_run_of_the_report_names_its_config_hash_and_revision(two_sweeps, 
     assert "d = 20" in report  # read from the runs' recorded configs
 
 
+def test_a_sweep_of_the_same_protocol_skips_its_finished_ensembles(two_sweeps, tmp_path, capsys):
+    """The planned config (parsed, nothing built) hashes as the run recorded it (parsed in the process that ran)."""
+    out = copy_of(two_sweeps, tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/run.json")}
+    capsys.readouterr()
+    assert main(["--out", str(out), "--estimators", "infonce", "nwj", *STAIRCASE]) == 0
+    assert "gaussian-joint-infonce+nwj: finished earlier (ok), skipped" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/run.json")} == stamps
+
+
 def test_a_sweep_of_another_protocol_into_the_same_out_is_refused_naming_the_keys(two_sweeps, tmp_path, capsys):
     out = copy_of(two_sweeps, tmp_path)
     copy = configs_copy(tmp_path, {"mi/protocol/model.yaml": ("hidden_dims: [256, 256]", "hidden_dims: [4]")})
