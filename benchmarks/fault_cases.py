@@ -535,6 +535,112 @@ def truncate(path: str, keep: float) -> str:
     return f"truncate -s $(( $(stat -c %s {path}) * {int(keep * 100)} / 100 )) {path}"
 
 
+# ----------------------------------------------------------------------------------- issue 18 helpers
+def suite(*extra: str, out: str = "suite") -> str:
+    """The task suite on one task at a tiny budget."""
+    return " ".join(
+        [
+            "pdlightning-report --suite bmi-v1 --seeds 1 --steps 4 --batch-size 32 --threads 1",
+            f"--tasks 1v1-normal-0.75 --out {out}",
+            *extra,
+        ]
+    )
+
+
+def configs_copy(*edits: tuple[str, str, str]) -> str:
+    """A shell line copying the packaged configs to ``cfg/`` with ``(file, old, new)`` text replacements."""
+    lines = [f"cp -r {CONFIGS} cfg"]
+    for file, old, new in edits:
+        lines.append(
+            f"python -c \"import pathlib; p = pathlib.Path('cfg/{file}'); t = p.read_text(); "
+            f'assert {old!r} in t; p.write_text(t.replace({old!r}, {new!r}))"'
+        )
+    return " && ".join(lines)
+
+
+SMALL_CRITIC = ("mi/protocol/model.yaml", "hidden_dims: [256, 256]", "hidden_dims: [4]")
+SUITE_600 = ("suite/cpu.yaml", "n_samples: 5000", "n_samples: 600")
+SUITE_CRITIC_4 = ("suite/cpu.yaml", "hidden_dims: [16, 8]", "hidden_dims: [4]")
+
+
+def csv_count(path: str, column: str, value: str, expected: int) -> Callable[[Path, int, str], Check]:
+    """``path`` (a CSV) holds ``expected`` rows whose ``column`` is ``value``."""
+
+    def check(folder: Path, rc: int, output: str) -> Check:
+        import csv
+
+        if not (folder / path).is_file():
+            return Check(False, f"no {path}")
+        with open(folder / path) as f:
+            found = sum(row.get(column) == value for row in csv.DictReader(f))
+        return Check(found == expected, f"{path}: {found} rows with {column} = {value}, expected {expected}")
+
+    return check
+
+
+def says(path: str, *needles: str, absent: Sequence[str] = ()) -> Callable[[Path, int, str], Check]:
+    """The file ``path`` holds every needle and none of ``absent``."""
+
+    def check(folder: Path, rc: int, output: str) -> Check:
+        text = (folder / path).read_text() if (folder / path).is_file() else ""
+        missing = [n for n in needles if n not in text]
+        wrong = [n for n in absent if n in text]
+        return Check(bool(text) and not missing and not wrong, f"{path}: missing {missing}, wrongly holds {wrong}")
+
+    return check
+
+
+def pmi_varies(folder: Path, rc: int, output: str) -> Check:
+    """predict's pmi.csv holds pairs with different PMIs (features scaled to exactly 0 give one PMI for all)."""
+    import csv
+
+    files = sorted(folder.glob("logs/**/pmi.csv"))
+    if not files:
+        return Check(False, "no pmi.csv written")
+    with open(files[-1]) as f:
+        values = [float(r["pmi"]) for r in csv.DictReader(f)]
+    spread = max(values) - min(values) if values else 0.0
+    return Check(spread > 1e-3, f"{len(values)} pairs, PMI spread {spread:.3g} (0: the features carried nothing)")
+
+
+def write_scaled_pairs(scale: float, edit: Optional[Callable] = None) -> Callable[[Path], None]:
+    """Paired features (y = x + noise) in float64 at ``scale``; ``edit(np, arrays)`` may change them first."""
+
+    def write(folder: Path) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        arrays = {}
+        for split, n in (("train", 40), ("test", 21)):
+            x = rng.normal(size=(n, 3))
+            arrays[f"{split}_x"], arrays[f"{split}_y"] = x * scale, (x + 0.5 * rng.normal(size=(n, 3))) * scale
+        if edit is not None:
+            edit(np, arrays)
+        for name, array in arrays.items():
+            np.save(folder / f"{name}.npy", array.astype(np.float64))
+
+    return write
+
+
+def _set(name: str, row: int, column: int, value: float) -> Callable:
+    def edit(np, arrays: dict) -> None:
+        arrays[name][row, column] = value
+
+    return edit
+
+
+def mounted(kind: str, command: str) -> str:
+    """``command`` with ``logs/`` a small tmpfs (``kind`` ``full``: 512 KiB, less than one checkpoint) or a
+    read-only bind mount (``ro``), unmounted after (needs root: the machine's fault, not chmod, which root
+    ignores)."""
+    mount = (
+        "mount -t tmpfs -o size=512k tmpfs logs"
+        if kind == "full"
+        else "mkdir -p src && mount --bind src logs && mount -o remount,ro,bind logs"
+    )
+    return f"mkdir -p logs && {mount} && {{ {command}; rc=$?; umount logs; exit $rc; }}"
+
+
 # ------------------------------------------------------------------------------------------ the list
 def cases() -> list[Case]:
     fit_paired = paired("fit")
@@ -1169,6 +1275,199 @@ def cases() -> list[Case]:
             announces_checkpoint_model,
             note="the checkpoint's critic (3 -> 3) fits these data: evaluating it is legitimate if the CLI says so",
         ),
+        # 18.1 a sweep's result carries the identity of what produced it --------------------------------
+        Case(
+            "report_other_protocol_same_out",
+            "18.1",
+            [
+                report("--estimators nwj --steps-per-level 3 --levels 2"),
+                configs_copy(SMALL_CRITIC),
+                report("--estimators nwj --steps-per-level 3 --levels 2 --configs cfg"),
+            ],
+            error("hidden_dims"),
+            note="--configs at a copy with another critic: the finished run of the packaged config was skipped",
+        ),
+        Case(
+            "suite_other_protocol_same_out",
+            "18.1",
+            [
+                configs_copy(SUITE_600, SUITE_CRITIC_4),
+                suite("--estimators nwj --configs cfg"),
+                suite("--estimators nwj"),
+            ],
+            error("n_samples", "hidden_dims"),
+        ),
+        Case(
+            "suite_render_only_budget_from_runs",
+            "18.1",
+            [configs_copy(SUITE_600, SUITE_CRITIC_4), suite("--estimators nwj --configs cfg"), suite("--render-only")],
+            success(),
+            None,
+            says("suite/suite.md", "N = 600 pairs", "JointCritic [4]", absent=("N = 5000",)),
+        ),
+        Case(
+            "report_records_config_hash",
+            "18.1",
+            [report("--estimators nwj --steps-per-level 3 --levels 2")],
+            success(),
+            None,
+            lambda folder, rc, output: Check(
+                all(
+                    __import__("json").loads(p.read_text()).get("provenance", {}).get("config_hash")
+                    for p in folder.glob("rep/runs/*/run.json")
+                ),
+                "every run.json records its config hash",
+            ),
+        ),
+        # 18.2 the same fit is one run ----------------------------------------------------------------------
+        Case(
+            "report_overlapping_estimator_sets",
+            "18.2",
+            [
+                report("--estimators infonce nwj --steps-per-level 3 --levels 2"),
+                report("--estimators infonce smile_tau5 --steps-per-level 3 --levels 2"),
+            ],
+            success(),
+            None,
+            csv_count("rep/results.csv", "estimator", "infonce", 1),
+            note="InfoNCE is in both ensembles: one fit, one level -> one row",
+        ),
+        Case(
+            "suite_overlapping_estimator_sets",
+            "18.2",
+            [suite("--estimators infonce nwj"), suite("--estimators infonce smile_tau5")],
+            success(),
+            None,
+            csv_count("suite/suite.csv", "column", "infonce", 1),
+        ),
+        # 18.3 a damaged run file is never silently partial ---------------------------------------------
+        *[
+            Case(
+                f"render_{name}",
+                "18.3",
+                [report("--estimators infonce nwj --steps-per-level 3 --levels 2"), damage, report("--render-only")],
+                error(file),
+            )
+            for name, file, damage in (
+                ("truncated_run_json", "run.json", truncate("rep/runs/*nwj/run.json", 0.5)),
+                ("truncated_results_json", "results.json", truncate("rep/runs/*nwj/tb/results.json", 0.5)),
+                ("estimates_cut_mid_row", "estimates.csv", truncate("rep/runs/*nwj/estimates.csv", 0.77)),
+                (
+                    "estimates_cut_at_a_row",
+                    "estimates.csv",
+                    "f=$(ls rep/runs/*nwj/estimates.csv) && head -n -2 $f > x && mv x $f",
+                ),
+                (
+                    "estimates_member_gone",
+                    "estimates.csv",
+                    "f=$(ls rep/runs/*nwj/estimates.csv) && head -n -3 $f > x && mv x $f",
+                ),
+            )
+        ],
+        Case(
+            "suite_render_truncated_run_json",
+            "18.3",
+            [suite("--estimators nwj"), truncate("suite/runs/*/run.json", 0.4), suite("--render-only")],
+            error("run.json"),
+        ),
+        # 18.4 one writer per run directory -------------------------------------------------------------
+        Case(
+            "two_resumes_of_one_run_at_once",
+            "18.4",
+            [
+                tiny("fit", "--trainer.max_steps 4"),
+                tiny("fit", "--ckpt_path last --trainer.max_steps 3000")
+                + " > a.log 2>&1 & a=$!; "
+                + tiny("fit", "--ckpt_path last --trainer.max_steps 3000")
+                + " > b.log 2>&1; b=$?; wait $a; a=$?; cat a.log b.log; exit $(( a > b ? a : b ))",
+            ],
+            error("pid", "version_0"),
+            write_tiny(steps=3000, per_level=1500),
+            note="both exited 0 and logged the same steps into version_0",
+        ),
+        # 18.6 user data at any scale -------------------------------------------------------------------
+        Case(
+            "features_1e30_standardized",
+            "18.6",
+            [paired("fit"), paired("predict", f"--ckpt_path {PAIRED_CKPT}")],
+            success(),
+            write_scaled_pairs(1e30),
+            pmi_varies,
+            note="float32 statistics made every feature exactly 0",
+        ),
+        Case(
+            "features_1e-30_standardized",
+            "18.6",
+            [paired("fit"), paired("predict", f"--ckpt_path {PAIRED_CKPT}")],
+            success(),
+            write_scaled_pairs(1e-30),
+            pmi_varies,
+        ),
+        Case(
+            "features_1e30_unstandardized",
+            "18.6",
+            [paired("fit", "--data.init_args.standardize false")],
+            error("train_x", "standardize", "column"),
+            write_scaled_pairs(1e30),
+            note="trained a critic at chance level, exit 0",
+        ),
+        Case(
+            "features_float64_beyond_float32",
+            "18.6",
+            [paired("fit", "--data.init_args.standardize false")],
+            error("train_x", "float32", "column"),
+            write_scaled_pairs(1.0, _set("train_x", 3, 1, 1e39)),
+        ),
+        Case(
+            "features_test_split_off_scale",
+            "18.6",
+            [paired("fit")],
+            error("test_x", "column"),
+            write_scaled_pairs(1e-20, _set("test_x", 4, 2, 1e30)),
+        ),
+        # 18.7 no raw traceback on a failure path -------------------------------------------------------
+        Case(
+            "disk_full_during_checkpoint",
+            "18.7",
+            [mounted("full", tiny("fit", "--trainer.logger.init_args.save_dir logs"))],
+            error(("No space left", "space"), "logs"),
+            write_tiny(hidden="[256, 256]"),
+            note="a 512 KiB tmpfs as the log folder (root): a checkpoint does not fit",
+        ),
+        Case(
+            "read_only_log_dir",
+            "18.7",
+            [mounted("ro", tiny("fit", "--trainer.logger.init_args.save_dir logs"))],
+            error("logs", ("Read-only", "read-only", "permission")),
+            write_tiny(),
+        ),
+        Case("save_dir_is_a_file", "18.7", ["touch logs", tiny("fit")], error("logs"), write_tiny()),
+        Case("report_out_is_a_file", "18.7", ["touch rep", report("--render-only")], error("rep")),
+        Case(
+            "report_md_is_a_directory",
+            "18.7",
+            [
+                report("--estimators nwj --steps-per-level 3 --levels 2"),
+                "rm rep/report.md && mkdir rep/report.md",
+                report("--render-only"),
+            ],
+            error("report.md"),
+        ),
+        Case(
+            "pmi_writer_output_is_a_directory",
+            "18.7",
+            [
+                fit_paired,
+                "mkdir out.csv",
+                paired(
+                    "predict",
+                    predict_ckpt,
+                    "--trainer.callbacks+=pdlightning.callbacks.PMIWriter --trainer.callbacks.output_path out.csv",
+                ),
+            ],
+            error("out.csv"),
+            write_pairs,
+        ),
     ]
 
 
@@ -1258,12 +1557,14 @@ def markdown(results: list[Result], root: Path, argv: list[str], wall: float) ->
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
     totals = {k: sum(r.klass == k for r in results) for k in CLASSES}
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
     lines = [
-        "# Fault cases (issue 14): bad inputs and faults through the console scripts",
+        "# Fault cases (issues 14 and 18): bad inputs and faults through the console scripts",
         "",
         f"Command: `OMP_NUM_THREADS=1 nice -n 5 python {' '.join(argv)}`  ",
         f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, git {sha}, "
-        f"{len(results)} cases, wall time {wall / 60:.1f} min on one core.  ",
+        f"{len(results)} cases, wall time {wall / 60:.1f} min on one core; {os.cpu_count()} cores, load average "
+        f"(1 / 5 / 15 min) at the end {load}.  ",
         "Each case runs in its own temp folder; the command shown is the one classified (the case's earlier "
         "commands, in benchmarks/fault_cases.py, prepare its state). Classes: see the script's docstring.",
         "",
@@ -1287,9 +1588,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "fault_cases.md")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per command (then SIGKILL)")
     parser.add_argument("--only", default="", help="run the cases whose name contains one of these (comma-separated)")
+    parser.add_argument("--items", default="", help="run the cases of these items (comma-separated prefixes: 18.)")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     args = parser.parse_args(argv)
     selected = [c for c in cases() if any(part in c.name for part in args.only.split(","))]
+    if args.items:
+        selected = [c for c in selected if any(c.item.startswith(p) for p in args.items.split(","))]
     if args.list:
         print("\n".join(f"{c.item:>3} {c.name}" for c in selected))
         return 0

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 from typing import Any, Optional, Sequence
 
@@ -48,6 +49,8 @@ class PMIWriter(BasePredictionWriter):
             stacked = columns.pop("pmi")
             columns.update({f"pmi_{name}": stacked[:, k] for k, name in enumerate(members)})
         target = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
+        if os.path.isdir(target):
+            raise IsADirectoryError(errno.EISDIR, "PMIWriter output_path: a directory, expected a CSV file", target)
         estimates = ["pmi"] if members is None else [f"pmi_{name}" for name in members]
         n = columns[estimates[0]].shape[0]
         integers = [k for k in ("index", "label") if k in columns]

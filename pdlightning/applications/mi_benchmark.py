@@ -164,7 +164,16 @@ def _write(rows: list[dict[str, Any]], output_dir: str, title: str) -> None:
 
 def main(args: Optional[list[str]] = None) -> None:
     """Console entry point ``pdlightning-mi-benchmark``."""
-    function_cli(run_mi_benchmark, args, prog="pdlightning-mi-benchmark")
+    from pdlightning.cli.errors import run_console
+    from pdlightning.runner import SweepBusy
+
+    # bad arguments, another budget or protocol in the output folder, a damaged run file, a path that cannot be
+    # used: one line (pdlightning.cli.errors), as every console script
+    run_console(
+        "pdlightning-mi-benchmark",
+        lambda: function_cli(run_mi_benchmark, args, prog="pdlightning-mi-benchmark"),
+        (ValueError, FileNotFoundError, SweepBusy),
+    )
 
 
 if __name__ == "__main__":

@@ -202,7 +202,16 @@ def _write(results: list[dict[str, Any]], output_dir: str) -> None:
 
 def main(args: Optional[list[str]] = None) -> None:
     """Console entry point ``pdlightning-self-consistency``."""
-    function_cli(run_self_consistency, args, prog="pdlightning-self-consistency")
+    from pdlightning.cli.errors import run_console
+    from pdlightning.runner import SweepBusy
+
+    # bad arguments, another budget or protocol in the output folder, a damaged run file, a path that cannot be
+    # used: one line (pdlightning.cli.errors), as every console script
+    run_console(
+        "pdlightning-self-consistency",
+        lambda: function_cli(run_self_consistency, args, prog="pdlightning-self-consistency"),
+        (ValueError, FileNotFoundError, SweepBusy),
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from lightning.fabric.utilities.types import _PATH
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointError",
+    "CheckpointWriteError",
     "CheckpointInfo",
     "PARTIAL_SUFFIX",
     "read_checkpoint",
@@ -37,6 +38,20 @@ PARTIAL_SUFFIX = ".partial"
 
 class CheckpointError(ValueError):
     """A file given or found as a checkpoint cannot be used; the message names the file and why."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed on the disk's side (full, read-only, an I/O error): the message names the
+    checkpoint, the reason, and that the previous checkpoint at that path (if any) is intact."""
+
+    def __init__(self, code: int, path: str, reason: str) -> None:
+        super().__init__(code, reason, path)
+
+    def __str__(self) -> str:
+        return (
+            f"checkpoint: could not write {self.filename}: {self.strerror} (errno {self.errno}); the previous "
+            "checkpoint at that path, if any, is intact"
+        )
 
 
 def _fsync_directory(directory: str) -> None:
@@ -53,25 +68,73 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _partial_path(path: str, pid: int) -> str:
+    directory, name = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{name}.{pid}{PARTIAL_SUFFIX}")
+
+
+def _remove_stale_partials(path: str) -> None:
+    """Remove temporary files of ``path`` left by processes that are gone (killed while writing)."""
+    directory, name = os.path.split(os.path.abspath(path))
+    prefix = f".{name}."
+    for entry in os.listdir(directory):
+        if not (entry.startswith(prefix) and entry.endswith(PARTIAL_SUFFIX)):
+            continue
+        pid = entry[len(prefix) : -len(PARTIAL_SUFFIX)]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(directory, entry))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
+def _os_error_in(error: BaseException) -> Optional[OSError]:
+    """The ``OSError`` behind ``error``: itself, or the one torch's zip writer turned into a ``RuntimeError``
+    (``unexpected pos ...``, with the ``OSError`` as its context)."""
+    seen: Optional[BaseException] = error
+    for _ in range(10):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def write_atomically(checkpoint: dict[str, Any], path: str) -> None:
     """``torch.save(checkpoint)`` to ``path`` so that ``path`` is never a partial file.
 
-    The bytes go to ``.<name>.partial`` in the same directory, are flushed and fsynced, and the
-    temporary file is renamed over ``path`` (``os.replace``); a write that fails or is interrupted
-    leaves ``path`` as it was (the next write overwrites the stale temporary file).
+    The bytes go to ``.<name>.<pid>.partial`` in the same directory (one per process: two processes never write
+    one temporary file), are flushed and fsynced, and the temporary file is renamed over ``path``
+    (``os.replace``); a write that fails or is interrupted leaves ``path`` as it was. A failure of the disk
+    (full, read-only, I/O error) is a :class:`CheckpointWriteError` naming ``path``; temporary files of processes
+    that are gone are removed before each write.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    partial = os.path.join(directory, f".{os.path.basename(path)}{PARTIAL_SUFFIX}")
+    partial = _partial_path(path, os.getpid())
     try:
+        os.makedirs(directory, exist_ok=True)
+        _remove_stale_partials(path)
         with open(partial, "wb") as handle:
             torch.save(checkpoint, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.remove(partial)
+        cause = _os_error_in(error) if isinstance(error, Exception) else None
+        if cause is not None:
+            raise CheckpointWriteError(cause.errno or 0, path, cause.strerror or str(cause)) from error
         raise
     _fsync_directory(directory)
 

@@ -50,10 +50,12 @@ import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
 from pdlightning.modules.finite import NonFiniteBoundError
 
-from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, read_checkpoint
+from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, CheckpointWriteError, read_checkpoint
 from .configs import PackagedConfigs, resolve_config_args
+from .errors import DEBUG_ENV, failure, run_console
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
 from .links import applicable_links, link_critic_dims
+from .run_lock import DirectoryBusy, acquire, release
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
 
 __all__ = [
@@ -76,8 +78,6 @@ DEFAULT_CHECKPOINT_EVERY = 1000
 #: torch intra-op threads when neither ``--threads`` nor ``PDLIGHTNING_THREADS`` is given (README, "Threads").
 DEFAULT_THREADS = 1
 THREADS_ENV = "PDLIGHTNING_THREADS"
-#: set to 1 to see the traceback of an input error.
-DEBUG_ENV = "PDLIGHTNING_DEBUG"
 _SPECIAL_CKPT = ("last", "best", "hpc", "registry")
 _EVAL_SUBCOMMANDS = ("validate", "test", "predict")
 
@@ -539,6 +539,7 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         if chosen_version is not None:
             init_args.version = chosen_version
             run_dir = os.path.dirname(os.path.dirname(chosen.path))
+            _lock_run_directory(run_dir, "fit --ckpt_path last")  # before touching its files (metrics.csv)
             rank_zero_info(
                 f"Resuming from {chosen.path} (step {chosen.global_step}); logging continues in "
                 f"{os.path.basename(run_dir)}"
@@ -617,6 +618,15 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
             init_args.save_dir, init_args.name = os.path.dirname(run_dir), ""
         init_args.version = f"{os.path.basename(run_dir)}/{self.subcommand}"
 
+    # ------------------------------------------------------------------------- running
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the subcommand holding its run directory (the logger's ``log_dir``): one writer per run."""
+        if self.trainer.loggers:
+            log_dir = self.trainer.log_dir
+            if log_dir and "://" not in str(log_dir):
+                _lock_run_directory(str(log_dir), subcommand)
+        super()._run_subcommand(subcommand)
+
     # ------------------------------------------------------------------------- building
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """Like LightningCLI's, plus: atomic checkpoint writes, the run identity and the set-up marker;
@@ -686,63 +696,105 @@ def _keep_csv_metrics(log_dir: str) -> None:
         os.replace(metrics, os.path.join(log_dir, f"metrics.part{index}.csv"))
 
 
+#: run directories this process holds (:func:`_lock_run_directory`), by real path: the open lock files.
+_HELD: dict[str, Any] = {}
+
+
+def _lock_run_directory(directory: str, doing: str) -> None:
+    """Hold ``directory`` for this invocation (:mod:`.run_lock`): a second process writing into it (a second
+    ``fit --ckpt_path last`` of the run, a second ``test`` of it) gets an error naming this one's pid. Only the
+    first process of a run holds it (global rank 0; the other ranks of a multi-process run write nothing there)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0 or os.environ.get("NODE_RANK", "0") not in ("", "0"):
+        return
+    key = os.path.realpath(directory)
+    if key not in _HELD:
+        _HELD[key] = acquire(directory, f"pdlightning {doing}")
+
+
+class _ParsedOnly(PDLightningCLI):
+    """The CLI's parsing (``cli.config``, exactly as a fit parses it), building no class: what a sweep compares
+    with a finished run's recorded config before reusing it."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def after_instantiate_classes(self) -> None:
+        pass
+
+
 def build_cli(
-    args: ArgsType = None, run: bool = True, default_threads: Optional[int] = None, settings: Optional[dict] = None
+    args: ArgsType = None,
+    run: bool = True,
+    default_threads: Optional[int] = None,
+    settings: Optional[dict] = None,
+    parse_only: bool = False,
 ) -> PDLightningCLI:
     """Parse ``args`` (default: ``sys.argv``) and, with ``run``, execute the subcommand.
 
     ``default_threads``: torch threads when neither ``--threads`` nor ``$PDLIGHTNING_THREADS`` is given
     (``None``: the caller's setting stays; the ``pdlightning`` console script passes :data:`DEFAULT_THREADS`).
     ``settings``: nested config values applied over ``args`` by the parser (see :class:`PDLightningCLI`).
+    With ``run``, the run directory the subcommand wrote into is held while it runs and given back after.
+    ``parse_only`` (with ``run=False``): only ``cli.config``, as the run would parse it; no model, data or trainer.
     """
+    if parse_only and run:
+        raise ValueError("parse_only: only with run=False (nothing is built to run)")
     _PHASE["running"] = False
-    return PDLightningCLI(
-        L.LightningModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=run,
-        default_threads=default_threads,
-        settings=settings,
-    )
+    held_before = set(_HELD)
+    try:
+        return (_ParsedOnly if parse_only else PDLightningCLI)(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+            default_threads=default_threads,
+            settings=settings,
+        )
+    finally:
+        for key in set(_HELD) - held_before:
+            release(_HELD.pop(key))
 
 
 #: errors about the user's input when raised before the first batch (afterwards they are bugs).
 _INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, MisconfigurationException)
-#: our own errors whose message is the whole story (input errors, and a diverged run: the message says
-#: where it diverged and what to change), whenever they are raised.
-_OWN_INPUT_ERRORS = (CheckpointError, RunMismatchError, UntrainedModelError, ResumeError, NonFiniteBoundError)
+#: our own errors whose message is the whole story (input errors, a diverged run: the message says where it
+#: diverged and what to change, a run directory another process holds, a checkpoint the disk could not take),
+#: whenever they are raised.
+_OWN_INPUT_ERRORS = (
+    CheckpointError,
+    RunMismatchError,
+    UntrainedModelError,
+    ResumeError,
+    NonFiniteBoundError,
+    DirectoryBusy,
+    CheckpointWriteError,
+)
 
 
 def input_error_message(error: BaseException) -> Optional[str]:
-    """The message to print for an input error, ``None`` if ``error`` is not one. Of the chain of
-    causes, the innermost input error speaks (jsonargparse wraps a component's ``ValueError`` in a
-    union-type error; our errors keep torch's as their cause)."""
-    chain = [error]
-    while chain[-1].__cause__ is not None and len(chain) < 20:
-        chain.append(chain[-1].__cause__)
-    inputs = [
-        e for e in chain if isinstance(e, _OWN_INPUT_ERRORS) or (isinstance(e, _INPUT_ERRORS) and not _PHASE["running"])
-    ]
-    if not inputs:
-        return None
-    return str(inputs[-1]).strip() or type(inputs[-1]).__name__
+    """The message to print for an error that is not a bug (:func:`pdlightning.cli.errors.failure`: an input
+    error, one of ours, an unusable path), ``None`` if ``error`` is a bug."""
+    found = failure(error, _OWN_INPUT_ERRORS, _INPUT_ERRORS, setting_up=not _PHASE["running"])
+    return None if found is None else found[0]
 
 
 def main(args: ArgsType = None) -> None:
-    """Console entry point ``pdlightning``: an error about the input (config, data, checkpoint) prints
-    its message and exits with status 2; ``PDLIGHTNING_DEBUG=1`` shows the traceback instead."""
-    try:
-        build_cli(args, default_threads=DEFAULT_THREADS)
-    except Exception as error:  # noqa: BLE001 - re-raised unless it is an input error
-        message = input_error_message(error)
-        if message is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
-            raise
-        print(f"pdlightning: error: {message}\n(set {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
-        raise SystemExit(2) from None
+    """Console entry point ``pdlightning``: a failure that is not a bug (the input: config, data, checkpoint; a
+    path that cannot be used; a full disk) prints one line naming it and exits with status 2 (1 when the machine
+    failed); ``PDLIGHTNING_DEBUG=1`` shows the traceback instead (:mod:`pdlightning.cli.errors`)."""
+    run_console(
+        "pdlightning",
+        lambda: build_cli(args, default_threads=DEFAULT_THREADS),
+        _OWN_INPUT_ERRORS,
+        _INPUT_ERRORS,
+        setting_up=lambda: not _PHASE["running"],
+    )
 
 
 if __name__ == "__main__":

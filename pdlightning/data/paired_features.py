@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .batch import check_batch_sizes
+from .features import FeatureScaling, prepare_features
 from .sources import MFEAT_VIEWS, load_array, load_mfeat
 from .splits import split_rows
 
@@ -68,7 +69,9 @@ class PairedArraysDataModule(L.LightningDataModule):
     Args:
         batch_size: pairs per training batch.
         eval_batch_size: pairs per evaluation / prediction batch (default ``batch_size``).
-        standardize: z-score every feature with the training split's mean and standard deviation.
+        standardize: z-score every feature with the training split's mean and standard deviation (computed in
+            float64: :func:`~pdlightning.data.features.prepare_features`); ``False``: the features as they are,
+            refused at scales a critic cannot learn from.
         predict_split: the split that ``pdlightning predict`` scores (pair by pair).
     """
 
@@ -105,10 +108,9 @@ class PairedArraysDataModule(L.LightningDataModule):
                 f"train split: training (and the standardisation statistics) need at least 2 pairs, "
                 f"got {x_train.shape[0]}"
             )
-        stats = None
-        if self.standardize:
-            stats = [(a.mean(0, keepdims=True), a.std(0, keepdims=True) + 1e-6) for a in (x_train, y_train)]
-        for split, arrays in raw.items():
+        scalings: dict[str, Optional[FeatureScaling]] = {"x": None, "y": None}
+        for split in sorted(raw, key=lambda s: s != "train"):  # the training split first: its statistics
+            arrays = raw[split]
             if arrays is None:
                 continue
             x, y, labels = arrays
@@ -117,10 +119,20 @@ class PairedArraysDataModule(L.LightningDataModule):
                     f"{split} split: feature sizes {x.shape[1:]}, {y.shape[1:]} differ from the train "
                     f"split's {x_train.shape[1:]}, {y_train.shape[1:]}"
                 )
-            if stats is not None:
-                (mx, sx), (my, sy) = stats
-                x, y = (x - mx) / sx, (y - my) / sy
-            self.datasets[split] = PairedArrays(x, y, labels, split)
+            features = {}
+            for side, values in (("x", x), ("y", y)):
+                features[side], scalings[side] = prepare_features(
+                    values,
+                    f"{split}_{side}",
+                    self.source(split, side),
+                    standardize=self.standardize,
+                    scaling=scalings[side],
+                )
+            self.datasets[split] = PairedArrays(features["x"], features["y"], labels, split)
+
+    def source(self, split: str, side: str) -> Optional[str]:
+        """The file ``split``'s ``side`` (``x`` / ``y``) came from, for error messages (``None``: not a file)."""
+        return None
 
     @property
     def x_dim(self) -> int:
@@ -204,6 +216,10 @@ class PairedFeaturesDataModule(PairedArraysDataModule):
         for split, (px, py, _) in self.paths.items():
             if (px is None) != (py is None):
                 raise ValueError(f"{split}_x and {split}_y: give both files of the {split} pairs, or neither")
+
+    def source(self, split: str, side: str) -> Optional[str]:
+        path = self.paths[split][0 if side == "x" else 1]
+        return path.rsplit(":", 1)[0] if path is not None and ".npz:" in path else path
 
     def load_split(self, split: str) -> Optional[tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]]:
         px, py, pl = self.paths[split]

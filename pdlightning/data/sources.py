@@ -228,11 +228,14 @@ def _read_numpy(path: str, key: Optional[str], name: str) -> np.ndarray:
 
 
 def load_array(path: str, name: str = "path", min_rows: int = 1) -> np.ndarray:
-    """A 2-D float32 array ``[n, d]`` (a 1-D array becomes ``[n, 1]``) from a ``.npy`` file or a
-    ``.npz`` file holding one array (or ``file.npz:key``), with at least ``min_rows`` rows.
+    """A 2-D float64 array ``[n, d]`` (a 1-D array becomes ``[n, 1]``) of finite numbers from a ``.npy`` file or a
+    ``.npz`` file holding one array (or ``file.npz:key``), with at least ``min_rows`` rows. Kept in float64: the
+    conversion to training's float32, after standardising, is :func:`pdlightning.data.features.prepare_features`'s.
 
     Every failure raises an error that names the parameter ``name``, the file and what was expected.
     """
+    from .features import check_features
+
     key = None
     if ".npz:" in path:
         path, key = path.rsplit(":", 1)
@@ -249,21 +252,11 @@ def load_array(path: str, name: str = "path", min_rows: int = 1) -> np.ndarray:
         size = os.path.getsize(path)
         state = "is empty (0 bytes)" if size == 0 else f"is corrupt or not numeric ({type(error).__name__}: {error})"
         raise ValueError(f"{name}: {path!r} {state}; expected {kind} of numbers, shape [n, d]") from None
-    if array.dtype.kind not in "biuf":
-        raise ValueError(f"{name}: {path!r} holds {array.dtype} values; expected numbers, shape [n, d]")
-    if array.ndim == 1:
-        array = array[:, None]
-    if array.ndim != 2:
-        raise ValueError(f"{name}: expected a [n, d] feature array, got shape {array.shape} from {path!r}")
-    if array.shape[0] < min_rows or array.shape[1] == 0:
-        raise ValueError(
-            f"{name}: {path!r} holds an array of shape {array.shape}; expected at least {min_rows} row(s) "
-            f"of at least one feature"
-        )
-    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-    if bad.size:
-        raise ValueError(
-            f"{name}: {path!r} holds NaN or infinite values in {bad.size} row(s), the first "
-            f"at row {bad[0]}; expected finite numbers"
-        )
-    return array.astype(np.float32)
+    if array.dtype.kind in "biuf" and array.ndim in (1, 2):
+        rows, columns = array.shape[0], (array.shape[1] if array.ndim == 2 else 1)
+        if rows < min_rows or columns == 0:
+            raise ValueError(
+                f"{name}: {path!r} holds an array of shape {array.shape}; expected at least {min_rows} row(s) "
+                f"of at least one feature"
+            )
+    return check_features(array, name, path)

@@ -69,6 +69,19 @@ def member_identity(record: RunRecord, name: Optional[str]) -> MemberId:
     return MemberId.from_legacy_name(name, base)
 
 
+def recorded_members(record: RunRecord, spec: "EnsembleSpec") -> Optional[list[str]]:
+    """The member names a run's ``run.json`` records (else the report's legacy ``<key>-seed<s>`` names of
+    ``spec``); ``None`` for a fit of one member, whose stream has no ``member`` column."""
+    extra = record.extra or {}
+    if extra.get("members"):
+        names = [str(m["name"]) for m in extra["members"]]
+    elif isinstance(extra.get("labels"), dict) and extra["labels"]:
+        names = list(extra["labels"])
+    else:
+        names = [f"{e}-seed{s}" for s in range(spec.seeds) for e in spec.estimators]
+    return names if len(names) > 1 else None
+
+
 def _fragment_model(configs: Path, estimator: str) -> dict[str, Any]:
     path = Path(configs) / "mi" / "bounds" / f"{estimator}.yaml"
     content = yaml.safe_load(path.read_text()) or {}
@@ -129,6 +142,7 @@ def to_ensemble_run(spec: EnsembleSpec, budget: Any, configs: Path, single_run: 
         budget=single_run.budget,
         test=True,
         settings=settings,
+        configs_dir=single_run.configs_dir,
     )
 
 
@@ -142,18 +156,3 @@ def run_ensemble(run: Run, run_dir: Path) -> RunRecord:
         return record
 
     return in_process(run, Path(run_dir), execute)
-
-
-def read_member_streams(path: Path) -> dict[Optional[str], tuple[Any, Any, Any]]:
-    """``{member: (steps, true_mi, estimates)}`` of a run's ``estimates.csv`` (member ``None`` for a run of one)."""
-    from pdlightning.streams import read_stream
-
-    return {member: stream.arrays() for member, stream in read_stream(str(path)).items()}
-
-
-def held_out_results(run_dir: Path) -> Optional[dict[str, Any]]:
-    """The ``results.json`` the run's test wrote (anywhere under its directory), or ``None``."""
-    from pdlightning.results import read_results
-
-    found = sorted(Path(run_dir).rglob("results.json"))
-    return read_results(found[0]) if found else None

@@ -22,6 +22,7 @@ each finished run's own recorded budget; runs of different budgets are never mix
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -29,7 +30,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from pdlightning.runner import BudgetMismatch, SweepBusy
+from pdlightning.cli.errors import run_console
+from pdlightning.runner import SweepBusy
 from pdlightning.runner.ray_executor import add_parallel_arguments, parallel_from_args
 
 from .estimators import DEFAULT_ESTIMATORS, order
@@ -139,7 +141,7 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
     ``out``; return the markdown. Runs are grouped by their recorded budget: one report section (and
     one grid) per budget, with a warning when there is more than one."""
     from .grid import staircase_grid
-    from .results import finished_runs, held_out_results, load_results, write_results_csv
+    from .results import count_each_fit_once, finished_runs, held_out_results, load_results, write_results_csv
     from .tables import report_markdown
 
     out = Path(out)
@@ -150,7 +152,9 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
     ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
     sections, all_results = [], []
     for index, (_, runs) in enumerate(ordered or [("", {})]):
-        results = load_results(out, runs)
+        results, counted_once = count_each_fit_once(load_results(out, runs))
+        for line in counted_once:
+            log(f"note: {line}")
         all_results += results
         budget = results[0].budget if results else Budget()
         rows = [row for result in results for row in result.rows(burn_in)]
@@ -158,7 +162,17 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
         tasks = [t for t in TASKS if any(r.spec.task == t for r in results)]
         critics = [c for c in CRITICS if any(r.spec.critic == c for r in results)]
         sections.append(
-            report_markdown(results, rows, budget, estimators, tasks, critics, burn_in, held_out_results(out, runs))
+            report_markdown(
+                results,
+                rows,
+                budget,
+                estimators,
+                tasks,
+                critics,
+                burn_in,
+                held_out_results(out, runs),
+                counted_once,
+            )
         )
         if results:
             grid = "staircase_grid.png" if index == 0 else f"staircase_grid_{index + 1}.png"
@@ -181,55 +195,57 @@ def render(out: Path, burn_in: float = 0.0, log=print) -> str:
     return markdown
 
 
+#: what ends the report as one line (``pdlightning-report: error: ...``, exit 2), not a traceback: bad values and
+#: names, another budget or protocol in --out (BudgetMismatch, ProtocolMismatch), a damaged run file
+#: (DamagedRunFile: all ValueErrors), missing configs, a busy --out; any OSError about a path (--out a file, an
+#: output path that is a folder, a folder that cannot be written) is one line too (pdlightning.cli.errors).
+REPORT_ERRORS = (ValueError, FileNotFoundError, SweepBusy)
+PROG = "pdlightning-report"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if args.steps is not None and args.suite is None:
+        parser().error("--steps: only with --suite (the staircase's budget is --steps-per-level)")
+    return run_console(PROG, lambda: _run(args), REPORT_ERRORS)
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder: --out is the folder of the sweep's runs", str(out))
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_out(args.out)
     if args.suite is not None:
         return suite_main(args)
-    if args.steps is not None:
-        parser().error("--steps: only with --suite (the staircase's budget is --steps-per-level)")
     args.batch_size = 64 if args.batch_size is None else args.batch_size
-    try:
-        if not 0.0 <= args.burn_in < 1.0:
-            raise ValueError(f"burn_in: expected a fraction in [0, 1), got {args.burn_in}")
-        if not args.render_only:
-            budget = Budget(args.steps_per_level, tuple(args.levels), args.batch_size, args.seed)
-            specs = plan(args.estimators, args.tasks, args.critics, args.configs)
-            parallel = parallel_from_args(args)  # None: one run after another in this process
-    except (ValueError, FileNotFoundError) as exc:
-        parser().error(str(exc))
-    # One line per run is the progress; Lightning's per-fit banners would drown it. (Lightning sets
-    # its loggers' levels when imported, so import it first.)
-    import lightning  # noqa: F401
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*(does not have many workers|IterableDataset. has .__len__).*")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if not 0.0 <= args.burn_in < 1.0:
+        raise ValueError(f"burn_in: expected a fraction in [0, 1), got {args.burn_in}")
+    if not args.render_only:
+        budget = Budget(args.steps_per_level, tuple(args.levels), args.batch_size, args.seed)
+        specs = plan(args.estimators, args.tasks, args.critics, args.configs)
+        parallel = parallel_from_args(args)  # None: one run after another in this process
+    _quiet_lightning(args.threads)
 
     def log(line: str) -> None:
         print(line, flush=True)
 
     unfinished = []
     if not args.render_only:
-        try:
-            records = run_sweep(
-                specs,
-                budget,
-                args.out,
-                args.configs,
-                args.max_runs,
-                args.retry_failed,
-                log,
-                ensemble=not args.single_fits,
-                seeds=args.seeds,
-                parallel=parallel,
-                log_every=args.log_every_n_steps,
-            )
-        except (BudgetMismatch, SweepBusy, FileNotFoundError, ValueError) as exc:  # another budget / sweep, no configs
-            parser().error(str(exc))
+        records = run_sweep(
+            specs,
+            budget,
+            args.out,
+            args.configs,
+            args.max_runs,
+            args.retry_failed,
+            log,
+            ensemble=not args.single_fits,
+            seeds=args.seeds,
+            parallel=parallel,
+            log_every=args.log_every_n_steps,
+        )
         unfinished = [getattr(key, "run_id", key) for key, record in records.items() if record.status == "crashed"]
     render(args.out, args.burn_in, log)
     log(f"report: {args.out / 'report.md'}, {args.out / 'results.csv'}, {args.out / 'staircase_grid.png'}")
@@ -275,15 +291,12 @@ def suite_main(args: argparse.Namespace) -> int:
     """``--suite``: one ensemble run per task x seed (:mod:`.suite`), then ``suite.md`` of what has finished."""
     from .suite import render_suite, resolve_suite, run_suite
 
-    try:
-        if args.render_only:
-            resolve_suite(args.suite)
-            specs: list = []
-        else:
-            budget, specs = suite_plan(args)
-        parallel = parallel_from_args(args)
-    except (ValueError, FileNotFoundError) as exc:
-        parser().error(str(exc))
+    if args.render_only:
+        resolve_suite(args.suite)
+        specs: list = []
+    else:
+        budget, specs = suite_plan(args)
+    parallel = parallel_from_args(args)
     _quiet_lightning(args.threads)
 
     def log(line: str) -> None:
@@ -291,15 +304,9 @@ def suite_main(args: argparse.Namespace) -> int:
 
     unfinished = []
     if specs:
-        try:
-            records = run_suite(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log, parallel)
-        except (BudgetMismatch, SweepBusy, FileNotFoundError, ValueError) as exc:
-            parser().error(str(exc))
+        records = run_suite(specs, budget, args.out, args.configs, args.max_runs, args.retry_failed, log, parallel)
         unfinished = [run_id for run_id, record in records.items() if record.status == "crashed"]
-    try:
-        render_suite(args.out, args.suite, args.configs)
-    except ValueError as exc:
-        parser().error(str(exc))
+    render_suite(args.out, args.suite, args.configs)
     log(f"report: {args.out / 'suite.md'}, {args.out / 'suite.csv'}, {args.out / 'suite_heatmap.png'}")
     if unfinished:
         log(f"{len(unfinished)} run(s) did not finish; run the suite again to retry: {', '.join(unfinished)}")

@@ -10,13 +10,24 @@ from typing import Any, Iterable, Optional
 import numpy as np
 
 from pdlightning.runner import RunRecord, read_records, write_csv
-from pdlightning.streams import EstimateStream, level_statistics
+from pdlightning.runner.provenance import member_fit
+from pdlightning.streams import level_statistics
 
-from .ensemble import EnsembleSpec, member_identity, read_member_streams
+from .ensemble import EnsembleSpec, member_identity, recorded_members
 from .estimators import label_of
+from .provenance import count_once, read_results_checked, read_stream_checked, recorded_config
 from .sweep import Budget, RunSpec, record_spec
 
-__all__ = ["ResultRow", "RunResult", "finished_runs", "load_results", "write_results_csv", "lookup", "cell_rows"]
+__all__ = [
+    "ResultRow",
+    "RunResult",
+    "finished_runs",
+    "load_results",
+    "count_each_fit_once",
+    "write_results_csv",
+    "lookup",
+    "cell_rows",
+]
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,12 @@ class RunResult:
     estimates: np.ndarray
     seed: int = 0
     member: Optional[str] = None
+    run: str = ""
+
+    @property
+    def fit(self) -> Optional[str]:
+        """The hash of this estimator's own configuration in the run (``None``: unknown provenance)."""
+        return member_fit(self.record.provenance or {}, self.member)
 
     @property
     def label(self) -> str:
@@ -120,15 +137,15 @@ def ensemble_spec(record: RunRecord) -> Optional[EnsembleSpec]:
 
 
 def load_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> list[RunResult]:
-    """The stream of every finished run, one :class:`RunResult` per estimator (and seed) (runs
-    without a stream are left out)."""
+    """The stream of every finished run, one :class:`RunResult` per estimator (and seed). A stream that is
+    missing, cut short or unparsable raises :class:`~pdlightning.runner.DamagedRunFile` naming it
+    (:func:`~.provenance.read_stream_checked`): a table never quietly lacks an estimator or a level's steps."""
     results = []
     for name, (spec, record) in runs.items():
         path = Path(out) / "runs" / name / "estimates.csv"
-        if not path.exists():
-            continue
         if isinstance(spec, EnsembleSpec):
-            for member, (steps, true_mi, estimates) in read_member_streams(path).items():
+            streams = read_stream_checked(path, record, recorded_members(record, spec))
+            for member, (steps, true_mi, estimates) in streams.items():
                 identity = member_identity(record, member)
                 results.append(
                     RunResult(
@@ -139,12 +156,32 @@ def load_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> list[RunR
                         estimates,
                         seed=identity.seed,
                         member=identity.name,
+                        run=name,
                     )
                 )
             continue
-        steps, true_mi, estimates = EstimateStream.from_csv(str(path)).arrays()
-        results.append(RunResult(spec, record, steps, true_mi, estimates, seed=int(record.budget.get("seed", 0))))
+        steps, true_mi, estimates = read_stream_checked(path, record)[None]
+        seed = int(record.budget.get("seed", 0))
+        results.append(RunResult(spec, record, steps, true_mi, estimates, seed=seed, run=name))
     return results
+
+
+def count_each_fit_once(results: list[RunResult]) -> tuple[list[RunResult], list[str]]:
+    """One result per task, critic, estimator and seed (:func:`~.provenance.count_once`): the same fit in two runs
+    of one ``--out`` counts once (the first run by name), and the lines that say so."""
+    return count_once(
+        results,
+        unit=lambda r: (r.spec.task, r.spec.critic, r.spec.estimator, r.seed),
+        run=lambda r: r.run,
+        fit=lambda r: r.fit,
+        config=lambda r: recorded_config(r.record),
+        describe=_unit_words,
+    )
+
+
+def _unit_words(key: Any) -> str:
+    task, critic, estimator, seed = key
+    return f"{label_of(estimator)} seed {seed} ({task}, {critic} critic)"
 
 
 def write_results_csv(results: Iterable[RunResult], path: Path, burn_in: float = 0.0) -> list[ResultRow]:
@@ -170,15 +207,15 @@ def cell_rows(rows: Iterable[ResultRow], task: str, critic: str, estimator: str,
 
 def held_out_results(out: Path, runs: dict[str, tuple[Any, RunRecord]]) -> dict[tuple[str, str, str, float], dict]:
     """``(task, critic, estimator, level) -> result`` from every run's ``results.json``: a single fit's
-    rows, an ensemble's per-member rows with one seed, its across-seed (group) rows with several."""
-    from pdlightning.results import read_results
-
+    rows, an ensemble's per-member rows with one seed, its across-seed (group) rows with several (a file that
+    does not parse: :class:`~pdlightning.runner.DamagedRunFile` naming it). A level held by several runs (the
+    same fit in two ensembles) is read from the first run by name, as the tables count it."""
     found: dict[tuple[str, str, str, float], dict] = {}
-    for name, (spec, _record) in runs.items():
+    for name, (spec, _record) in sorted(runs.items(), reverse=True):  # the first by name is written last
         files = sorted((Path(out) / "runs" / name).rglob("results.json"))
         if not files:
             continue
-        document = read_results(files[0])
+        document = read_results_checked(files[0])
         for row in document["results"]:
             if row.get("true_mi") is None:
                 continue

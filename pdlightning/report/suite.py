@@ -219,6 +219,7 @@ def to_suite_run(spec: SuiteSpec, budget: SuiteBudget, configs: Path) -> Run:
         budget=budget.as_json(),
         test=True,
         settings=settings,
+        configs_dir=str(configs),
     )
 
 
@@ -340,8 +341,10 @@ def suite_rows(out: Path) -> list[dict[str, Any]]:
     and no numbers."""
     from pdlightning.tasks import get_task
 
+    from .provenance import recorded_config, suite_column_fit
+
     rows = []
-    for record in read_records(out).values():
+    for name, record in read_records(out).items():
         spec = record.spec
         if not (isinstance(spec, dict) and spec.get("mode") == "suite"):
             continue
@@ -362,6 +365,11 @@ def suite_rows(out: Path) -> list[dict[str, Any]]:
                     **{f: values.get(f, math.nan) for f in CSV_FIELDS if f.startswith("pmi_")},
                     "status": record.status,
                     "budget": record.budget,
+                    # where the number came from: the run, the fit (counted once across runs), the record
+                    "run": name,
+                    "fit": suite_column_fit(record, column, column),
+                    "config": recorded_config(record),
+                    "record": record,
                 }
             )
     return rows
@@ -513,9 +521,41 @@ def write_suite_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return Path(path)
 
 
+def _provenance(
+    rows: list[dict[str, Any]], budget: SuiteBudget, out: Path
+) -> tuple[list[dict[str, Any]], list[str], str]:
+    """The rows with each fit counted once, the lines saying which, and the budget line the runs recorded
+    (:mod:`.provenance`; ``configs`` on disk are never read for it)."""
+    from .provenance import count_once, provenance_cells, recorded_budget_line
+
+    rows, counted_once = count_once(
+        rows,
+        unit=lambda r: (r["task"], r["seed"], r["column"]),
+        run=lambda r: r["run"],
+        fit=lambda r: r["fit"],
+        config=lambda r: r["config"],
+        describe=lambda key: f"{key[2]} on {key[0]} seed {key[1]}",
+    )
+    records = list({id(r["record"]): r["record"] for r in rows}.values())
+    text = recorded_budget_line(records, budget.describe, out)
+    if not text:
+        steps = budget.steps if budget.steps is not None else "the config's"
+        batch = budget.batch_size if budget.batch_size is not None else "the config's"
+        text = (
+            f"suite {budget.suite}, config {budget.config}, {steps} steps at batch {batch} (the rest of the "
+            "configuration was not recorded with these runs: unknown provenance)"
+        )
+    else:
+        folders = sorted({str(r.provenance.get("configs_dir")) for r in records})
+        sources = sorted({provenance_cells(r)[1] for r in records})
+        text += f" (config folder {', '.join(folders)}; pdlightning {', '.join(sources)})"
+    return rows, counted_once, text
+
+
 def render_suite(out: Path, suite: str = "bmi-v1", configs: Optional[Path] = None) -> str:
     """Write ``suite.md``, ``suite.csv`` and ``suite_heatmap.png`` of the finished suite runs under ``out``;
-    return the markdown. Raises if ``out`` holds suite runs of more than one budget."""
+    return the markdown. Raises if ``out`` holds suite runs of more than one budget or protocol. The budget line is
+    the runs' recorded configuration (``configs`` is no longer read: kept for callers)."""
     import json
 
     out = Path(out)
@@ -530,7 +570,7 @@ def render_suite(out: Path, suite: str = "bmi-v1", configs: Optional[Path] = Non
         (out / "suite.md").write_text(markdown)
         return markdown
     budget = SuiteBudget(**rows[0]["budget"])
-    base = _base_config(Path(configs) if configs is not None else packaged_configs_dir(), budget)
+    rows, counted_once, budget_text = _provenance(rows, budget, out)
     table = SuiteTable.from_rows(rows, suite)
     seeds = sorted({r["seed"] for r in rows})
     failed = sorted({(r["task"], r["seed"]) for r in rows if r["status"] != "ok"})
@@ -538,7 +578,7 @@ def render_suite(out: Path, suite: str = "bmi-v1", configs: Optional[Path] = Non
         [
             f"# Task suite {suite}: held-out MI and pointwise accuracy",
             "",
-            f"Budget: {budget.describe(base)}. Seeds: {', '.join(map(str, seeds))}. "
+            f"Budget: {budget_text}. Seeds: {', '.join(map(str, seeds))}. "
             f"Estimators trained as one vectorised ensemble per task and seed on shared batches; KSG (k=5) and CCA "
             f"on the same held-out pairs.",
             *(
@@ -546,6 +586,7 @@ def render_suite(out: Path, suite: str = "bmi-v1", configs: Optional[Path] = Non
                 if failed
                 else []
             ),
+            *(["", "Counted once:", *[f"- {line}" for line in counted_once]] if counted_once else []),
             "",
             "![estimate − true MI](suite_heatmap.png)",
             "",

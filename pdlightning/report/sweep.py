@@ -150,6 +150,7 @@ def to_run(spec: RunSpec, budget: Budget, configs: Path, log_every: Optional[int
         ),
         spec=asdict(spec),
         budget=budget.as_json(),
+        configs_dir=str(configs),
     )
 
 

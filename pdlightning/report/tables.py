@@ -15,6 +15,7 @@ from pdlightning.runner import RunRecord, markdown_table
 from pdlightning.uncertainty import count_of
 
 from .estimators import DOCUMENTED, label_of
+from .provenance import provenance_cells, provenance_notes, recorded_config
 from .results import ResultRow, RunResult, cell_rows
 from .sweep import Budget
 from .targets import TABLE2, TABLE2_LEVELS
@@ -133,6 +134,19 @@ def _seeds_note(results: Sequence[RunResult], budget: Budget) -> str:
     )
 
 
+def _dimension(results: Sequence[RunResult]) -> str:
+    """``d = 20`` as the runs' recorded configs say (never assumed): ``d not recorded`` for runs of unknown
+    provenance."""
+    dims = []
+    for result in results:
+        data = recorded_config(result.record).get("data") or {}
+        dim = (data.get("init_args") or {}).get("dim") if isinstance(data, dict) else None
+        if dim is None:
+            return "d not recorded (runs of unknown provenance)"
+        dims.append(dim)
+    return "d = " + ", ".join(str(d) for d in sorted(set(dims))) if dims else "d not recorded"
+
+
 def report_markdown(
     results: Sequence[RunResult],
     rows: Sequence[ResultRow],
@@ -142,14 +156,16 @@ def report_markdown(
     critics: Sequence[str],
     burn_in: float = 0.0,
     held_out: Optional[Mapping] = None,
+    counted_once: Sequence[str] = (),
 ) -> str:
-    """The report of runs that share one ``budget`` (the one their ``run.json`` recorded)."""
+    """The report of runs that share one ``budget`` (the one their ``run.json`` recorded); ``counted_once``: the
+    lines saying which fits two runs shared (:func:`~.results.count_each_fit_once`)."""
     labels = {r.spec.estimator: r.label for r in results}
     short = short_estimators(estimators, budget.steps_per_level)
     lines = [
         "# MI estimator benchmark: bias / variance / MSE per MI level",
         "",
-        f"Correlated Gaussian / Cubic, d = 20, batch {budget.batch_size}, levels "
+        f"Correlated Gaussian / Cubic, {_dimension(results)}, batch {budget.batch_size}, levels "
         f"{', '.join(f'{v:g}' for v in budget.levels)} nats, **{budget.steps_per_level} steps per level**"
         + (
             " (the papers' protocol)."
@@ -213,18 +229,26 @@ def report_markdown(
         lines += ["## Runs that stopped", ""]
         lines += [f"- {_run_name(r)}: {r.record.error} (after {r.record.steps} steps)" for r in failed]
         lines.append("")
+    if counted_once:
+        lines += ["## Fits counted once", "", *[f"- {line}" for line in counted_once], ""]
     runs: dict[str, RunRecord] = {}
-    for r in results:  # an ensemble run holds several results: list each run once
-        run_id = (r.record.spec or {}).get("run_id") or r.spec.run_id if r.member is None else _ensemble_id(r)
+    for r in results:  # an ensemble run holds several results: list each run once (by its folder)
+        run_id = r.run or (
+            (r.record.spec or {}).get("run_id") or r.spec.run_id if r.member is None else _ensemble_id(r)
+        )
         runs.setdefault(run_id, r.record)
     lines += [
         "## Runs",
         "",
         markdown_table(
-            ["run", "status", "steps", "seconds"],
-            [[run_id, record.status, record.steps, f"{record.seconds:.0f}"] for run_id, record in runs.items()],
+            ["run", "status", "steps", "seconds", "config", "pdlightning"],
+            [
+                [run_id, record.status, record.steps, f"{record.seconds:.0f}", *provenance_cells(record)]
+                for run_id, record in runs.items()
+            ],
         ),
     ]
+    lines += provenance_notes(runs.values())
     return "\n".join(lines) + "\n"
 
 

@@ -9,8 +9,9 @@ from .cli import config_path, function_cli
 from .execute import execute_in_process, in_process
 from .plan import Run, run_id
 from .progress import Progress
+from .provenance import ProtocolMismatch
 from .ray_executor import RaySettings, ray_available
-from .record import RunRecord, package_versions, read_record, read_records, write_record
+from .record import DamagedRunFile, RunRecord, package_versions, read_record, read_records, write_record
 from .schedule import BudgetMismatch, Executor, SweepBusy, run_all
 from .writers import markdown_table, write_csv
 
@@ -18,6 +19,8 @@ __all__ = [
     "Run",
     "run_id",
     "RunRecord",
+    "DamagedRunFile",
+    "ProtocolMismatch",
     "read_record",
     "read_records",
     "write_record",

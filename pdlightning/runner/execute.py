@@ -46,7 +46,8 @@ def _scalars(metrics: Any) -> dict[str, float]:
 
 def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] = ()) -> RunRecord:
     """``pdlightning fit`` (then ``test`` with ``run.test``) of ``run`` in this process, with
-    ``callbacks`` added to the trainer's. A run whose bound goes non-finite (``FloatingPointError``:
+    ``callbacks`` added to the trainer's; the record's provenance is the config this process parsed
+    (:mod:`pdlightning.runner.provenance`). A run whose bound goes non-finite (``FloatingPointError``:
     the estimator diverged) is a ``failed`` record, not an exception; anything else propagates."""
     from pdlightning.cli.main import build_cli
 
@@ -69,6 +70,8 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
         for result in cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False):
             metrics.update(_scalars(result))
     reporting = getattr(cli.model, "reporting_bound", None)  # a single fit's
+    from .provenance import provenance_of
+
     record = RunRecord(
         spec=run.spec,
         budget=run.budget,
@@ -82,6 +85,7 @@ def execute_in_process(run: Run, run_dir: Path, callbacks: Sequence[L.Callback] 
         command=run.command_in(run_dir),
         versions=package_versions(),
         error=error,
+        provenance=provenance_of(cli.config, run, Path(run_dir)),
     )
     record.extra.update(member_extras(cli.model))
     return record

@@ -8,7 +8,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from .record import as_json
 
@@ -42,6 +42,8 @@ class Run:
         test: run ``test`` on the final weights after ``fit``.
         settings: nested config values the CLI's parser applies over the configs and overrides (plain data built
             in Python, e.g. a model's members; never serialised to text and parsed again).
+        configs_dir: the folder of the config files (recorded in ``run.json``'s provenance); ``None``: the
+            folder holding all of ``configs``.
 
     ``{run_dir}`` in an override or a setting's string stands for the run's directory (e.g. a logger's
     ``save_dir``).
@@ -54,6 +56,7 @@ class Run:
     budget: dict = field(default_factory=dict, compare=False)
     test: bool = False
     settings: dict = field(default_factory=dict, compare=False)
+    configs_dir: Optional[str] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.run_id or "/" in self.run_id or self.run_id in (".", ".."):
@@ -63,6 +66,8 @@ class Run:
         object.__setattr__(self, "spec", as_json(dict(self.spec)))
         object.__setattr__(self, "budget", as_json(dict(self.budget)))
         object.__setattr__(self, "settings", copy.deepcopy(dict(self.settings)))
+        if self.configs_dir is not None:
+            object.__setattr__(self, "configs_dir", str(self.configs_dir))
 
     def args(self, run_dir: Path) -> list[str]:
         """The CLI arguments of the run (no subcommand); Lightning's own files go to ``run_dir``."""

@@ -11,7 +11,19 @@ from typing import Any, Optional
 
 from pdlightning.results import package_versions
 
-__all__ = ["RunRecord", "read_record", "read_records", "write_record", "package_versions"]
+__all__ = ["RunRecord", "DamagedRunFile", "read_record", "read_records", "write_record", "package_versions"]
+
+
+class DamagedRunFile(ValueError):
+    """A file of a finished run (``run.json``, its per-step stream, its ``results.json``) is truncated or does not
+    parse: the message starts with the file's path and says what is wrong and what to do."""
+
+    def __init__(self, path: os.PathLike | str, problem: str) -> None:
+        self.path = str(path)
+        super().__init__(
+            f"{path}: {problem}; this run's numbers cannot be read: restore the file, or move the run's folder away "
+            "(a sweep started again then runs it again)"
+        )
 
 
 @dataclass
@@ -36,6 +48,9 @@ class RunRecord:
         versions: versions of Python, pdlightning, torch and lightning that ran it.
         error: the first line(s) of the error of a failed run.
         extra: anything else a sweep wants to keep.
+        provenance: what produced the run (:mod:`pdlightning.runner.provenance`: the resolved config and its
+            hash, the config folder, package version and git revision, the members and seeds); ``{}`` in a
+            ``run.json`` written before it was stored (unknown provenance).
     """
 
     spec: dict
@@ -51,6 +66,7 @@ class RunRecord:
     versions: dict = field(default_factory=dict)
     error: Optional[str] = None
     extra: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
@@ -62,12 +78,23 @@ class RunRecord:
 
 
 def read_record(run_dir: Path) -> Optional[RunRecord]:
-    """The run's ``run.json``; ``None`` when the run has not finished (or never started)."""
+    """The run's ``run.json``; ``None`` when the run has not finished (or never started). A file that is
+    truncated or not a record raises :class:`DamagedRunFile` naming it."""
     path = Path(run_dir) / "run.json"
     if not path.exists():
         return None
-    with open(path) as f:
-        return RunRecord.from_dict(json.load(f))
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        size = path.stat().st_size
+        raise DamagedRunFile(path, f"truncated or not JSON ({size} bytes; {error})") from None
+    if not isinstance(data, dict):
+        raise DamagedRunFile(path, f"not a run record (a JSON {type(data).__name__})")
+    try:
+        return RunRecord.from_dict(data)
+    except TypeError as error:  # a required field missing
+        raise DamagedRunFile(path, f"not a complete run record ({error})") from None
 
 
 def read_records(out: Path) -> dict[str, RunRecord]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
+
+from pdlightning.cli.run_lock import DirectoryBusy, acquire, release
 
 from .execute import in_process
 from .plan import Run
 from .progress import Progress
+from .provenance import UNKNOWN, check_same_protocol, planned_provenance
 from .record import RunRecord, read_record, read_records
 
 if TYPE_CHECKING:
@@ -27,40 +29,30 @@ class BudgetMismatch(ValueError):
     """The output directory holds finished runs of another budget."""
 
 
-class SweepBusy(RuntimeError):
+class SweepBusy(DirectoryBusy):
     """Another live sweep process is running in the same output directory."""
+
+
+def _sweep_busy(out: Path, pid: str, doing: str) -> str:
+    return (
+        f"out: another sweep (pid {pid}) is running in {out}; wait for it to finish, or "
+        "run the sweep once with more workers (--workers N, or a Ray cluster: --address)"
+    )
 
 
 @contextlib.contextmanager
 def sweep_lock(out: Path) -> Iterator[None]:
     """Hold ``out/.sweep.lock`` while a sweep runs there: a second sweep over the same ``out`` would
     restart runs under the first one's feet (each run starts from an empty directory). The lock is the
-    kernel's (``flock``): it goes with its process, a ``kill -9`` included, so no stale claim is left."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / ".sweep.lock"
+    kernel's (:mod:`pdlightning.cli.run_lock`): it goes with its process, a ``kill -9`` included."""
     try:
-        import fcntl
-    except ImportError:  # not POSIX: no guard
+        handle = acquire(out, "sweep", name=".sweep.lock", busy=_sweep_busy)
+    except DirectoryBusy as busy:
+        raise SweepBusy(str(busy)) from None
+    try:
         yield
-        return
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise SweepBusy(
-                f"out: another sweep (pid {holder}) is running in {out}; wait for it to finish, or "
-                "run the sweep once with more workers (--workers N, or a Ray cluster: --address)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        release(handle)
 
 
 def _budget_text(budget: dict) -> str:
@@ -84,7 +76,9 @@ def run_all(
     go one after another in this process, or, with ``parallel``, as Ray tasks
     (:func:`~pdlightning.runner.ray_executor.run_on_ray`: ``execute`` must then pickle). Raises
     :class:`BudgetMismatch` if ``out`` holds a finished run of another budget (mixing them would
-    corrupt the tables), :class:`SweepBusy` if another sweep is running in ``out``.
+    corrupt the tables), :class:`~pdlightning.runner.provenance.ProtocolMismatch` if a finished run of
+    the plan was fitted with another resolved config than it would be now (its ``run.json``'s
+    provenance), :class:`SweepBusy` if another sweep is running in ``out``.
     """
     runs = list(runs)
     out = Path(out)
@@ -102,7 +96,10 @@ def run_all(
     with sweep_lock(out):
         records: dict[str, RunRecord] = {}
         for run in runs:
-            earlier = read_record(out / "runs" / run.run_id)
+            run_dir = out / "runs" / run.run_id
+            earlier = read_record(run_dir)
+            if earlier is not None and earlier.provenance.get("config_hash"):
+                check_same_protocol(earlier.provenance, planned_provenance(run, run_dir), run_dir)
             if earlier is not None and (earlier.status == "ok" or not retry_failed):
                 records[run.run_id] = earlier
         progress = Progress(len(runs), len(records), log)
@@ -110,8 +107,10 @@ def run_all(
         todo = []
         for index, run in enumerate(runs, 1):
             if run.run_id in records:
+                unknown = "" if records[run.run_id].provenance else f"; {UNKNOWN}: its config was not recorded"
                 progress.say(
-                    f"[{index}/{len(runs)}] {run.run_id}: finished earlier ({records[run.run_id].status}), skipped"
+                    f"[{index}/{len(runs)}] {run.run_id}: finished earlier ({records[run.run_id].status}{unknown}), "
+                    "skipped"
                 )
             else:
                 todo.append((index, run))
