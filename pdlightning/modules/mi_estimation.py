@@ -151,6 +151,8 @@ class MIEstimationModule(EstimationEngine):
         #: the fixed reference sample of the PMI's batch statistics (set at the start of every evaluation).
         self.pmi_reference: Optional[ReferenceSample] = None
         self._held_out = HeldOutEstimates()
+        #: the rows of the last evaluation per stage (``"val"`` / ``"test"``): what ``results.json`` holds.
+        self.held_out_results: dict[str, list[EstimateResult]] = {}
         self._batch_level: Optional[float] = None
         #: members of a loaded checkpoint that this evaluation leaves out (a subset was asked for).
         self.left_out: list[str] = []
@@ -536,6 +538,7 @@ class MIEstimationModule(EstimationEngine):
                     },
                 )
             )
+        self.held_out_results[stage] = list(results)
         if not results or stage != "test" or self._trainer is None or not self.trainer.is_global_zero:
             return
         notes = []
