@@ -107,3 +107,22 @@ def test_seed_replicates_compose_and_print_the_across_seed_row(tmp_path, caplog)
     assert len(rows) == 6 and len(group) == 1 and (group[0]["n"], group[0]["unit"]) == (5, "seed")
     assert group[0]["estimate"] == pytest.approx(np.mean([r["estimate"] for r in rows[:5]]))
     assert "smile_tau5 (seeds)" in caplog.text
+
+
+def test_estimate_mi_and_the_cli_are_one_implementation(tmp_path):
+    """The same files and settings through ``pdlightning fit -c mi/arrays.yaml`` and ``estimate_mi``: the same
+    weights and the same held-out rows, to the last bit (one module, datamodule, optimiser and evaluation)."""
+    import pdlightning
+
+    x, y = _write(tmp_path, "npy")
+    cli = _fit(tmp_path, x, y, "--data.init_args.eval_batch_size=20")
+    result = pdlightning.estimate_mi(x, y, steps=20, eval_batch_size=20, progress=False)
+    cli_state, api_state = cli.model.state_dict(), result._module.state_dict()
+    assert all(torch.equal(cli_state[key], api_state[key]) for key in cli_state)
+    rows = {row.key: row.interval for row in cli.model.held_out_results["test"]}
+    for key in ("smile_tau5", "infonce"):
+        assert (result[key].estimate, result[key].low, result[key].high) == (
+            rows[key].estimate,
+            rows[key].low,
+            rows[key].high,
+        )
