@@ -32,7 +32,6 @@ There is no validation split (``val_dataloader`` is empty): the held-out rows ar
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from typing import Any, Optional
 
@@ -64,7 +63,9 @@ def as_feature_array(values: ArrayOrPath, name: str) -> tuple[np.ndarray, Option
     :func:`~.features.check_features` (finite numbers; 1-D becomes one feature): every error names ``name``."""
     if _is_path(values):
         path = os.fspath(values)
-        return load_features(path, name), path.rsplit(":", 1)[0] if ".npz:" in path or ".pt:" in path else path
+        return load_features(path, name), path.rsplit(":", 1)[0] if any(
+            f"{e}:" in path for e in (".npz", ".pt", ".pth")
+        ) else path
     if values is None or isinstance(values, (dict, set, bytes)):
         raise TypeError(
             f"{name}: expected an array (numpy, torch, a list of rows) or a file path, got {type(values).__name__}"
@@ -262,11 +263,3 @@ class ArraysDataModule(SyntheticDataModule):
     def held_out(self) -> dict[str, Tensor]:
         """Every held-out pair as the critic sees it: ``x``, ``y`` (standardised) and ``index`` (rows)."""
         return dict(self.test_pairs)
-
-    def describe(self) -> str:
-        """One line: rows, features, split and batches."""
-        return (
-            f"{self.rows} pairs ({self.x_dim} x {self.y_dim} features): {self.n_train} training, {self.n_test} "
-            f"held out (test_fraction={self.test_fraction:g}) in {len(self._chunks)} batch(es) of "
-            f"~{math.ceil(self.n_test / len(self._chunks))}"
-        )
