@@ -1,4 +1,5 @@
-"""Shared fixtures: correlated Gaussian samples with their closed-form log-ratio matrix."""
+"""Shared fixtures: correlated Gaussian samples with their closed-form log-ratio matrix; Ctrl-C stops the
+run even inside a Lightning fit (:mod:`tests.interrupts`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 import torch
 
 from pdlightning.data import gaussian_log_ratio, sample_correlated_gaussian
+from tests.interrupts import install as let_ctrl_c_through_fits
+
+let_ctrl_c_through_fits()
 
 
 @dataclass
