@@ -86,7 +86,7 @@ def main(args: Optional[Sequence[str]] = None) -> None:
         raise SystemExit(status)
     from .main import main as full_main
 
-    full_main(args)
+    full_main(None if args is None else given)
 
 
 if __name__ == "__main__":
