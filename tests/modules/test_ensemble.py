@@ -350,6 +350,7 @@ model:
 """
 
 
+@pytest.mark.slow
 def test_ensemble_fit_killed_mid_run_resumes_exactly(tmp_path):
     """As for the single module (tests/modules/test_resume.py): a CLI ensemble fit killed between two
     checkpoints and resumed with --ckpt_path last logs every member's scalars exactly as an

@@ -130,6 +130,7 @@ def test_run_record_is_plain_json(tmp_path):
     assert "SeparableCritic" in config and "tau: .inf" in config and "cubic: true" in config
 
 
+@pytest.mark.slow
 def test_a_second_sweep_into_the_same_out_is_refused_while_the_first_runs(tmp_path):
     """Each run starts from an empty directory, so two sweeps over one --out would restart each other's
     runs: the second is refused (naming the first's pid) for as long as the first holds the out's lock,
