@@ -294,6 +294,7 @@ def test_global_norm_clipping_is_refused():
         _fit(_ensemble(), _gaussian(), steps=1, gradient_clip_val=1.0)
 
 
+@pytest.mark.slow
 def test_cli_ensemble_members_equal_standalone_cli_runs(tmp_path):
     """`pdlightning fit -c gaussian.yaml -c ensemble/table2.yaml`: each member's logged estimates equal
     those of `pdlightning fit -c gaussian.yaml -c bounds/<estimator>.yaml` (same seed_everything, same
@@ -406,6 +407,7 @@ def test_ensemble_fit_killed_mid_run_resumes_exactly(tmp_path):
             assert math.isclose(resumed[tag][step], reference[tag][step], rel_tol=1e-5, abs_tol=1e-6), (tag, step)
 
 
+@pytest.mark.slow
 def test_callbacks_and_test_report_every_member(tmp_path, caplog):
     """BiasVarianceMSE, StaircaseFigure and DriftMonitor cover all members (one table / figure), and
     `test` prints one row per member and level."""
