@@ -331,10 +331,10 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
         )
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
-        """``test`` / ``validate`` print the module's own table: Lightning's raw metrics table (``verbose``)
-        is off unless ``--verbose true`` asks for it."""
+        """``test`` prints the module's own held-out table: Lightning's raw metrics table (``verbose``) is off
+        unless ``--verbose true`` asks for it. (``validate`` keeps it: the modules print no table there.)"""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if subcommand in ("validate", "test"):
+        if subcommand == "test":
             parser.set_defaults(verbose=False)
         return parser
 
