@@ -11,6 +11,7 @@ from .plug_in import PlugInBound, VariationalPlugIn
 from .probabilistic_classifier import ProbabilisticClassifier
 from .regularized import Regularized
 from .smile import SMILE
+from .upper import CLUB, L1Out
 
 __all__ = [
     "Bound",
@@ -35,4 +36,6 @@ __all__ = [
     "DensityMatchingI",
     "DensityMatchingII",
     "Regularized",
+    "CLUB",
+    "L1Out",
 ]

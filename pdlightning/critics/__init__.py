@@ -1,9 +1,11 @@
-"""Critics ``T(x, y)``: joint (concat MLP), separable (inner product), bilinear, encoded."""
+"""Critics ``T(x, y)``: joint (concat MLP), separable (inner product), bilinear, encoded, and a conditional Gaussian
+``log q(y | x)`` (CLUB, L1Out)."""
 
 from .._deprecation import moved_names
 from .base import Critic
 from .baseline import BaselineShiftedCritic
 from .bilinear import BilinearCritic
+from .conditional import ConditionalGaussianCritic
 from .encoded import DotProductCritic, EncodedCritic
 from .joint import JointCritic
 from .separable import SeparableCritic
@@ -16,6 +18,7 @@ __all__ = [
     "BaselineShiftedCritic",
     "DotProductCritic",
     "EncodedCritic",
+    "ConditionalGaussianCritic",
 ]
 
 __getattr__ = moved_names(__name__, {"ImageEncoder": "pdlightning.encoders", "mlp": "pdlightning.nn"})
