@@ -4,6 +4,7 @@ from .base import Bound, BoundOutput, PairScores, StepRecord, log_mean_exp, step
 from .density_matching import DensityMatchingI, DensityMatchingII
 from .density_ratio_fitting import DensityRatioFitting
 from .dv import DV, MINE
+from .fdime import FDIME
 from .infonce import InfoNCE
 from .js import JS
 from .nwj import NWJ, TUBA, EtaDV, ShiftedExponentialBound
@@ -36,6 +37,7 @@ __all__ = [
     "DensityMatchingI",
     "DensityMatchingII",
     "Regularized",
+    "FDIME",
     "CLUB",
     "L1Out",
 ]

@@ -10,6 +10,7 @@ from typing import Callable
 from pdlightning.bounds import (
     CLUB,
     DV,
+    FDIME,
     JS,
     MINE,
     NWJ,
@@ -55,6 +56,9 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
     "retuba": lambda: Regularized(TUBA(), distance="log_euclidean"),
     "rejs": lambda: Regularized(JS(), distance="log_euclidean"),
     "re_eta_dv": lambda: Regularized(EtaDV(), distance="log_euclidean"),
+    "fdime_kl": lambda: FDIME("kl"),
+    "fdime_gan": lambda: FDIME("gan"),
+    "fdime_hd": lambda: FDIME("hd"),
     "club": CLUB,
     "l1out": L1Out,
 }
@@ -77,6 +81,7 @@ LOG_DOMAIN = {
     "remine",
     "resmile",
     "reinfonce",
+    "fdime_gan",
     "club",
     "l1out",
 }
