@@ -138,7 +138,7 @@ def test_a_bound_fragment_names_the_run_unless_the_command_line_does(tmp_path):
     assert retrieval.trainer.logger.name == "retrieval/nwj"
 
 
-@pytest.mark.parametrize("key, critic", [("club", "ConditionalGaussianCritic")])
+@pytest.mark.parametrize("key, critic", [("club", "ConditionalGaussianCritic"), ("tre", "TelescopingCritic")])
 def test_a_fragment_with_its_own_critic_is_a_bound_fragment_too(key, critic, tmp_path):
     """CLUB, L1Out and TRE need their own critic: their fragment sets it next to the bound, names the run, and the
     critic takes its dims from the data."""

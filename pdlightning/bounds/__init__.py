@@ -12,6 +12,7 @@ from .plug_in import PlugInBound, VariationalPlugIn
 from .probabilistic_classifier import ProbabilisticClassifier
 from .regularized import Regularized
 from .smile import SMILE
+from .tre import TRE
 from .upper import CLUB, L1Out
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "DensityMatchingII",
     "Regularized",
     "FDIME",
+    "TRE",
     "CLUB",
     "L1Out",
 ]

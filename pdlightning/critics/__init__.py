@@ -1,5 +1,5 @@
-"""Critics ``T(x, y)``: joint (concat MLP), separable (inner product), bilinear, encoded, and a conditional Gaussian
-``log q(y | x)`` (CLUB, L1Out)."""
+"""Critics ``T(x, y)``: joint (concat MLP), separable (inner product), bilinear, encoded, a conditional Gaussian
+``log q(y | x)`` (CLUB, L1Out) and TRE's telescoping critic."""
 
 from .._deprecation import moved_names
 from .base import Critic
@@ -9,6 +9,7 @@ from .conditional import ConditionalGaussianCritic
 from .encoded import DotProductCritic, EncodedCritic
 from .joint import JointCritic
 from .separable import SeparableCritic
+from .telescoping import TelescopingCritic
 
 __all__ = [
     "Critic",
@@ -19,6 +20,7 @@ __all__ = [
     "DotProductCritic",
     "EncodedCritic",
     "ConditionalGaussianCritic",
+    "TelescopingCritic",
 ]
 
 __getattr__ = moved_names(__name__, {"ImageEncoder": "pdlightning.encoders", "mlp": "pdlightning.nn"})

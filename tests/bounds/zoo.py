@@ -15,6 +15,7 @@ from pdlightning.bounds import (
     MINE,
     NWJ,
     SMILE,
+    TRE,
     TUBA,
     Bound,
     DensityMatchingI,
@@ -59,6 +60,7 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
     "fdime_kl": lambda: FDIME("kl"),
     "fdime_gan": lambda: FDIME("gan"),
     "fdime_hd": lambda: FDIME("hd"),
+    "tre": TRE,
     "club": CLUB,
     "l1out": L1Out,
 }
@@ -82,14 +84,15 @@ LOG_DOMAIN = {
     "resmile",
     "reinfonce",
     "fdime_gan",
+    "tre",
     "club",
     "l1out",
 }
 
 #: bounds whose training objective reads the joint scores only: the likelihood of the joint pairs (CLUB, L1Out fit
-#: q(y|x) by maximum likelihood); the marginal scores get
+#: q(y|x) by maximum likelihood) or nothing (TRE trains through its critic's bridge loss); the marginal scores get
 #: no gradient.
-JOINT_ONLY_OBJECTIVE = {"club", "l1out"}
+JOINT_ONLY_OBJECTIVE = {"club", "l1out", "tre"}
 #: bounds that need the in-batch score matrix (L1Out normalises each y over the batch's other x): explicit marginal
 #: pairs are a ValueError unless they have the matrix's shape, k = n - 1 per row.
 MATRIX_ONLY = {"l1out"}
