@@ -46,6 +46,20 @@ def test_the_critic_scores_every_pair_by_its_gaussian_log_likelihood():
     torch.testing.assert_close(critic.pointwise(x[:5], y), expected[:5].diagonal(), rtol=1e-5, atol=1e-5)
 
 
+def test_the_log_likelihood_keeps_float32_precision_under_bf16_autocast():
+    """The MLP may run in bf16, but the density of its output is evaluated in float32: its quadratic form cancels
+    terms of order y^2 / sigma^2, which bf16 would round to nats."""
+    x, y, rho = gaussian(64, 20, 10.0, torch.Generator().manual_seed(6))
+    critic = true_conditional(20, rho)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores, joint = critic(x, y), critic.pointwise(x, y)
+        mean, log_var = critic.conditional(x)
+    assert mean.dtype == torch.bfloat16 and scores.dtype == joint.dtype == torch.float32
+    normal = torch.distributions.Normal(mean.float()[:, None], (0.5 * log_var.float()).exp()[:, None])
+    torch.testing.assert_close(scores, normal.log_prob(y[None]).sum(-1), rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(joint, scores.diagonal(), rtol=1e-5, atol=1e-3)
+
+
 def test_club_with_the_true_conditional_is_its_closed_form():
     """E[I_CLUB] = d rho^2 / (1 - rho^2) for the true conditional (Var of y - rho x: 1 - rho^2 under p, 1 + rho^2
     under p(x)p(y)), within 4 standard errors of 100 batches of 256; an upper bound of the MI."""
