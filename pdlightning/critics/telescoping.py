@@ -19,17 +19,21 @@ same ``(y, y')`` (the paper's coupled waymarks). For a Gaussian ``(X, Y)`` with 
 correlation ``ρ``, waymark ``k`` is the Gaussian with correlation ``sqrt(1 - α_k²) ρ`` and the same marginals, so
 each bridge's optimal ``log r_k`` is a difference of two closed-form Gaussian PMIs.
 
-The bridges share a body (an MLP of ``[x; y]`` with the joint critic's split first layer) and have one linear head
-each, all ``m`` heads one ``Linear(hidden, m)`` layer: the waymark samples are stacked on a leading axis and pass the
-body once, and every bridge's logit comes out of that one pass (:meth:`TelescopingCritic.bridge_loss`), never a
-Python loop over bridges. :meth:`cross` / :meth:`pointwise` return the telescoped ``Σ_k log r_k``, so every pointwise
-tool reads the critic's PMI as for any critic (with :class:`~pdlightning.bounds.TRE`, which reports its mean).
+The bridges share a body (an MLP of ``[x; y]`` with the joint critic's split first layer; optionally with ``R``
+squared linear projections of ``[x; y]`` beside it, ``quadratic_features``) and have one linear head each, all ``m``
+heads one ``Linear(features, m)`` layer. With the squared projections a head is a quadratic form of the input of
+rank ``R`` plus a function of the MLP's features; at ``R = x_dim + y_dim`` it can represent every Gaussian bridge
+exactly (the TRE code's Gaussian experiments use a quadratic model). The waymark samples are stacked on a leading
+axis and pass the body once, and every bridge's logit comes out of that one pass
+(:meth:`TelescopingCritic.bridge_loss`), never a Python loop over bridges. :meth:`cross` / :meth:`pointwise` return
+the telescoped ``Σ_k log r_k``, so every pointwise tool reads the critic's PMI as for any critic (with
+:class:`~pdlightning.bounds.TRE`, which reports its mean).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -83,8 +87,10 @@ class TelescopingCritic(Critic):
         num_waymarks: the number ``m >= 1`` of bridges (ratios) between ``p_0 = p(x, y)`` and ``p_m = p(x)p(y)``
             (``m + 1`` waymark distributions; ``m = 1`` is a single classifier). Default 4, or ``len(alphas) - 1``.
         alphas: the mixing schedule ``0 = α_0 < α_1 < ... < α_m = 1`` (default linear, ``α_k = k / m``).
-        hidden_dims: hidden widths of the shared body (its last width is the heads' input).
+        hidden_dims: hidden widths of the shared body's MLP.
         activation: hidden activation name.
+        quadratic_features: ``R`` squared linear projections ``(V [x; y])²`` added to the body's features (0: none;
+            ``"full"``: ``R = x_dim + y_dim``, enough for any log-ratio quadratic in the input).
     """
 
     alphas: Tensor  # a registered buffer: [m + 1]
@@ -97,29 +103,44 @@ class TelescopingCritic(Critic):
         alphas: Optional[Sequence[float]] = None,
         hidden_dims: Sequence[int] = (256, 256),
         activation: str = "relu",
+        quadratic_features: Union[int, Literal["full"]] = 0,
     ) -> None:
         super().__init__(x_dim, y_dim)
         schedule = _check_schedule(num_waymarks, alphas)
         if len(hidden_dims) < 1:
             raise ValueError("hidden_dims: the telescoping critic's body needs at least one hidden layer")
+        if quadratic_features == "full":
+            quadratic_features = x_dim + y_dim
+        if isinstance(quadratic_features, bool) or not isinstance(quadratic_features, int) or quadratic_features < 0:
+            raise ValueError(
+                f"quadratic_features: expected a number of squared projections >= 0 or 'full', "
+                f"got {quadratic_features!r}"
+            )
         self.num_waymarks = len(schedule) - 1
         self.register_buffer("alphas", torch.tensor(schedule, dtype=torch.float32))
         self.first = nn.Linear(x_dim + y_dim, hidden_dims[0])
         self.first_activation = activation_by_name(activation)
         rest = mlp(hidden_dims[0], hidden_dims[1:-1], hidden_dims[-1], activation) if len(hidden_dims) > 1 else None
         self.rest = nn.Sequential(rest, activation_by_name(activation)) if rest is not None else nn.Identity()
-        self.heads = nn.Linear(hidden_dims[-1], self.num_waymarks)  # bridge k's logit log r_k is output k
+        self.quadratic = nn.Linear(x_dim + y_dim, quadratic_features, bias=False) if quadratic_features else None
+        self.heads = nn.Linear(hidden_dims[-1] + quadratic_features, self.num_waymarks)  # output k: log r_k
 
     # ------------------------------------------------------------------------------------------------ body
     def features(self, x: Tensor, y: Tensor) -> Tensor:
-        """Body features of the pairs ``(x[..., :], y[..., :])``, broadcasting the leading dimensions: ``[..., h]``.
+        """Body features of the pairs ``(x[..., :], y[..., :])``, broadcasting the leading dimensions: ``[..., h]``
+        (the MLP's last hidden layer, then the squared projections when ``quadratic_features``).
 
         ``W [x; y] + b = W_x x + (W_y y + b)`` is computed per sample and broadcast, so ``x [n, 1, d]`` against
         ``y [1, m, d]`` scores all ``n m`` pairs without tiling them (as :class:`~.JointCritic`)."""
         weight_x, weight_y = self.first.weight.split([self.x_dim, self.y_dim], dim=1)
         hidden = self.first_activation(F.linear(x, weight_x, self.first.bias) + F.linear(y, weight_y))
         shape = hidden.shape
-        return self.rest(hidden.reshape(-1, shape[-1])).reshape(*shape[:-1], -1)  # one 2-d GEMM per layer
+        features = self.rest(hidden.reshape(-1, shape[-1])).reshape(*shape[:-1], -1)  # one 2-d GEMM per layer
+        if self.quadratic is None:
+            return features
+        quadratic_x, quadratic_y = self.quadratic.weight.split([self.x_dim, self.y_dim], dim=1)
+        projection = F.linear(x, quadratic_x) + F.linear(y, quadratic_y)  # broadcast like the first layer
+        return torch.cat([features, projection * projection], dim=-1)
 
     def bridge_log_ratios(self, x: Tensor, y: Tensor) -> Tensor:
         """``[..., m]``: every bridge's ``log r_k`` of the pairs (broadcast as in :meth:`features`)."""

@@ -16,19 +16,6 @@ from pdlightning.critics import TelescopingCritic
 from pdlightning.data import gaussian_log_ratio, random_derangement, sample_correlated_gaussian
 
 
-class GaussianFeatureCritic(TelescopingCritic):
-    """A telescoping critic whose body is the exact sufficient statistics of a Gaussian's log-ratios,
-    ``h(x, y) = (sum_i x_i^2 + y_i^2, sum_i x_i y_i)``: with the closed-form heads it is TRE's optimum."""
-
-    def __init__(self, dim: int, alphas: list[float]) -> None:
-        super().__init__(dim, dim, alphas=alphas, hidden_dims=(2,))
-        self.heads = nn.Linear(2, self.num_waymarks)
-
-    def features(self, x: Tensor, y: Tensor) -> Tensor:
-        squares = (x * x).sum(-1) + (y * y).sum(-1)
-        return torch.stack(torch.broadcast_tensors(squares, (x * y).sum(-1)), dim=-1)
-
-
 def gaussian_pmi_coefficients(rho: float, dim: int) -> tuple[float, float, float]:
     """PMI of d pairs with correlation rho as ``c + a sum(x^2 + y^2) + b sum(x y)``."""
     return -dim / 2 * math.log(1 - rho**2), -(rho**2) / (2 * (1 - rho**2)), rho / (1 - rho**2)
@@ -39,15 +26,23 @@ def waymark_correlations(rho: float, alphas: list[float]) -> list[float]:
     return [math.sqrt(1 - a * a) * rho for a in alphas]
 
 
-def optimal_critic(dim: int, mi: float, alphas: list[float]) -> GaussianFeatureCritic:
-    """Bridge k's optimal log r_k = PMI_{rho_k} - PMI_{rho_{k+1}} (the waymarks share the marginals N(0, I))."""
+def optimal_critic(dim: int, mi: float, alphas: list[float]) -> TelescopingCritic:
+    """TRE's optimum, plugged in: bridge k's log r_k = PMI_{rho_k} - PMI_{rho_{k+1}} (the waymarks share the marginals
+    N(0, I)) = c + a sum(x^2 + y^2) + b sum(x y), which the critic's squared projections (x_i + y_i)^2, (x_i - y_i)^2
+    hold exactly: a (x^2 + y^2) + b x y = (a/2 + b/4)(x + y)^2 + (a/2 - b/4)(x - y)^2. The MLP's features get weight 0."""
     rho = math.sqrt(1 - math.exp(-2 * mi / dim))
-    critic = GaussianFeatureCritic(dim, alphas)
+    critic = TelescopingCritic(dim, dim, alphas=alphas, hidden_dims=(4,), quadratic_features="full")
     coefficients = [gaussian_pmi_coefficients(r, dim) for r in waymark_correlations(rho, alphas)]
+    eye = torch.eye(dim)
+    assert critic.quadratic is not None
     with torch.no_grad():
+        critic.quadratic.weight.copy_(torch.cat([torch.cat([eye, eye], 1), torch.cat([eye, -eye], 1)], 0))
+        critic.heads.weight.zero_()
         for k in range(critic.num_waymarks):
             (c0, a0, b0), (c1, a1, b1) = coefficients[k], coefficients[k + 1]
-            critic.heads.weight[k] = torch.tensor([a0 - a1, b0 - b1])
+            a, b = a0 - a1, b0 - b1
+            critic.heads.weight[k, 4 : 4 + dim] = a / 2 + b / 4
+            critic.heads.weight[k, 4 + dim :] = a / 2 - b / 4
             critic.heads.bias[k] = c0 - c1
     return critic
 
@@ -116,6 +111,7 @@ def test_the_bridge_loss_is_minimal_at_the_closed_form_bridges():
                     perturbed.heads.bias[k] += 0.2 if change == "bias+" else -0.2
                 else:
                     perturbed.heads.weight[k] *= 1.15 if change == "scale+" else 0.85
+                    perturbed.heads.bias[k] *= 1.15 if change == "scale+" else 0.85
                 assert perturbed.bridge_loss(x, y, y_marginal).item() > best, (k, change)
 
 
@@ -144,7 +140,7 @@ def reference_bridge_loss(critic: TelescopingCritic, x: Tensor, y: Tensor, y_mar
 
 def test_the_stacked_bridge_loss_is_the_per_bridge_loop():
     torch.manual_seed(1)
-    critic = TelescopingCritic(4, 3, num_waymarks=5, hidden_dims=(16, 16, 8))
+    critic = TelescopingCritic(4, 3, num_waymarks=5, hidden_dims=(16, 16, 8), quadratic_features="full")
     x, y = torch.randn(24, 4), torch.randn(24, 3)
     y_marginal = y[random_derangement(24, torch.Generator().manual_seed(1))]
     loss = critic.bridge_loss(x, y, y_marginal)
@@ -168,7 +164,7 @@ def test_the_body_runs_once_for_all_waymarks():
 
 def test_cross_is_every_pair_and_pointwise_its_diagonal():
     torch.manual_seed(3)
-    critic = TelescopingCritic(3, 5, hidden_dims=(16, 8))
+    critic = TelescopingCritic(3, 5, hidden_dims=(16, 8), quadratic_features=4)
     x, y = torch.randn(7, 3), torch.randn(6, 5)
     scores = critic.cross(x, y)
     assert scores.shape == (7, 6)
@@ -179,7 +175,7 @@ def test_cross_is_every_pair_and_pointwise_its_diagonal():
 
 def test_members_stacked_under_vmap_match_each_critic_alone():
     """The ensemble engine stacks members' weights and calls the critic under torch.vmap + functional_call."""
-    critics = [TelescopingCritic(3, 3, num_waymarks=3, hidden_dims=(8, 8)) for _ in range(3)]
+    critics = [TelescopingCritic(3, 3, num_waymarks=3, hidden_dims=(8, 8), quadratic_features=2) for _ in range(3)]
     params, buffers = stack_module_state(critics)
     template = critics[0]
     x, y = torch.randn(3, 12, 3), torch.randn(3, 12, 3)
@@ -220,6 +216,8 @@ def test_members_stacked_under_vmap_match_each_critic_alone():
         ({"alphas": [0.0]}, r"^alphas: expected a schedule"),
         ({"alphas": [0.0, 0.5, 1.0], "num_waymarks": 3}, r"^alphas: 3 values make 2 bridges, but num_waymarks=3"),
         ({"hidden_dims": ()}, r"^hidden_dims"),
+        ({"quadratic_features": -1}, r"^quadratic_features: expected a number of squared projections >= 0 or 'full'"),
+        ({"quadratic_features": "half"}, r"^quadratic_features"),
     ],
 )
 def test_bad_schedules_name_the_parameter(kwargs, match):
@@ -231,7 +229,9 @@ def test_the_default_schedule_is_linear():
     assert TelescopingCritic(2, 2).alphas.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert TelescopingCritic(2, 2, num_waymarks=2).alphas.tolist() == [0.0, 0.5, 1.0]
     critic = TelescopingCritic(2, 2, alphas=[0.0, 0.1, 1.0])
-    assert critic.num_waymarks == 2 and critic.heads.out_features == 2
+    assert critic.num_waymarks == 2 and critic.heads.out_features == 2 and critic.quadratic is None
+    full = TelescopingCritic(3, 2, hidden_dims=(8,), quadratic_features="full")
+    assert full.heads.in_features == 8 + 5 and full.features(torch.randn(4, 3), torch.randn(4, 2)).shape == (4, 13)
 
 
 def test_the_tre_bound_reports_the_mean_score_and_leaves_training_to_the_bridge_loss():
