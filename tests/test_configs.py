@@ -138,6 +138,17 @@ def test_a_bound_fragment_names_the_run_unless_the_command_line_does(tmp_path):
     assert retrieval.trainer.logger.name == "retrieval/nwj"
 
 
+@pytest.mark.parametrize("key, critic", [("club", "ConditionalGaussianCritic"), ("tre", "TelescopingCritic")])
+def test_a_fragment_with_its_own_critic_is_a_bound_fragment_too(key, critic, tmp_path):
+    """CLUB, L1Out and TRE need their own critic: their fragment sets it next to the bound, names the run, and the
+    critic takes its dims from the data."""
+    gaussian, fragment = str(CONFIGS / "mi" / "gaussian.yaml"), str(CONFIGS / "mi" / "bounds" / f"{key}.yaml")
+    assert fragment_key(fragment) == key
+    cli = build_cli(["-c", gaussian, "-c", fragment, f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    assert cli.trainer.logger.name == f"mi/{key}"
+    assert type(cli.model.critic).__name__ == critic and cli.model.critic.x_dim == cli.model.critic.y_dim == 20
+
+
 @pytest.mark.parametrize(
     "old", ["ssl/mnist/pcc.yaml", "ssl/demo/cpc.yaml", "drift/onehot_mine.yaml", "mi/bounds/smile.yaml"]
 )

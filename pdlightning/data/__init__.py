@@ -1,7 +1,8 @@
 """Datamodules, their sources and the MI batch contract.
 
 - :mod:`.batch`: the batch contract of every MI datamodule; :mod:`.protocol`: the optional
-  attributes modules and callbacks read from a datamodule.
+  attributes modules and callbacks read from a datamodule; :mod:`.derangement`: product-of-marginals
+  pairs from a random derangement of a batch.
 - :mod:`.synthetic`: the base of the synthetic tasks (seeded resumable stream, held-out sets);
   :mod:`.gaussian`, :mod:`.onehot`: the tasks; :mod:`.tasks`: any task of :mod:`pdlightning.tasks` under the
   suite's finite-sample protocol.
@@ -13,6 +14,7 @@
 """
 
 from .batch import check_mi_batch
+from .derangement import random_derangement, with_derangement_pairs
 from .gaussian import CorrelatedGaussianDataModule, gaussian_log_ratio, rho_from_mi, sample_correlated_gaussian
 from .image_sources import IMAGE_SOURCES, ImageSource
 from .images import CIFAR10DataModule, DigitsDataModule, FashionMNISTDataModule, ImageDataModule, MNISTDataModule
@@ -28,6 +30,8 @@ from .views import HalvesViews, MNISTViews, SimCLRViews, Views
 
 __all__ = [
     "check_mi_batch",
+    "random_derangement",
+    "with_derangement_pairs",
     "CorrelatedGaussianDataModule",
     "MISchedule",
     "OneHotDataModule",

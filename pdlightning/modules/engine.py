@@ -23,6 +23,7 @@ logged. Used by :class:`~pdlightning.modules.MIEstimationModule` (``K`` critics,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping, Optional, Sequence
 
@@ -180,13 +181,21 @@ class EstimationEngine(ConfiguredModule):
         estimate_tag: str = "mi/estimate",
         extra_metrics: Optional[Mapping[str, float]] = None,
         outputs: Optional[StackedOutputs] = None,
+        critic_loss: Optional[Tensor] = None,
     ) -> dict[str, Any]:
         """Bounds, guard, record and (on logging steps) logging of one training step; returns ``{"loss",
         "record"}`` for ``training_step``. ``outputs``: the bounds' values when the subclass evaluated them
-        itself (the SSL module's symmetric loss)."""
+        itself (the SSL module's symmetric loss); ``critic_loss``: ``[K]`` losses of the critics' own added to the
+        members' (TRE's bridge loss; :attr:`~pdlightning.bounds.Bound.critic_loss`), watched by the guard as theirs."""
         joint, marginal = joint.float(), marginal.float()  # bounds compute in float32, under autocast too
         if outputs is None:
             outputs = self.bounds(joint, marginal)
+        if critic_loss is not None:
+            loss = outputs.loss + critic_loss
+            value = loss.detach()
+            outputs = dataclasses.replace(
+                outputs, loss=loss, loss_value=value, loss_finite=outputs.loss_finite & torch.isfinite(value)
+            )
         step = self.global_step
         reduce = self._all_members_agree if self._distributed else None
         stepping, reported = self.guard.observe(outputs, joint, marginal, step, reduce)

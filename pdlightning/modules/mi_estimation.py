@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from typing import Any, Literal, Optional, Union
 
 import torch
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from ..bounds import Bound
 from ..critics import Critic
 from ..data.batch import check_mi_batch
+from ..data.derangement import random_derangement
 from ..records import PointwiseRecord, step_records
 from ..results import EstimateResult, run_directory, write_results
 from ..streams import MemberStreams, write_stream, write_summary
@@ -223,12 +225,59 @@ class MIEstimationModule(EstimationEngine):
             [StackedCritic([critics[k] for k in indices], chunk_size=chunk_size) for indices in groups.values()]
         )
         self._critic_members = list(groups.values())
+        self._critic_losses = self._own_critic_losses(members, critics)
         order = [k for indices in self._critic_members for k in indices]
         self._critic_natural = order == list(range(len(members)))
         position = {k: p for p, k in enumerate(order)}
         self.register_buffer("_critic_order", torch.tensor([position[k] for k in range(len(members))]), False)
         self.register_buffer("_replica_index", torch.tensor(self.replica_of), False)
         self.x_dim, self.y_dim = critics[0].x_dim, critics[0].y_dim
+
+    def _own_critic_losses(self, members: list[ResolvedMember], critics: list[nn.Module]) -> list[tuple[int, str]]:
+        """``(stack, method)`` of the critic stacks whose members learn through a loss of the critic's own
+        (:attr:`Bound.critic_loss`: TRE's bridge loss), checked now (not at the first step)."""
+        out = []
+        for s, indices in enumerate(self._critic_members):
+            methods = {getattr(members[k].bound, "critic_loss", None) for k in indices}
+            if methods == {None}:
+                continue
+            if len(methods) > 1:
+                raise ValueError(
+                    f"members: {[members[k].name for k in indices]} share a critic architecture but not how it learns "
+                    f"({sorted(str(m) for m in methods)}); give the members of a critic-loss bound their own critic"
+                )
+            method = str(next(iter(methods)))
+            if not callable(getattr(critics[indices[0]], method, None)):
+                raise ValueError(
+                    f"members[{indices[0]}].critic ({members[indices[0]].name}): the bound "
+                    f"{type(members[indices[0]].bound).__name__} learns through critic.{method}(x, y, y_marginal), "
+                    f"which {type(critics[indices[0]]).__name__} does not have"
+                )
+            out.append((s, method))
+        return out
+
+    def critic_losses(self, batch: Any) -> Optional[Tensor]:
+        """``[K]``: the critic's own loss of each member whose training bound learns through it (TRE:
+        ``critic.bridge_loss(x, y, y_marginal)``, ``y_marginal`` the batch's ``y`` re-paired by a random derangement,
+        one for every member), ``0`` for the others; ``None`` when no member has one. One call per stack."""
+        if not self._critic_losses:
+            return None
+        losses: Optional[Tensor] = None
+        for s, method in self._critic_losses:
+            stack, indices = self.critic_stacks[s], self._critic_members[s]
+            inputs, per_member = self._member_inputs(batch, indices)
+            x, y = inputs["x"], inputs["y"]
+            n = y.shape[1] if per_member else y.shape[0]
+            order = random_derangement(n).to(y.device)
+            y_marginal = y.index_select(1 if per_member else 0, order)
+            dims = (0, 0, 0) if per_member else (None, None, None)
+            values = stack.vmap(
+                lambda critic, a, b, c, name=method: getattr(critic, name)(a, b, c), x, y, y_marginal, in_dims=dims
+            ).float()
+            if losses is None:
+                losses = values.new_zeros(self.num_members)
+            losses = losses.index_put((torch.tensor(indices, device=values.device),), values)
+        return losses
 
     @property
     def critic_stacks(self) -> list[StackedCritic]:
@@ -363,7 +412,7 @@ class MIEstimationModule(EstimationEngine):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """The sum of the members' losses and the step's :class:`~pdlightning.records.StepRecord`."""
         joint, marginal = self.stacked_scores(batch)
-        return self.finish_step(joint, marginal, batch, self._batch_level)
+        return self.finish_step(joint, marginal, batch, self._batch_level, critic_loss=self.critic_losses(batch))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_level = true_mi_of(batch)
@@ -592,6 +641,10 @@ class MIEstimationModule(EstimationEngine):
                 out[group.index] = group.vmap(pmi_fields, jm, mm, in_dims=(0, 0))[0]
             elif kind == "global":
                 out[group.index] = j - self._global_normalizer(group, level).unsqueeze(1)
+            elif kind == "column":  # one statistic per y (L1Out): log mean_k exp s(x_ref_k, y_i) over the reference x
+                x_reference, _ = reference.for_level(level)
+                columns = self._cross(x_reference, y).index_select(0, group.index).float()  # [K, m, n]
+                out[group.index] = j - (torch.logsumexp(columns, dim=1) - math.log(columns.shape[1]))
             else:
                 _, y_reference = reference.for_level(level)
                 rows = max(1, _ROW_CHUNK // max(len(group.members), 1))
