@@ -41,7 +41,7 @@ from .level_snapshots import LevelSnapshots
 from .members import Member, ResolvedMember, fragment_key_of, resolve_members
 from .optim import MemberRows
 from .pmi_reference import ReferenceSample, describe_normalizer, reference_from_loaders
-from .reporting import gather_intervals, level_order, log_interval, results_table, seed_rows
+from .reporting import brackets, gather_intervals, level_order, log_interval, results_table, seed_rows
 from .stacking import StackedCritic, structure_key
 
 __all__ = ["MIEstimationModule", "matrix_to_pairs"]
@@ -96,6 +96,11 @@ class MIEstimationModule(EstimationEngine):
             estimate``, and a ``member`` column for several members); ``None``: not written.
         chunk_size: members per batched critic call (default: all at once; 1: a loop over members).
         aux_lr, critic_updates_per_aux_step: eta-MINE's block-coordinate descent (:mod:`.engine`).
+        marginal_pairs: the product-of-marginals pairs of a training step when the batch gives none: ``"all"``
+            (default: the ``n(n - 1)`` off-diagonal pairs of the in-batch score matrix) or ``"derangement"`` (one per
+            row, ``(x_i, y_σ(i))`` with ``σ`` a random derangement of the batch, drawn each step: no pair is a joint
+            pair; f-DIME's sampling, Letizia et al. 2024; ``n`` scores instead of ``n²``). Evaluation always
+            scores the whole matrix.
     """
 
     _critic_order: Tensor  # registered buffers
@@ -120,6 +125,7 @@ class MIEstimationModule(EstimationEngine):
         chunk_size: Optional[int] = None,
         aux_lr: Optional[float] = None,
         critic_updates_per_aux_step: int = 1,
+        marginal_pairs: Literal["all", "derangement"] = "all",
     ) -> None:
         super().__init__(
             optimizer,
@@ -138,7 +144,17 @@ class MIEstimationModule(EstimationEngine):
             raise ValueError(
                 f"pmi_reference_size: expected 0 (in-batch statistics) or an integer >= 2, got {pmi_reference_size!r}"
             )
+        if marginal_pairs not in ("all", "derangement"):
+            raise ValueError(f"marginal_pairs: expected 'all' or 'derangement', got {marginal_pairs!r}")
         resolved = self._resolve(critic, bound, estimator, members, data)
+        if marginal_pairs == "derangement":
+            matrix_only = [m.name for m in resolved if m.bound.pmi_normalizer == "column"]
+            if matrix_only:
+                raise ValueError(
+                    f"marginal_pairs: 'derangement' gives one product pair per row, but {matrix_only} normalise each "
+                    "y over the batch's other x (a column of the in-batch score matrix); use marginal_pairs: all"
+                )
+        self.marginal_pairs = marginal_pairs
         self.setup_members(resolved)
         self.data_mode = data
         #: the replica stream each member trains on (data="replicas").
@@ -364,9 +380,10 @@ class MIEstimationModule(EstimationEngine):
             return {k: batch[k] for k in keys}, True
         return {k: batch[k].index_select(0, index) for k in keys}, True
 
-    def stacked_scores(self, batch: Any) -> tuple[Tensor, Tensor]:
+    def stacked_scores(self, batch: Any, derangement: bool = False) -> tuple[Tensor, Tensor]:
         """Every member's scores: ``joint [K, n]`` and ``marginal [K, n, m]`` (explicit pairs, or the
-        off-diagonal of each member's in-batch score matrix)."""
+        off-diagonal of each member's in-batch score matrix; with ``derangement``, one pair ``(x_i, y_σ(i))`` per
+        row for a batch that gives none)."""
         if not isinstance(batch, dict) or "x" not in batch or "y" not in batch:
             raise ValueError("batch: expected a dict with keys 'x', 'y'")
         if self.data_mode == "replicas":
@@ -382,8 +399,18 @@ class MIEstimationModule(EstimationEngine):
         else:
             check_mi_batch({k: v for k, v in batch.items() if k != "mi"})
         parts = []
+        order = None
+        if derangement and "x_marginal" not in batch:
+            order = random_derangement(batch["y"].shape[-2 if self.data_mode == "replicas" else 0])
         for stack, indices in zip(self.critic_stacks, self._critic_members):
             inputs, per_member = self._member_inputs(batch, indices)
+            if order is not None:
+                order = order.to(inputs["y"].device)
+                inputs = {
+                    **inputs,
+                    "x_marginal": inputs["x"],
+                    "y_marginal": inputs["y"].index_select(int(per_member), order),
+                }
             if "x_marginal" in inputs:
                 joint = stack.pointwise(inputs["x"], inputs["y"], members_dim=per_member)
                 marginal = stack.pointwise(inputs["x_marginal"], inputs["y_marginal"], members_dim=per_member)
@@ -411,7 +438,7 @@ class MIEstimationModule(EstimationEngine):
     # ---------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """The sum of the members' losses and the step's :class:`~pdlightning.records.StepRecord`."""
-        joint, marginal = self.stacked_scores(batch)
+        joint, marginal = self.stacked_scores(batch, derangement=self.marginal_pairs == "derangement")
         return self.finish_step(joint, marginal, batch, self._batch_level, critic_loss=self.critic_losses(batch))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -590,6 +617,8 @@ class MIEstimationModule(EstimationEngine):
         notes = []
         if self.left_out:
             notes.append(f"left out (in the checkpoint, not asked for): {', '.join(self.left_out)}")
+        two_sided = brackets(results, self._bound_side)
+        notes += [b.describe() for b in two_sided]
         title = self._table_title(stage)
         path = write_results(
             run_directory(self.trainer),
@@ -599,8 +628,16 @@ class MIEstimationModule(EstimationEngine):
             dict(self.hparams),
             members=[m.id.as_json() for m in self.member_table],
             left_out=self.left_out,
+            brackets=[b.as_dict() for b in two_sided],
         )
         rank_zero_info(results_table(results, title, notes) + f"\n(written to {path})")
+
+    def _bound_side(self, result: EstimateResult) -> Optional[str]:
+        """Which side of the MI a member's reported estimate is on (its reporting bound's class metadata)."""
+        if result.member is None and self.num_members > 1:
+            return None
+        reporting = self.bounds.descriptions[0 if result.member is None else self.member_index(result.member)][1]
+        return "lower" if reporting.is_lower_bound else "upper" if reporting.is_upper_bound else None
 
     def _table_title(self, stage: str) -> str:
         if self.num_members > 1:
