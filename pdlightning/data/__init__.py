@@ -4,7 +4,7 @@
   attributes modules and callbacks read from a datamodule.
 - :mod:`.synthetic`: the base of the synthetic tasks (seeded resumable stream, held-out sets);
   :mod:`.gaussian`, :mod:`.onehot`: the tasks; :mod:`.tasks`: any task of :mod:`pdlightning.tasks` under the
-  suite's finite-sample protocol.
+  suite's finite-sample protocol; :mod:`.divergence`: KL(P || Q) between two samplers or sample sets.
 - :mod:`.sources`: one reader per data source; :mod:`.splits`: the one split rule;
   :mod:`.image_sources`: the table of image datasets.
 - :mod:`.images` (SSL / linear evaluation), :mod:`.labeled_images` (SLB / CLB),
@@ -13,6 +13,15 @@
 """
 
 from .batch import check_mi_batch
+from .divergence import (
+    DivergenceDataModule,
+    FunctionSampler,
+    GaussianSampler,
+    Sampler,
+    SampleSet,
+    StudentTSampler,
+    kl_divergence,
+)
 from .gaussian import CorrelatedGaussianDataModule, gaussian_log_ratio, rho_from_mi, sample_correlated_gaussian
 from .image_sources import IMAGE_SOURCES, ImageSource
 from .images import CIFAR10DataModule, DigitsDataModule, FashionMNISTDataModule, ImageDataModule, MNISTDataModule
@@ -28,6 +37,13 @@ from .views import HalvesViews, MNISTViews, SimCLRViews, Views
 
 __all__ = [
     "check_mi_batch",
+    "DivergenceDataModule",
+    "Sampler",
+    "GaussianSampler",
+    "StudentTSampler",
+    "SampleSet",
+    "FunctionSampler",
+    "kl_divergence",
     "CorrelatedGaussianDataModule",
     "MISchedule",
     "OneHotDataModule",
