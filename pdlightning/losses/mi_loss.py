@@ -36,14 +36,17 @@ The non-finite guard is the package's :class:`~pdlightning.modules.finite.NonFin
 step; under ``"skip"`` the critic step is skipped and the call returns ``None`` (leave the term out of that step's
 loss), and ``max_consecutive_skips`` skips in a row stop the run as diverged.
 
-Marginal pairs: the batch's own off-diagonal pairs (``T(x_i, y_j)``, ``i != j``), or explicit ones
-(``x_marginal``, ``y_marginal``, one per row), as :mod:`pdlightning.data.batch` defines them.
+Marginal pairs: explicit ones when given (``x_marginal``, ``y_marginal``, one per row, as :mod:`pdlightning.data.batch`
+defines them); otherwise ``negatives="in_batch"`` scores every pair of the batch (``T(x_i, y_j)``, ``i != j``: ``n²``
+critic evaluations, needed by InfoNCE) and ``negatives="shuffle"`` one pair per row, ``(x_σ(i), y_σ(i+1))`` for a
+fresh random permutation ``σ`` (never a joint pair; ``n`` evaluations: MINE's and η-MINE's Algorithm 1 draw their
+marginal minibatch this way). The shuffle is drawn from torch's global generator (seeded by ``seed_everything``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Literal, Optional
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
@@ -76,10 +79,13 @@ class MILoss(nn.Module):
         bound: Bound,
         optimizer: Optional[OptimizerCallable] = None,
         critic_steps: int = 1,
+        negatives: Literal["in_batch", "shuffle"] = "in_batch",
         non_finite: NonFinitePolicy = "raise",
         max_consecutive_skips: int = 20,
     ) -> None:
         super().__init__()
+        if negatives not in ("in_batch", "shuffle"):
+            raise ValueError(f"negatives: expected 'in_batch' or 'shuffle', got {negatives!r}")
         if not isinstance(critic, Critic):
             raise ValueError(f"critic: expected a pdlightning Critic, got {type(critic).__name__}")
         if not isinstance(bound, Bound):
@@ -89,7 +95,7 @@ class MILoss(nn.Module):
         if optimizer is None and critic_steps != 1:
             raise ValueError("critic_steps: extra critic steps need the critic's own optimizer (pass optimizer=)")
         self.critic, self.bound = critic, bound
-        self.optimizer_factory, self.critic_steps = optimizer, critic_steps
+        self.optimizer_factory, self.critic_steps, self.negatives = optimizer, critic_steps, negatives
         self.guard = NonFiniteGuard(non_finite, max_consecutive_skips=max_consecutive_skips)
         self._optimizer: Optional[torch.optim.Optimizer] = None
         self._pending_optimizer_state: Optional[dict[str, Any]] = None
@@ -122,6 +128,12 @@ class MILoss(nn.Module):
         if x_marginal is not None and y_marginal is not None:
             self._check_dims(x_marginal, y_marginal, " (marginal pairs)")
             return PairScores.from_pairs(self.critic.pointwise(x, y), self.critic.pointwise(x_marginal, y_marginal))
+        if self.negatives == "shuffle":
+            if x.shape[0] < 2:
+                raise ValueError(f"x: shuffled marginal pairs need at least 2 pairs, got {x.shape[0]}")
+            order = torch.randperm(x.shape[0], device=x.device)
+            marginal = self.critic.pointwise(x[order], y[order.roll(-1)])
+            return PairScores.from_pairs(self.critic.pointwise(x, y), marginal)
         return PairScores.from_matrix(self.critic(x, y))
 
     def forward(
@@ -209,4 +221,4 @@ class MILoss(nn.Module):
 
     def extra_repr(self) -> str:
         mode = f"own optimizer, critic_steps={self.critic_steps}" if self.own_optimizer else "host optimizer"
-        return f"{mode}, non_finite={self.guard.policy!r}"
+        return f"{mode}, negatives={self.negatives!r}, non_finite={self.guard.policy!r}"

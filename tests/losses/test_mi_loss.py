@@ -163,3 +163,30 @@ def test_the_own_optimizer_and_the_guard_are_saved_with_the_state_dict():
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[k]["exp_avg"], loaded[k]["exp_avg"]) for k in saved)
     for a, b in zip(mi.parameters(), restored.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_shuffled_marginal_pairs_are_one_per_row_and_never_a_joint_pair():
+    critic = JointCritic(1, 1, [8])
+    mi = MILoss(critic, DV(), negatives="shuffle")
+    x = torch.arange(12.0).unsqueeze(1)
+    y = 100 + x  # y_i = 100 + x_i: a marginal pair (x_a, y_b) is joint exactly when b = a
+    pairs = []
+    original = critic.pointwise
+
+    def spy(a, b):
+        pairs.append((a.squeeze(1), b.squeeze(1)))
+        return original(a, b)
+
+    critic.pointwise = spy  # type: ignore[method-assign]
+    torch.manual_seed(0)
+    term = mi(x, y)
+    assert term is not None and term.scores.marginal.shape == (12, 1)
+    assert len(pairs) == 2
+    joint = [p for p in pairs if torch.equal(p[1] - p[0], torch.full((12,), 100.0))]
+    assert len(joint) == 1 and torch.equal(joint[0][0], x.squeeze(1))  # the joint pairs, in order
+    marginal_x, marginal_y = next(p for p in pairs if p is not joint[0])
+    assert sorted(marginal_x.tolist()) == x.squeeze(1).tolist()  # every x once
+    assert sorted(marginal_y.tolist()) == y.squeeze(1).tolist()  # every y once
+    assert bool((marginal_y - marginal_x != 100).all())  # no joint pair among them
+    with pytest.raises(ValueError, match="^negatives: "):
+        MILoss(critic, DV(), negatives="all")  # type: ignore[arg-type]
