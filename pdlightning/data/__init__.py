@@ -4,7 +4,8 @@
   attributes modules and callbacks read from a datamodule.
 - :mod:`.synthetic`: the base of the synthetic tasks (seeded resumable stream, held-out sets);
   :mod:`.gaussian`, :mod:`.onehot`: the tasks; :mod:`.tasks`: any task of :mod:`pdlightning.tasks` under the
-  suite's finite-sample protocol; :mod:`.divergence`: KL(P || Q) between two samplers or sample sets.
+  suite's finite-sample protocol; :mod:`.divergence`: KL(P || Q) between two samplers or sample sets;
+  :mod:`.mixture`: the 25-Gaussian grid of the MI-regularised GAN.
 - :mod:`.sources`: one reader per data source; :mod:`.splits`: the one split rule;
   :mod:`.image_sources`: the table of image datasets.
 - :mod:`.images` (SSL / linear evaluation), :mod:`.labeled_images` (SLB / CLB),
@@ -26,6 +27,7 @@ from .gaussian import CorrelatedGaussianDataModule, gaussian_log_ratio, rho_from
 from .image_sources import IMAGE_SOURCES, ImageSource
 from .images import CIFAR10DataModule, DigitsDataModule, FashionMNISTDataModule, ImageDataModule, MNISTDataModule
 from .labeled_images import LabeledImagesDataModule, SameClassPairsDataModule, SupervisedImagesDataModule
+from .mixture import GridMixtureDataModule
 from .onehot import OneHotDataModule
 from .paired_features import MultipleFeaturesDataModule, PairedFeaturesDataModule
 from .protocol import HasChannels, HasClasses, HasPairDims, HasReferenceSet
@@ -47,6 +49,7 @@ __all__ = [
     "CorrelatedGaussianDataModule",
     "MISchedule",
     "OneHotDataModule",
+    "GridMixtureDataModule",
     "SyntheticDataModule",
     "SubStream",
     "TaskDataModule",
