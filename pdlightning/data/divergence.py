@@ -217,19 +217,32 @@ class SampleSet(Sampler):
     """A finite sample set (its rows): training draws come from one part, held-out draws from the other.
 
     The rows are split once by a seeded permutation; a batch is ``n`` distinct rows of its part drawn with the
-    batch's generator (so every training step sees a fresh minibatch of the fixed training rows).
+    batch's generator (so every training step sees a fresh minibatch of the fixed training rows). From Python,
+    :meth:`from_samples` takes a tensor or an array instead of a file.
 
     Args:
-        data: ``[N, d]`` samples, or the path of a ``.npy`` / ``.pt`` (a tensor) / ``.csv`` / ``.tsv`` / ``.txt`` file.
+        data: the path of a ``.npy`` / ``.pt`` (a tensor) / ``.csv`` / ``.tsv`` / ``.txt`` file of ``[N, d]`` samples.
         held_out: the share of the rows kept for validation / test (0 uses the training rows for both).
         seed: seed of the split.
     """
 
-    def __init__(self, data: Union[str, Tensor, np.ndarray], held_out: float = 0.2, seed: int = 0) -> None:
+    def __init__(self, data: str, held_out: float = 0.2, seed: int = 0) -> None:
+        # ``data`` is typed ``str`` alone: a union with array types makes jsonargparse read a text file's content
+        # into the value instead of the path.
+        self._split(_load_rows(data), data, held_out, seed)
+
+    @classmethod
+    def from_samples(cls, samples: Union[Tensor, np.ndarray], held_out: float = 0.2, seed: int = 0) -> "SampleSet":
+        """A sample set of the rows of ``samples`` (``[N, d]``, or ``[N]`` for one feature)."""
+        instance = cls.__new__(cls)
+        rows = _load_rows(samples)
+        instance._split(rows, f"array of {rows.shape[0]} rows", held_out, seed)
+        return instance
+
+    def _split(self, rows: Tensor, source: str, held_out: float, seed: int) -> None:
         if not (isinstance(held_out, (int, float)) and 0.0 <= held_out < 1.0):
             raise ValueError(f"held_out: expected a share in [0, 1), got {held_out!r}")
-        rows = _load_rows(data)
-        self.source = data if isinstance(data, str) else f"array of {rows.shape[0]} rows"
+        self.source = source
         self.dim, self.held_out, self.seed = rows.shape[1], float(held_out), seed
         order = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(seed))
         kept = int(round(held_out * rows.shape[0]))
