@@ -211,7 +211,7 @@ class MIRegularizedGAN(ConfiguredModule):
         if not self.history or self.history[-1]["generator_step"] != self.global_step:
             self.evaluate_coverage(self.global_step)
         directory = self._run_directory()
-        if directory is None:
+        if directory is None or not self.trainer.is_global_zero:
             return
         samples, categories = self._evaluation_samples()
         samples_figure(samples, self._centres(), categories, f"{self.global_step} generator steps").savefig(

@@ -288,16 +288,19 @@ class EtaDVConvex(nn.Module):
         self._check_fitted()
         xt = _as_tensor(x, "x")
         yt = None if y is None else _as_tensor(y, "y")
-        return self.features.features(xt, yt) @ self.w.to(xt.device)
+        phi = self.features.features(xt, yt)
+        return phi @ self.w.to(phi.device)
 
     def pmi(self, x: ArrayLike, y: ArrayLike) -> Tensor:
         """``log r(x_i, y_i) = f(x_i, y_i) - η*`` (float64 ``[n]``): the pointwise log-dependency of each pair,
         normalised on the fit's marginal pairs (``E_Q[r] = 1``); compare with :mod:`pdlightning.metrics`."""
-        return self.witness(x, y) - self.eta.to(self.w.device)
+        f = self.witness(x, y)
+        return f - self.eta.to(f.device)
 
     def log_ratio(self, z: ArrayLike) -> Tensor:
         """``log r(z_i) = log dP/dQ(z_i)`` estimate ``f(z_i) - η*`` (float64 ``[n]``)."""
-        return self.witness(z) - self.eta
+        f = self.witness(z)
+        return f - self.eta.to(f.device)
 
     def _value(self, f_p: Tensor, f_q: Tensor) -> float:
         eta = self.eta.to(f_p.device)

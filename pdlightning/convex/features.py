@@ -180,8 +180,10 @@ class CriticFeatures(FeatureMap):
         return self
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        if y is None:  # one sample set: y is the constant placeholder column (pdlightning.data.divergence)
-            y = torch.zeros(x.shape[0], self.critic.y_dim, device=x.device)
+        device = self._layer[0].weight.device
+        x = x.to(device)
+        y = torch.zeros(x.shape[0], self.critic.y_dim, device=device) if y is None else y.to(device)
+        # (y None: one sample set, with the constant placeholder column of pdlightning.data.divergence)
         captured: list[Tensor] = []
         handle = self._layer[0].register_forward_hook(lambda module, inputs, output: captured.append(inputs[0]))
         try:
