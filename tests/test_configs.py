@@ -33,6 +33,13 @@ COMBINATIONS = (
         ("mi/cubic.yaml",),
         ("mi/demo.yaml",),
         ("drift/onehot.yaml",),
+        ("kl/gaussians.yaml",),
+        ("kl/gaussian_student.yaml",),
+        ("kl/gaussians.yaml", "mi/bounds/eta_dv.yaml"),
+        ("gan/grid25.yaml",),
+        ("gan/grid25.yaml", "mi/bounds/dv.yaml"),
+        ("dim/mnist.yaml",),
+        ("dim/mnist.yaml", "mi/bounds/dv.yaml"),
         ("retrieval/mfeat.yaml",),
         ("retrieval/paired_features.yaml",),
         ("consistency/mnist.yaml",),
@@ -188,10 +195,10 @@ _SHELL = {
 _TOOLS = ("pdlightning", "pdlightning-report", "pdlightning-mi-benchmark", "pdlightning-self-consistency")
 
 
-def readme_commands() -> list[tuple[str, list[str]]]:
-    """``(tool, arguments)`` of every command of the README's code blocks that runs one of our tools
-    (shell variables of the loops replaced by one value each)."""
-    text = (REPO / "README.md").read_text()
+def readme_commands(path: Path = REPO / "README.md") -> list[tuple[str, list[str]]]:
+    """``(tool, arguments)`` of every command of the README's (or another markdown file's) bash blocks that runs
+    one of our tools (shell variables of the loops replaced by one value each)."""
+    text = path.read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
