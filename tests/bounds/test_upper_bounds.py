@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pdlightning.bounds import CLUB, Bound, L1Out, PairScores
-from pdlightning.bounds.stacked import _NOT_VMAPPABLE, _settings, evaluate_stacked
 from pdlightning.critics import ConditionalGaussianCritic
+from pdlightning.modules.bound_stack import BoundStack
 
 #: the upper bounds and their closed-form checks below (tests/bounds/test_coverage.py reads it).
 UPPER_BOUNDS = {"club": CLUB, "l1out": L1Out}
@@ -168,14 +168,21 @@ def test_the_score_matrix_is_rebuilt_from_its_split():
 
 @pytest.mark.parametrize("name", list(UPPER_BOUNDS))
 def test_members_evaluate_together_under_vmap_as_alone(name):
-    """The ensemble engine batches identical stateless bounds with torch.vmap: same outputs as one by one."""
+    """The engine stacks identical bounds into one vmapped call (BoundStack): same outputs as one by one."""
     bounds = [UPPER_BOUNDS[name]() for _ in range(3)]
     scores = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(5))
     joint = scores.diagonal(dim1=1, dim2=2)
     marginal = torch.stack([PairScores.from_matrix(s).marginal for s in scores])
-    stacked = evaluate_stacked(bounds, joint, marginal)
-    assert _settings(bounds[0]) not in _NOT_VMAPPABLE
+    stack = BoundStack(bounds, [None] * len(bounds))
+    assert len(stack.objectives) == 1  # one stack: one vmapped call for the three members
+    stacked = stack(joint, marginal)
+    fields = {
+        "loss": stacked.loss,
+        "mi": stacked.estimate,
+        "first_term": stacked.first_term,
+        "second_term": stacked.second_term,
+    }
     for k, bound in enumerate(bounds):
         alone = bound(scores[k])
         for field in ("loss", "mi", "first_term", "second_term"):
-            torch.testing.assert_close(getattr(stacked.outputs[k], field), getattr(alone, field))
+            torch.testing.assert_close(fields[field][k], getattr(alone, field))

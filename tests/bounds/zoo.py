@@ -41,6 +41,7 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
     "smile_tau1": lambda: SMILE(tau=1.0),
     "smile_tauinf": lambda: SMILE(tau=None),
     "eta_dv": EtaDV,
+    "eta_mine_bcd": EtaDV,  # eta-DV under block-coordinate descent (a module setting of its fragment)
     "pd_variational": VariationalPlugIn,
     "pd_classifier": ProbabilisticClassifier,
     "pd_classifier_balanced": lambda: ProbabilisticClassifier(balanced=True),
