@@ -39,8 +39,12 @@ def mlp(in_dim: int, hidden_dims: Sequence[int], out_dim: int, activation: str =
 
 def stacked_linear(h: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """``K`` linear layers at once: ``h [K, N, in]`` (or ``[N, in]``, shared) times ``weight [K, out, in]``, plus
-    ``bias [K, out]``: one batched GEMM for every member (the explicit batched layer)."""
-    out = torch.matmul(h, weight.transpose(-1, -2))
+    ``bias [K, out]``: one batched GEMM for every member (the explicit batched layer).
+
+    Computed as ``(W h^T)^T``: the weight's gradient ``grad_out^T h`` then comes out in the weight's own ``[K, out,
+    in]`` layout, where ``h W^T`` would give it transposed, and the stacked flat parameter's backward would copy it
+    through a transpose (measured: two such copies were 15% of a separable-critic step at K = 65 on a CPU)."""
+    out = torch.matmul(weight, h.transpose(-1, -2)).transpose(-1, -2)
     return out if bias is None else out + bias.unsqueeze(-2)
 
 

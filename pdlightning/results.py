@@ -99,11 +99,13 @@ def write_results(
     config: Optional[dict[str, Any]] = None,
     members: Optional[list[dict[str, Any]]] = None,
     left_out: Optional[list[str]] = None,
+    brackets: Optional[list[dict[str, Any]]] = None,
 ) -> Path:
     """Write the evaluation's results into ``directory`` (created) and return the path: ``results.json``, or
     ``results_2.json``, ``results_3.json``, ... when earlier evaluations wrote there (none is overwritten).
     ``members``: every member's identity (key, seed, name); ``left_out``: members of the checkpoint that this
-    evaluation left out (a subset was asked for)."""
+    evaluation left out (a subset was asked for); ``brackets``: per level, the largest lower and smallest upper
+    estimate of a fit holding both kinds (:class:`pdlightning.modules.reporting.Bracket`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     document = {
@@ -114,6 +116,7 @@ def write_results(
         "results": [r.as_dict() for r in results],
         "members": members or [],
         "left_out": left_out or [],
+        "brackets": brackets or [],
         "config": config or {},
         "versions": package_versions(),
     }

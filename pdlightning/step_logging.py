@@ -73,6 +73,7 @@ def log_host_scalars(
                     logger.experiment.add_scalar(tag, value, step)
         else:
             logger.log_metrics(finite, step=step)
+        logger.save()  # as Lightning's own logging: flushed, so a killed run keeps every step it logged
 
 
 def log_scalars(

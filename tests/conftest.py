@@ -1,14 +1,19 @@
-"""Shared fixtures: correlated Gaussian samples with their closed-form log-ratio matrix."""
+"""Shared fixtures: correlated Gaussian samples with their closed-form log-ratio matrix; Ctrl-C stops the
+run even inside a Lightning fit (:mod:`tests.interrupts`)."""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import pytest
 import torch
 
 from pdlightning.data import gaussian_log_ratio, sample_correlated_gaussian
+from tests.interrupts import install as let_ctrl_c_through_fits
+
+let_ctrl_c_through_fits()
 
 
 @dataclass
@@ -39,3 +44,20 @@ def make_gaussian_batch(n: int, mi: float, dim: int = 20, seed: int = 0, cubic: 
 def gaussian_batch() -> GaussianBatch:
     """n = 4,000 pairs at I = 1 nat, d = 20."""
     return make_gaussian_batch(4000, 1.0)
+
+
+#: a test that takes longer (setup, call and teardown, wall time) is named as it finishes, so a long run
+#: that shows only dots says where its time goes; ``--durations`` (setup.cfg) lists the slowest at the end.
+SLOW_TEST_SECONDS = 5.0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    if elapsed >= SLOW_TEST_SECONDS and reporter is not None:
+        if getattr(reporter._tw, "width_of_current_line", 0):  # after -q's dots
+            reporter.write("\n")
+        reporter.write_line(f"{elapsed:6.1f} s  {item.nodeid}")

@@ -33,6 +33,13 @@ COMBINATIONS = (
         ("mi/cubic.yaml",),
         ("mi/demo.yaml",),
         ("drift/onehot.yaml",),
+        ("kl/gaussians.yaml",),
+        ("kl/gaussian_student.yaml",),
+        ("kl/gaussians.yaml", "mi/bounds/eta_dv.yaml"),
+        ("gan/grid25.yaml",),
+        ("gan/grid25.yaml", "mi/bounds/dv.yaml"),
+        ("dim/mnist.yaml",),
+        ("dim/mnist.yaml", "mi/bounds/dv.yaml"),
         ("retrieval/mfeat.yaml",),
         ("retrieval/paired_features.yaml",),
         ("consistency/mnist.yaml",),
@@ -140,6 +147,17 @@ def test_a_bound_fragment_names_the_run_unless_the_command_line_does(tmp_path):
     assert retrieval.trainer.logger.name == "retrieval/nwj"
 
 
+@pytest.mark.parametrize("key, critic", [("club", "ConditionalGaussianCritic"), ("tre", "TelescopingCritic")])
+def test_a_fragment_with_its_own_critic_is_a_bound_fragment_too(key, critic, tmp_path):
+    """CLUB, L1Out and TRE need their own critic: their fragment sets it next to the bound, names the run, and the
+    critic takes its dims from the data."""
+    gaussian, fragment = str(CONFIGS / "mi" / "gaussian.yaml"), str(CONFIGS / "mi" / "bounds" / f"{key}.yaml")
+    assert fragment_key(fragment) == key
+    cli = build_cli(["-c", gaussian, "-c", fragment, f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    assert cli.trainer.logger.name == f"mi/{key}"
+    assert type(cli.model.critic).__name__ == critic and cli.model.critic.x_dim == cli.model.critic.y_dim == 20
+
+
 @pytest.mark.parametrize(
     "old", ["ssl/mnist/pcc.yaml", "ssl/demo/cpc.yaml", "drift/onehot_mine.yaml", "mi/bounds/smile.yaml"]
 )
@@ -179,10 +197,10 @@ _SHELL = {
 _TOOLS = ("pdlightning", "pdlightning-report", "pdlightning-mi-benchmark", "pdlightning-self-consistency")
 
 
-def readme_commands() -> list[tuple[str, list[str]]]:
-    """``(tool, arguments)`` of every command of the README's code blocks that runs one of our tools
-    (shell variables of the loops replaced by one value each)."""
-    text = (REPO / "README.md").read_text()
+def readme_commands(path: Path = REPO / "README.md") -> list[tuple[str, list[str]]]:
+    """``(tool, arguments)`` of every command of the README's (or another markdown file's) bash blocks that runs
+    one of our tools (shell variables of the loops replaced by one value each)."""
+    text = path.read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -51,6 +53,7 @@ def plain_install(tmp_path) -> str:
     return target
 
 
+@pytest.mark.slow
 def test_plain_install_imports_callbacks_in_the_pdlightning_namespace(tmp_path):
     target = plain_install(tmp_path)
     assert (target / "pdlightning" / "callbacks" / "__init__.py").is_file()
@@ -65,6 +68,7 @@ def test_plain_install_imports_callbacks_in_the_pdlightning_namespace(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_editable_install_imports_callbacks_in_the_pdlightning_namespace(tmp_path):
     probe = "import pdlightning.callbacks as c; print(c.BiasVarianceMSE.__module__)"
     result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
@@ -72,6 +76,7 @@ def test_editable_install_imports_callbacks_in_the_pdlightning_namespace(tmp_pat
     assert result.stdout.strip() == "pdlightning.callbacks.bias_variance"
 
 
+@pytest.mark.slow
 def test_plain_install_ships_the_configs_for_fit_and_the_report(tmp_path):
     """From a directory outside the clone, with only the installed package: the configs are found by
     ``pdlightning fit`` (README paths and short ones) and by ``pdlightning-report`` without --configs."""

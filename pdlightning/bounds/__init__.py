@@ -4,6 +4,7 @@ from .base import Bound, BoundOutput, PairScores, log_mean_exp
 from .density_matching import DensityMatchingI, DensityMatchingII
 from .density_ratio_fitting import DensityRatioFitting
 from .dv import DV, MINE
+from .fdime import FDIME
 from .infonce import InfoNCE
 from .js import JS
 from .nwj import NWJ, TUBA, EtaDV, ShiftedExponentialBound
@@ -11,6 +12,8 @@ from .plug_in import PlugInBound, VariationalPlugIn
 from .probabilistic_classifier import ProbabilisticClassifier
 from .regularized import Regularized
 from .smile import SMILE
+from .tre import TRE
+from .upper import CLUB, L1Out
 
 __all__ = [
     "Bound",
@@ -33,4 +36,8 @@ __all__ = [
     "DensityMatchingI",
     "DensityMatchingII",
     "Regularized",
+    "FDIME",
+    "TRE",
+    "CLUB",
+    "L1Out",
 ]

@@ -105,6 +105,19 @@ class PairScores:
             marginal = marginal.unsqueeze(1)
         return cls(joint=joint, marginal=marginal)
 
+    def to_matrix(self) -> Tensor:
+        """The ``[n, n]`` score matrix :meth:`from_matrix` split (its inverse): ``marginal`` must hold each row's
+        ``n - 1`` off-diagonal scores. Tensor ops only (vmap-compatible); a ValueError for other layouts."""
+        n, k = self.marginal.shape
+        if k != n - 1:
+            raise ValueError(
+                f"marginal scores: a score matrix has n - 1 = {n - 1} off-diagonal pairs per row, got k = {k} "
+                "(explicit marginal pairs have no matrix)"
+            )
+        # from_matrix read flat[1:] as [n-1, n+1] rows whose last entry is the next diagonal element: put them back.
+        rows = torch.cat([self.marginal.reshape(n - 1, n), self.joint[1:].unsqueeze(1)], dim=1)
+        return torch.cat([self.joint[:1], rows.reshape(-1)]).view(n, n)
+
     def float(self) -> "PairScores":
         if self.joint.dtype == torch.float32 and self.marginal.dtype == torch.float32:
             return self
@@ -170,6 +183,8 @@ class Bound(nn.Module, metaclass=ABCMeta):
 
     #: the reported value is a lower bound of the MI in expectation.
     is_lower_bound: ClassVar[bool] = False
+    #: the reported value is an upper bound of the MI in expectation (CLUB, L1Out: under their stated conditions).
+    is_upper_bound: ClassVar[bool] = False
     #: the value has a marginal / partition term (False: a plug-in ``E_p[log r_hat]``, nothing for
     #: Re-X to regularise).
     has_partition_term: ClassVar[bool] = True
@@ -183,10 +198,11 @@ class Bound(nn.Module, metaclass=ABCMeta):
     short_name: ClassVar[Optional[str]] = None
     #: what :meth:`pointwise` takes from the batch besides each pair's own score: ``None`` (nothing:
     #: ``log r`` is a function of the score), ``"global"`` (one statistic over all marginal pairs,
-    #: e.g. a DV partition) or ``"row"`` (one per ``x``, over its marginal pairs: InfoNCE). For the
-    #: last two ``pointwise = score - log_normalizer(pairs)``, which lets evaluation take the
+    #: e.g. a DV partition), ``"row"`` (one per ``x``, over its marginal pairs: InfoNCE) or ``"column"`` (one per
+    #: ``y``, over the batch's ``x``: L1Out's ``log mean_j q(y | x_j)``). For those
+    #: ``pointwise = score - log_normalizer(pairs)``, which lets evaluation take the
     #: statistic from a fixed reference sample so a pair's PMI does not depend on its batch.
-    pmi_normalizer: ClassVar[Optional[Literal["global", "row"]]] = None
+    pmi_normalizer: ClassVar[Optional[Literal["global", "row", "column"]]] = None
     #: :meth:`pointwise` gives ``log r`` only up to an additive constant (e.g. the raw critic of an objective
     #: invariant to shifting the critic, with no normaliser subtracted): a constant error is then no error, and the
     #: pointwise evaluation reports only shift-invariant statistics (rank correlation, centred RMSE). False for the
@@ -313,7 +329,8 @@ class Bound(nn.Module, metaclass=ABCMeta):
 
     def log_normalizer(self, pairs: PairScores) -> Tensor:
         """The batch statistic :meth:`pointwise` subtracts from the scores: a scalar (``"global"``)
-        or ``[n]`` (``"row"``); only for bounds with a :attr:`pmi_normalizer`."""
+        or ``[n]`` (``"row"``: per ``x_i``; ``"column"``: per ``y_j``); only for bounds with a
+        :attr:`pmi_normalizer`."""
         raise NotImplementedError(f"{type(self).__name__}'s pointwise estimate takes no batch statistic")
 
     def hyperparameters(self) -> dict[str, Any]:

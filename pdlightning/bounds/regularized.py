@@ -88,6 +88,10 @@ class Regularized(Bound):
         return self.bound.is_lower_bound
 
     @property
+    def is_upper_bound(self) -> bool:  # type: ignore[override]
+        return self.bound.is_upper_bound
+
+    @property
     def log_domain_second_term(self) -> bool:  # type: ignore[override]
         return self.bound.log_domain_second_term
 

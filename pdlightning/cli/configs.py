@@ -126,7 +126,8 @@ def resolve_config_args(args: Sequence[str], error: Callable[[str], NoReturn]) -
 
 def fragment_key(path: str) -> Optional[str]:
     """The estimator key (file name) of a bound / objective fragment, a config that holds only
-    ``model.init_args.bound``; ``None`` for any other config."""
+    ``model.init_args.bound`` (and, for an estimator that needs its own critic, such as CLUB or TRE,
+    ``model.init_args.critic``); ``None`` for any other config."""
     if not _looks_like_a_file(path) or not os.path.isfile(path):
         return None
     try:
@@ -140,7 +141,8 @@ def fragment_key(path: str) -> Optional[str]:
         and isinstance(content["model"], dict)
         and set(content["model"]) == {"init_args"}
         and isinstance(content["model"]["init_args"], dict)
-        and set(content["model"]["init_args"]) == {"bound"}
+        and "bound" in content["model"]["init_args"]
+        and set(content["model"]["init_args"]) <= {"bound", "critic"}
     )
     return Path(path).stem if is_fragment else None
 

@@ -54,9 +54,11 @@ from pdlightning.modules.finite import NonFiniteBoundError
 
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, CheckpointWriteError, read_checkpoint
 from .configs import PackagedConfigs, resolve_config_args
+from .entry import DESCRIPTION
 from .errors import DEBUG_ENV, failure, run_console
 from .identity import CHECKPOINT_KEY, RUN_FILE, defining_config, differences, identity_of, run_record
 from .links import applicable_links, link_critic_dims
+from .progress import LineProgress, wants_line_progress
 from .run_lock import DirectoryBusy, acquire, release
 from .trained_model import check_state_matches, evaluation_model_config, explicit_model_keys
 
@@ -73,6 +75,7 @@ __all__ = [
     "find_last_checkpoint",
     "DEFAULT_THREADS",
     "DEBUG_ENV",
+    "QUIET_WARNINGS",
 ]
 
 #: every ``fit`` saves ``<logger dir>/version_N/checkpoints/last.ckpt`` this often (``--checkpoint.*``).
@@ -83,9 +86,19 @@ THREADS_ENV = "PDLIGHTNING_THREADS"
 _SPECIAL_CKPT = ("last", "best", "hpc", "registry")
 _EVAL_SUBCOMMANDS = ("validate", "test", "predict")
 
-# torch 2.14 deprecated ``LeafSpec``, which Lightning's CombinedLoader still builds on every run; the
-# warning is about Lightning's code, not ours or the user's, and is fixed upstream by a Lightning update.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=Warning)
+#: warnings that Lightning would print on every run, none of them about the user's run (ignored by the CLI).
+QUIET_WARNINGS = (
+    # torch 2.14 deprecated ``LeafSpec``, which Lightning's CombinedLoader still builds on every run; the
+    # warning is about Lightning's code, not ours or the user's, and is fixed upstream by a Lightning update.
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # worker processes that our loaders do not use: the synthetic streams (pdlightning.data.stream) are
+    # IterableDatasets with a length, read in the main process on purpose (batch t is a pure function of
+    # (seed, t)); the evaluation sets are small tensors in memory.
+    r"Your `IterableDataset` has `__len__` defined",
+    r".*does not have many workers",
+)
+for _pattern in QUIET_WARNINGS:
+    warnings.filterwarnings("ignore", message=_pattern, category=Warning)
 
 
 class _DropTip(logging.Filter):
@@ -323,6 +336,14 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
             _get_module_type(self._model_class),
             subclasses=self.subclass_mode_model,
         )
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        """``test`` prints the module's own held-out table: Lightning's raw metrics table (``verbose``) is off
+        unless ``--verbose true`` asks for it. (``validate`` keeps it: the modules print no table there.)"""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "test":
+            parser.set_defaults(verbose=False)
+        return parser
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ResumeCheckpoint, "checkpoint")
@@ -652,6 +673,8 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
             if isinstance(callback, ResumeCheckpoint) and off:
                 continue
             extra.append(callback)
+        if wants_line_progress(config, callbacks):  # piped output: lines, not redrawn bars (cli/progress.py)
+            extra.append(LineProgress())
         if self.subcommand == "fit":
             extra += [RunIdentity(self._record), ContinueAfterMaxSteps()]
             if self._forced:
@@ -776,6 +799,7 @@ def build_cli(
             subclass_mode_data=True,
             auto_configure_optimizers=False,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": DESCRIPTION},
             args=args,
             run=run,
             default_threads=default_threads,

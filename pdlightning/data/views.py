@@ -14,13 +14,20 @@ linear evaluation see. Views of the *same* image form the joint pair; views of *
 
 from __future__ import annotations
 
-from typing import Sequence
+from types import ModuleType
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torchvision.transforms import v2
 
 __all__ = ["Views", "AugmentedViews", "MNISTViews", "SimCLRViews", "HalvesViews"]
+
+
+def _v2() -> ModuleType:
+    """``torchvision.transforms.v2``, imported where a pipeline is built (not with the package)."""
+    from torchvision.transforms import v2
+
+    return v2
 
 
 class Views:
@@ -40,9 +47,10 @@ class AugmentedViews(Views):
     """Two independent draws of one random ``transform`` (a ``torchvision.transforms.v2`` pipeline),
     each followed by ``Normalize(mean, std)``; ``eval_view`` only normalises."""
 
-    def __init__(self, transform: v2.Transform, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, transform: Callable[[Tensor], Tensor], mean: Sequence[float], std: Sequence[float]) -> None:
         if len(mean) != len(std) or min(std) <= 0:
             raise ValueError(f"mean / std: expected equally long per-channel lists with std > 0, got {mean}, {std}")
+        v2 = _v2()
         self.normalize = v2.Normalize(list(mean), list(std))
         self.transform = v2.Compose([transform, self.normalize])
 
@@ -75,6 +83,7 @@ class MNISTViews(AugmentedViews):
     ) -> None:
         if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise ValueError(f"crop_scale: expected 0 < low <= high <= 1, got {crop_scale}")
+        v2 = _v2()
         transform = v2.Compose(
             [
                 v2.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=(0.8, 1.25), antialias=True),
@@ -106,6 +115,7 @@ class SimCLRViews(AugmentedViews):
         std: Sequence[float] = (0.2470, 0.2435, 0.2616),
     ) -> None:
         s = jitter_strength
+        v2 = _v2()
         transform = v2.Compose(
             [
                 v2.RandomResizedCrop(size, scale=tuple(crop_scale), antialias=True),

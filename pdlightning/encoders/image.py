@@ -49,6 +49,11 @@ class ImageEncoder(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.head = mlp(channels * size * size, hidden_dims, out_dim, activation)
 
+    @property
+    def output_dim(self) -> int:
+        """The representation size (``out_dim``), as linear evaluation and the SSL probe read it."""
+        return self.out_dim
+
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() == 3 and self.in_channels == 1:
             images = images.unsqueeze(1)

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import torchvision
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, conv1x1
 
 __all__ = ["ResNetEncoder"]
 
 
 def _cifar_stage(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+    from torchvision.models.resnet import BasicBlock, conv1x1  # torchvision only where a ResNet is built
+
     downsample = None
     if stride != 1 or inplanes != planes:
         downsample = nn.Sequential(conv1x1(inplanes, planes, stride), nn.BatchNorm2d(planes))
@@ -77,6 +77,8 @@ class ResNetEncoder(nn.Module):
                 raise ValueError(f"widths / blocks: only configurable with arch='cifar', not arch={arch!r}")
             if not arch.startswith(("resnet", "wide_resnet", "resnext")):
                 raise ValueError(f"arch: expected 'cifar' or a torchvision ResNet name (resnet18, ...), got {arch!r}")
+            import torchvision
+
             try:
                 net = torchvision.models.get_model(arch, weights=None)
             except ValueError as error:

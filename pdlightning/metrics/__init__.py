@@ -1,5 +1,7 @@
-"""Metrics of estimated pointwise dependency against an exact reference (torchmetrics, DDP-safe)."""
+"""Metrics of estimated pointwise dependency against an exact reference (torchmetrics, DDP-safe), and the mode
+coverage of a generator on a Gaussian mixture (:mod:`.modes`)."""
 
+from .modes import ModeCoverage, grid_centres, mode_coverage
 from .pointwise import (
     LogMeanRatio,
     PlugInMIBias,
@@ -18,4 +20,7 @@ __all__ = [
     "LogMeanRatio",
     "average_ranks",
     "pointwise_pmi_metrics",
+    "ModeCoverage",
+    "mode_coverage",
+    "grid_centres",
 ]

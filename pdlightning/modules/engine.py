@@ -23,6 +23,7 @@ logged. Used by :class:`~pdlightning.modules.MIEstimationModule` (``K`` critics,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping, Optional, Sequence
 
@@ -38,6 +39,7 @@ from .finite import DivergencePolicy, MemberGuard, NonFinitePolicy
 from .level_snapshots import batch_level
 from .members import ResolvedMember
 from .optim import MemberRows, RestoreLeftOut, _MemberOptimizer, member_optimizer
+from .stacking import Stack
 
 __all__ = ["EstimationEngine", "true_mi_of"]
 
@@ -180,13 +182,21 @@ class EstimationEngine(ConfiguredModule):
         estimate_tag: str = "mi/estimate",
         extra_metrics: Optional[Mapping[str, float]] = None,
         outputs: Optional[StackedOutputs] = None,
+        critic_loss: Optional[Tensor] = None,
     ) -> dict[str, Any]:
         """Bounds, guard, record and (on logging steps) logging of one training step; returns ``{"loss",
         "record"}`` for ``training_step``. ``outputs``: the bounds' values when the subclass evaluated them
-        itself (the SSL module's symmetric loss)."""
+        itself (the SSL module's symmetric loss); ``critic_loss``: ``[K]`` losses of the critics' own added to the
+        members' (TRE's bridge loss; :attr:`~pdlightning.bounds.Bound.critic_loss`), watched by the guard as theirs."""
         joint, marginal = joint.float(), marginal.float()  # bounds compute in float32, under autocast too
         if outputs is None:
             outputs = self.bounds(joint, marginal)
+        if critic_loss is not None:
+            loss = outputs.loss + critic_loss
+            value = loss.detach()
+            outputs = dataclasses.replace(
+                outputs, loss=loss, loss_value=value, loss_finite=outputs.loss_finite & torch.isfinite(value)
+            )
         step = self.global_step
         reduce = self._all_members_agree if self._distributed else None
         stepping, reported = self.guard.observe(outputs, joint, marginal, step, reduce)
@@ -330,22 +340,40 @@ class EstimationEngine(ConfiguredModule):
                     p.grad = None  # no update, no moment change: eta is fixed during the critic's steps
 
     def _gradient_finiteness(self) -> tuple[Tensor, dict[Tensor, Tensor]]:
-        """``[K]`` bool: every gradient of each member is finite (one reduction per parameter tensor: a stack's flat
-        parameter, or a single fit's own tensors); and each stack's ``[rows, P]`` element-wise finiteness."""
+        """``[K]`` bool: every gradient of each member is finite; and, per stack, ``[rows, S]``: which of the ``S``
+        parameters of each member have finite gradients. A stack's gradient is read once: one sum per parameter
+        tensor of the template over each member's row (a sum is finite exactly when every entry is, NaN and inf
+        propagate; one whose entries are so large that the float32 sum overflows, beyond ~1e33, counts as non-finite,
+        a diverged gradient anyway), not an element-wise finiteness test of several passes. A single fit's own
+        tensors (the SSL module's): one reduction each."""
         flags = torch.ones(self.num_members, dtype=torch.bool, device=self.lr_scale.device)
         masks: dict[Tensor, Tensor] = {}
+        segments = self._flat_segments()
         for p, members in self.member_rows().items():
             if p.grad is None:
                 continue
             if members.dim() == 0:
                 flags = flags & torch.isfinite(p.grad).all()
                 continue
-            masks[p] = mask = torch.isfinite(p.grad).reshape(len(members), -1)
+            rows = p.grad.reshape(len(members), -1)
+            sums = [part.sum(1) for part in rows.split(segments[p], dim=1)] if p in segments else [rows.sum(1)]
+            masks[p] = mask = torch.isfinite(torch.stack(sums, dim=1))
             if len(members) == self.num_members:  # every member, in order (one critic architecture)
                 flags = flags & mask.all(1)
             else:
                 flags = flags.index_put((members,), flags[members] & mask.all(1))
         return flags, masks
+
+    def _flat_segments(self) -> dict[Tensor, list[int]]:
+        """For each stack's flat parameter, the sizes of its template's parameters in it (cached)."""
+        cached = self.__dict__.get("_segments_cache")
+        if cached is None:
+            cached = self.__dict__["_segments_cache"] = {
+                stack.flat: [stop - start for _, start, stop in stack.parameter_names()]
+                for stack in self.modules()
+                if isinstance(stack, Stack) and stack.flat is not None
+            }
+        return cached
 
     def _keep_bad_gradient_masks(self, masks: dict[Tensor, Tensor]) -> None:
         """Keep, on the device, each stack's finiteness mask of the step where a member's gradients first went
@@ -366,8 +394,8 @@ class EstimationEngine(ConfiguredModule):
         kept = self.__dict__.get("_bad_gradient_masks", {})
         for owner, stack, position in self._stack_positions(k):
             if stack.flat is not None and stack.flat in kept:
-                row = kept[stack.flat][position].cpu()
-                bad += [f"{owner}.{n}" for n, start, stop in stack.parameter_names() if not bool(row[start:stop].all())]
+                finite = kept[stack.flat][position].tolist()  # one flag per parameter of the template
+                bad += [f"{owner}.{n}" for (n, _, _), ok in zip(stack.parameter_names(), finite) if not ok]
         if self._trainer is None or step != self.trainer.global_step - 1:  # own parameters: while the step's are there
             return " in " + ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "") if bad else ""
         for name, parameter in self._own_parameters():

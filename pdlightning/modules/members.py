@@ -97,6 +97,12 @@ def fragment_model(key: str) -> dict[str, Any]:
     init = (content.get("model") or {}).get("init_args") or {}
     if "bound" not in init:
         raise ValueError(f"members: the fragment {path} sets no model.init_args.bound")
+    module_settings = sorted(set(init) - {"bound", "estimator", "critic"})
+    if module_settings:
+        raise ValueError(
+            f"members: the fragment {key!r} also sets {module_settings}, settings of the whole module that a member "
+            f"cannot carry; fit it alone (pdlightning fit -c <task> -c {path})"
+        )
     return {name: init[name] for name in ("bound", "estimator", "critic") if init.get(name) is not None}
 
 

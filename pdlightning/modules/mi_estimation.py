@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from typing import Any, Literal, Optional, Union
 
 import torch
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from ..bounds import Bound
 from ..critics import Critic
 from ..data.batch import check_mi_batch
+from ..data.derangement import random_derangement
 from ..records import PointwiseRecord, step_records
 from ..results import EstimateResult, run_directory, write_results
 from ..streams import MemberStreams, write_stream, write_summary
@@ -39,7 +41,7 @@ from .level_snapshots import LevelSnapshots
 from .members import Member, ResolvedMember, fragment_key_of, resolve_members
 from .optim import MemberRows
 from .pmi_reference import ReferenceSample, describe_normalizer, reference_from_loaders
-from .reporting import gather_intervals, level_order, log_interval, results_table, seed_rows
+from .reporting import brackets, gather_intervals, level_order, log_interval, results_table, seed_rows
 from .stacking import StackedCritic, structure_key
 
 __all__ = ["MIEstimationModule", "matrix_to_pairs"]
@@ -94,6 +96,11 @@ class MIEstimationModule(EstimationEngine):
             estimate``, and a ``member`` column for several members); ``None``: not written.
         chunk_size: members per batched critic call (default: all at once; 1: a loop over members).
         aux_lr, critic_updates_per_aux_step: eta-MINE's block-coordinate descent (:mod:`.engine`).
+        marginal_pairs: the product-of-marginals pairs of a training step when the batch gives none: ``"all"``
+            (default: the ``n(n - 1)`` off-diagonal pairs of the in-batch score matrix) or ``"derangement"`` (one per
+            row, ``(x_i, y_σ(i))`` with ``σ`` a random derangement of the batch, drawn each step: no pair is a joint
+            pair; f-DIME's sampling, Letizia et al. 2024; ``n`` scores instead of ``n²``). Evaluation always
+            scores the whole matrix.
     """
 
     _critic_order: Tensor  # registered buffers
@@ -118,6 +125,7 @@ class MIEstimationModule(EstimationEngine):
         chunk_size: Optional[int] = None,
         aux_lr: Optional[float] = None,
         critic_updates_per_aux_step: int = 1,
+        marginal_pairs: Literal["all", "derangement"] = "all",
     ) -> None:
         super().__init__(
             optimizer,
@@ -136,7 +144,17 @@ class MIEstimationModule(EstimationEngine):
             raise ValueError(
                 f"pmi_reference_size: expected 0 (in-batch statistics) or an integer >= 2, got {pmi_reference_size!r}"
             )
+        if marginal_pairs not in ("all", "derangement"):
+            raise ValueError(f"marginal_pairs: expected 'all' or 'derangement', got {marginal_pairs!r}")
         resolved = self._resolve(critic, bound, estimator, members, data)
+        if marginal_pairs == "derangement":
+            matrix_only = [m.name for m in resolved if m.bound.pmi_normalizer == "column"]
+            if matrix_only:
+                raise ValueError(
+                    f"marginal_pairs: 'derangement' gives one product pair per row, but {matrix_only} normalise each "
+                    "y over the batch's other x (a column of the in-batch score matrix); use marginal_pairs: all"
+                )
+        self.marginal_pairs = marginal_pairs
         self.setup_members(resolved)
         self.data_mode = data
         #: the replica stream each member trains on (data="replicas").
@@ -225,12 +243,59 @@ class MIEstimationModule(EstimationEngine):
             [StackedCritic([critics[k] for k in indices], chunk_size=chunk_size) for indices in groups.values()]
         )
         self._critic_members = list(groups.values())
+        self._critic_losses = self._own_critic_losses(members, critics)
         order = [k for indices in self._critic_members for k in indices]
         self._critic_natural = order == list(range(len(members)))
         position = {k: p for p, k in enumerate(order)}
         self.register_buffer("_critic_order", torch.tensor([position[k] for k in range(len(members))]), False)
         self.register_buffer("_replica_index", torch.tensor(self.replica_of), False)
         self.x_dim, self.y_dim = critics[0].x_dim, critics[0].y_dim
+
+    def _own_critic_losses(self, members: list[ResolvedMember], critics: list[nn.Module]) -> list[tuple[int, str]]:
+        """``(stack, method)`` of the critic stacks whose members learn through a loss of the critic's own
+        (:attr:`Bound.critic_loss`: TRE's bridge loss), checked now (not at the first step)."""
+        out = []
+        for s, indices in enumerate(self._critic_members):
+            methods = {getattr(members[k].bound, "critic_loss", None) for k in indices}
+            if methods == {None}:
+                continue
+            if len(methods) > 1:
+                raise ValueError(
+                    f"members: {[members[k].name for k in indices]} share a critic architecture but not how it learns "
+                    f"({sorted(str(m) for m in methods)}); give the members of a critic-loss bound their own critic"
+                )
+            method = str(next(iter(methods)))
+            if not callable(getattr(critics[indices[0]], method, None)):
+                raise ValueError(
+                    f"members[{indices[0]}].critic ({members[indices[0]].name}): the bound "
+                    f"{type(members[indices[0]].bound).__name__} learns through critic.{method}(x, y, y_marginal), "
+                    f"which {type(critics[indices[0]]).__name__} does not have"
+                )
+            out.append((s, method))
+        return out
+
+    def critic_losses(self, batch: Any) -> Optional[Tensor]:
+        """``[K]``: the critic's own loss of each member whose training bound learns through it (TRE:
+        ``critic.bridge_loss(x, y, y_marginal)``, ``y_marginal`` the batch's ``y`` re-paired by a random derangement,
+        one for every member), ``0`` for the others; ``None`` when no member has one. One call per stack."""
+        if not self._critic_losses:
+            return None
+        losses: Optional[Tensor] = None
+        for s, method in self._critic_losses:
+            stack, indices = self.critic_stacks[s], self._critic_members[s]
+            inputs, per_member = self._member_inputs(batch, indices)
+            x, y = inputs["x"], inputs["y"]
+            n = y.shape[1] if per_member else y.shape[0]
+            order = random_derangement(n).to(y.device)
+            y_marginal = y.index_select(1 if per_member else 0, order)
+            dims = (0, 0, 0) if per_member else (None, None, None)
+            values = stack.vmap(
+                lambda critic, a, b, c, name=method: getattr(critic, name)(a, b, c), x, y, y_marginal, in_dims=dims
+            ).float()
+            if losses is None:
+                losses = values.new_zeros(self.num_members)
+            losses = losses.index_put((torch.tensor(indices, device=values.device),), values)
+        return losses
 
     @property
     def critic_stacks(self) -> list[StackedCritic]:
@@ -317,9 +382,10 @@ class MIEstimationModule(EstimationEngine):
             return {k: batch[k] for k in keys}, True
         return {k: batch[k].index_select(0, index) for k in keys}, True
 
-    def stacked_scores(self, batch: Any) -> tuple[Tensor, Tensor]:
+    def stacked_scores(self, batch: Any, derangement: bool = False) -> tuple[Tensor, Tensor]:
         """Every member's scores: ``joint [K, n]`` and ``marginal [K, n, m]`` (explicit pairs, or the
-        off-diagonal of each member's in-batch score matrix)."""
+        off-diagonal of each member's in-batch score matrix; with ``derangement``, one pair ``(x_i, y_σ(i))`` per
+        row for a batch that gives none)."""
         if not isinstance(batch, dict) or "x" not in batch or "y" not in batch:
             raise ValueError("batch: expected a dict with keys 'x', 'y'")
         if self.data_mode == "replicas":
@@ -335,8 +401,18 @@ class MIEstimationModule(EstimationEngine):
         else:
             check_mi_batch({k: v for k, v in batch.items() if k != "mi"})
         parts = []
+        order = None
+        if derangement and "x_marginal" not in batch:
+            order = random_derangement(batch["y"].shape[-2 if self.data_mode == "replicas" else 0])
         for stack, indices in zip(self.critic_stacks, self._critic_members):
             inputs, per_member = self._member_inputs(batch, indices)
+            if order is not None:
+                order = order.to(inputs["y"].device)
+                inputs = {
+                    **inputs,
+                    "x_marginal": inputs["x"],
+                    "y_marginal": inputs["y"].index_select(int(per_member), order),
+                }
             if "x_marginal" in inputs:
                 joint = stack.pointwise(inputs["x"], inputs["y"], members_dim=per_member)
                 marginal = stack.pointwise(inputs["x_marginal"], inputs["y_marginal"], members_dim=per_member)
@@ -364,8 +440,8 @@ class MIEstimationModule(EstimationEngine):
     # ---------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """The sum of the members' losses and the step's :class:`~pdlightning.records.StepRecord`."""
-        joint, marginal = self.stacked_scores(batch)
-        return self.finish_step(joint, marginal, batch, self._batch_level)
+        joint, marginal = self.stacked_scores(batch, derangement=self.marginal_pairs == "derangement")
+        return self.finish_step(joint, marginal, batch, self._batch_level, critic_loss=self.critic_losses(batch))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_level = true_mi_of(batch)
@@ -544,6 +620,8 @@ class MIEstimationModule(EstimationEngine):
         notes = []
         if self.left_out:
             notes.append(f"left out (in the checkpoint, not asked for): {', '.join(self.left_out)}")
+        two_sided = brackets(results, self._bound_side)
+        notes += [b.describe() for b in two_sided]
         title = self._table_title(stage)
         path = write_results(
             run_directory(self.trainer),
@@ -553,8 +631,16 @@ class MIEstimationModule(EstimationEngine):
             dict(self.hparams),
             members=[m.id.as_json() for m in self.member_table],
             left_out=self.left_out,
+            brackets=[b.as_dict() for b in two_sided],
         )
         rank_zero_info(results_table(results, title, notes) + f"\n(written to {path})")
+
+    def _bound_side(self, result: EstimateResult) -> Optional[str]:
+        """Which side of the MI a member's reported estimate is on (its reporting bound's class metadata)."""
+        if result.member is None and self.num_members > 1:
+            return None
+        reporting = self.bounds.descriptions[0 if result.member is None else self.member_index(result.member)][1]
+        return "lower" if reporting.is_lower_bound else "upper" if reporting.is_upper_bound else None
 
     def _table_title(self, stage: str) -> str:
         if self.num_members > 1:
@@ -595,6 +681,10 @@ class MIEstimationModule(EstimationEngine):
                 out[group.index] = group.vmap(pmi_fields, jm, mm, in_dims=(0, 0))[0]
             elif kind == "global":
                 out[group.index] = j - self._global_normalizer(group, level).unsqueeze(1)
+            elif kind == "column":  # one statistic per y (L1Out): log mean_k exp s(x_ref_k, y_i) over the reference x
+                x_reference, _ = reference.for_level(level)
+                columns = self._cross(x_reference, y).index_select(0, group.index).float()  # [K, m, n]
+                out[group.index] = j - (torch.logsumexp(columns, dim=1) - math.log(columns.shape[1]))
             else:
                 _, y_reference = reference.for_level(level)
                 rows = max(1, _ROW_CHUNK // max(len(group.members), 1))

@@ -62,7 +62,7 @@ def _broadcast(values: Tensor, p: Tensor) -> Tensor:
 class MemberAdam(_MemberOptimizer):
     """Adam (Kingma & Ba 2015) / AdamW (Loshchilov & Hutter 2019, ``decoupled=True``) with per-member masks,
     learning rates and step counts (module docstring). Same arguments and state names as ``torch.optim.Adam``
-    (``state['step']`` holds one count per member row)."""
+    (``state['step']`` holds one count per member row). ``fused``: see :attr:`fused`."""
 
     def __init__(
         self,
@@ -72,6 +72,7 @@ class MemberAdam(_MemberOptimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         decoupled: bool = False,
+        fused: Optional[bool] = None,
     ) -> None:
         if not lr >= 0.0:
             raise ValueError(f"lr: expected a learning rate >= 0, got {lr}")
@@ -80,6 +81,10 @@ class MemberAdam(_MemberOptimizer):
         super().__init__(
             params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled)
         )
+        #: ``None``: torch's fused kernel on CPU rows (:meth:`_fused_rows`), the masked passes elsewhere; ``False``:
+        #: the masked passes everywhere.
+        self.fused = fused
+        self._row_views: dict[int, tuple[Any, list[list[Tensor]]]] = {}
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
@@ -109,6 +114,9 @@ class MemberAdam(_MemberOptimizer):
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
         step.add_(on_f)
+        if p.device.type == "cpu" and self.fused is not False:
+            self._fused_rows(p, grad, on, state, lr, beta1, beta2, eps, decay, decoupled)
+            return
         count = step.clamp(min=1)  # a member not yet stepped: no 0/0 (its update is 0 anyway)
         rate = lr * self._rows(p, self.lr_scale, 1.0).to(p.dtype) * on_f  # [rows], 0 for a member left out
         if decay != 0:
@@ -124,6 +132,59 @@ class MemberAdam(_MemberOptimizer):
         # p -= step_size * exp_avg / denom, step_size = rate / (1 - beta1^t): 0 for a member left out (denom / 0 =
         # inf, exp_avg / inf = 0)
         p.addcdiv_(exp_avg, denom.div_(_broadcast(rate / (1 - beta1**count), p)), value=-1.0)
+
+    def _fused_rows(
+        self,
+        p: Tensor,
+        grad: Tensor,
+        on: Tensor,
+        state: dict[str, Tensor],
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        decay: float,
+        decoupled: bool,
+    ) -> None:
+        """On the CPU, where reading the mask costs no device synchronisation: torch's fused Adam kernel (one pass
+        over parameter, gradient and moments instead of about ten) on the rows of the members that update, one call
+        per distinct learning rate; the others' rows are not touched (their step count was not advanced either)."""
+        scale = self._rows(p, self.lr_scale, 1.0)
+        mask, scales = (on.reshape(-1).tolist(), scale.reshape(-1).tolist())
+        # the rows of the persistent tensors are views made once; the gradient's, every step (a new tensor)
+        key = (id(p), id(state["exp_avg"]), id(state["exp_avg_sq"]), id(state["step"]))
+        kept = self._row_views.get(id(p))
+        if kept is None or kept[0] != key:
+            tensors = (p, state["exp_avg"], state["exp_avg_sq"], state["step"])
+            kept = self._row_views[id(p)] = (key, [list(t.unbind(0)) if on.dim() else [t] for t in tensors])
+        views = [kept[1][0], list(grad.unbind(0)) if on.dim() else [grad], *kept[1][1:]]
+        by_rate: dict[float, Optional[list[int]]] = {}
+        if all(mask) and len(set(scales)) == 1:  # the usual step: every member, one learning rate
+            by_rate[scales[0]] = None
+        else:
+            for k, go in enumerate(mask):
+                if go:
+                    by_rate[scales[k]] = [*(by_rate.get(scales[k]) or []), k]
+        fused = torch._fused_adamw_ if decoupled else torch._fused_adam_
+        for rate, members in by_rate.items():
+            params, grads, exp_avgs, exp_avg_sqs, steps = (
+                v if members is None else [v[k] for k in members] for v in views
+            )
+            fused(
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                [],
+                steps,
+                amsgrad=False,
+                lr=lr * rate,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=decay,
+                eps=eps,
+                maximize=False,
+            )
 
 
 class MemberSGD(_MemberOptimizer):

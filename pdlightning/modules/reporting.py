@@ -4,8 +4,10 @@ a row for every member retired for divergence (never silently dropped)."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
 
 import lightning as L
 import torch
@@ -14,7 +16,7 @@ from ..results import EstimateResult
 from ..uncertainty import Interval, mean_interval
 from .held_out import HeldOutEstimates, Key
 
-__all__ = ["gather_intervals", "log_interval", "results_table", "seed_rows", "level_order"]
+__all__ = ["Bracket", "brackets", "gather_intervals", "log_interval", "results_table", "seed_rows", "level_order"]
 
 
 def level_order(level: Optional[float]) -> float:
@@ -110,3 +112,66 @@ def results_table(results: Sequence[EstimateResult], title: str, notes: Sequence
     )
     lines += list(notes)
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """The tightest two-sided statement a fit of lower- and upper-bound members makes at one level: the largest
+    lower-bound estimate and the smallest upper-bound estimate (each with its interval). ``crossed``: the lower
+    exceeds the upper, which the true MI cannot satisfy: a misspecified ``q(y|x)`` (CLUB, L1Out) or an under-trained
+    critic, not a result."""
+
+    true_mi: Optional[float]
+    lower: EstimateResult
+    upper: EstimateResult
+
+    @property
+    def crossed(self) -> bool:
+        assert self.lower.interval is not None and self.upper.interval is not None
+        return self.lower.interval.estimate > self.upper.interval.estimate
+
+    def as_dict(self) -> dict[str, Any]:
+        def side(r: EstimateResult) -> dict[str, Any]:
+            assert r.interval is not None
+            return {"member": r.member, "label": r.label, **r.interval.as_dict()}
+
+        return {"true_mi": self.true_mi, "lower": side(self.lower), "upper": side(self.upper), "crossed": self.crossed}
+
+    def describe(self) -> str:
+        def value(r: EstimateResult) -> str:
+            assert r.interval is not None
+            iv = r.interval
+            spread = f" [{iv.low:.3f}, {iv.high:.3f}]" if iv.n > 1 else ""
+            return f"{iv.estimate:.3f}{spread} ({r.member or r.label})"
+
+        level = f" at true MI {self.true_mi:.2f}" if self.true_mi is not None else ""
+        line = f"bracket{level}: {value(self.lower)} <= MI <= {value(self.upper)}"
+        if self.crossed:
+            line += (
+                "; CROSSED: the largest lower bound exceeds the smallest upper bound, which no MI satisfies: a "
+                "misspecified q(y|x) or an under-trained critic (not a result)"
+            )
+        elif self.true_mi is not None:
+            assert self.lower.interval is not None and self.upper.interval is not None
+            inside = self.lower.interval.estimate <= self.true_mi <= self.upper.interval.estimate
+            line += "; holds the true MI" if inside else "; misses the true MI"
+        return line
+
+
+def brackets(results: Sequence[EstimateResult], side: Callable[[EstimateResult], Optional[str]]) -> list[Bracket]:
+    """Per level, the :class:`Bracket` of the member rows (``side(row)``: ``"lower"``, ``"upper"`` or ``None``, the
+    row's reporting bound's side); none at a level missing either side."""
+    by_level: dict[Optional[float], dict[str, list[EstimateResult]]] = {}
+    for r in results:
+        if r.interval is None or r.group is not None:
+            continue
+        kind = side(r)
+        if kind is not None:
+            by_level.setdefault(r.true_mi, {}).setdefault(kind, []).append(r)
+    out = []
+    for level, sides in by_level.items():
+        if "lower" in sides and "upper" in sides:
+            lower = max(sides["lower"], key=lambda r: r.interval.estimate if r.interval else -math.inf)
+            upper = min(sides["upper"], key=lambda r: r.interval.estimate if r.interval else math.inf)
+            out.append(Bracket(level, lower, upper))
+    return out

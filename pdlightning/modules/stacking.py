@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Hashable, Optional, Sequence
+from typing import Any, Callable, Hashable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -297,3 +297,31 @@ class StackedCritic(Stack):
     def cross(self, x: Tensor, y: Tensor, members_dim: bool = False) -> Tensor:
         """``[K, n, m]`` scores of every ``x_i`` against every ``y_j``."""
         return self._call("cross", x, y, members_dim)
+
+
+def member_state_dict(template: nn.Module, state: Mapping[str, Tensor], prefix: str, index: int) -> dict[str, Tensor]:
+    """Member ``index``'s ``state_dict`` for ``template`` (an instance of the stacked architecture), read off the
+    tensors a :class:`Stack` saved under ``prefix`` (``critics.0.``) in a checkpoint's ``state_dict``: the flat
+    parameters split by the template's parameter order, the buffers by name. A ``ValueError`` names what does not
+    fit."""
+    out: dict[str, Tensor] = {}
+    for kind, trained in (("flat", True), ("frozen", False)):
+        entries = [(n, p.shape) for n, p in template.named_parameters() if p.requires_grad == trained]
+        if not entries:
+            continue
+        key = f"{prefix}{kind}"
+        if key not in state:
+            raise ValueError(f"checkpoint: no {key!r} for the {type(template).__name__}'s parameters")
+        row = state[key][index]
+        sizes = [math.prod(shape) for _, shape in entries]
+        if sum(sizes) != row.numel():
+            raise ValueError(
+                f"checkpoint: {key!r} holds {row.numel()} values per member, a {type(template).__name__} of this "
+                f"architecture has {sum(sizes)}: another architecture was trained"
+            )
+        out.update({n: part.view(shape).clone() for (n, shape), part in zip(entries, row.split(sizes))})
+    for name, _ in template.named_buffers():
+        key = f"{prefix}buffer__{name.replace('.', '__')}"
+        if key in state:
+            out[name] = state[key][index].clone()
+    return out

@@ -88,6 +88,12 @@ def _fragment_model(configs: Path, estimator: str) -> dict[str, Any]:
     init = (content.get("model") or {}).get("init_args") or {}
     if "bound" not in init:
         raise ValueError(f"estimators: {path} sets no model.init_args.bound")
+    module_settings = sorted(set(init) - {"bound", "estimator", "critic"})
+    if module_settings:
+        raise ValueError(
+            f"estimators: {path} also sets {module_settings}, settings of the whole module that a member of an "
+            "ensemble fit cannot carry; run it with --single-fits"
+        )
     return {key: init[key] for key in ("bound", "estimator", "critic") if init.get(key) is not None}
 
 

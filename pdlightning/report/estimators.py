@@ -58,6 +58,7 @@ DOCUMENTED: dict[str, Documented] = {
     "remine": Documented("ReMINE λ=1", 1000),
     "pd_variational": Documented("Variational MI bounds"),
     "pd_classifier": Documented("Probabilistic Classifier", 2000),
+    "pd_classifier_log_ratio": Documented("Probabilistic Classifier (log-ratio form)"),
     "pd_matching_1": Documented("Density Matching I"),
     "pd_matching_2": Documented("Density Matching II"),
     "pd_ratio_fitting": Documented("Density-Ratio Fitting", 2000),
@@ -70,7 +71,8 @@ ALIASES: dict[str, str] = {
     "dm1": "pd_matching_1",
     "dm2": "pd_matching_2",
 }
-#: Song & Ermon's Table 2 rows, ReMINE, and the PD paper's two plug-in estimators with the lowest variance.
+#: Song & Ermon's Table 2 rows, ReMINE, and the PD paper's two plug-in estimators with the lowest variance (the
+#: classifier in the paper's logit form and in the log-ratio form).
 DEFAULT_ESTIMATORS = (
     "infonce",
     "nwj",
@@ -79,6 +81,7 @@ DEFAULT_ESTIMATORS = (
     "smile_tauinf",
     "remine",
     "pd_classifier",
+    "pd_classifier_log_ratio",
     "pd_ratio_fitting",
 )
 

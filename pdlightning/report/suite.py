@@ -61,7 +61,14 @@ __all__ = [
 ]
 
 #: The suite's default columns: SMILE τ=5, InfoNCE, NWJ and the PD paper's two plug-in estimators.
-DEFAULT_SUITE_ESTIMATORS = ("smile_tau5", "infonce", "nwj", "pd_classifier", "pd_ratio_fitting")
+DEFAULT_SUITE_ESTIMATORS = (
+    "smile_tau5",
+    "infonce",
+    "nwj",
+    "pd_classifier",
+    "pd_classifier_log_ratio",
+    "pd_ratio_fitting",
+)
 #: The classical baselines every run adds on its held-out pairs, by column key.
 BASELINES = {"ksg": "KSG (k=5)", "cca": "CCA"}
 #: A task counts as solved by a column when its mean estimate is within this many nats of the true MI.

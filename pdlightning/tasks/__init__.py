@@ -7,6 +7,7 @@ joint pair and the pre-images from which :meth:`Task.pmi_matrix` gives the PMI o
 from .additive import AdditiveUniformTask, additive_uniform_mi
 from .base import Task, TaskSample
 from .gaussian import BivariateNormalTask, DenseGaussianTask, GaussianTask, SparseGaussianTask, gaussian_mi
+from .high_mi import HIGH_MI_LEVELS, CorrelatedGaussianTask, CorrelatedStudentTTask, correlation_for_mi
 from .registry import (
     SUITES,
     UnknownTaskError,
@@ -48,6 +49,10 @@ __all__ = [
     "DenseGaussianTask",
     "SparseGaussianTask",
     "StudentTTask",
+    "CorrelatedGaussianTask",
+    "CorrelatedStudentTTask",
+    "HIGH_MI_LEVELS",
+    "correlation_for_mi",
     "AdditiveUniformTask",
     "TransformedTask",
     "Transform",

@@ -1,8 +1,10 @@
-"""Task registry: the 40 tasks of the "Beyond Normal" v1 suite by their published ids, plus user tasks.
+"""Task registry: the 40 tasks of the "Beyond Normal" v1 suite by their published ids, the high-MI suite, user tasks.
 
 ``get_task("1v1-normal-0.75")`` builds a task by id; ``register_task`` adds one (a :class:`Task` or a factory);
 ``suite_task_ids("bmi-v1")`` lists a suite in its published order (Czyż et al., "Beyond Normal: On the
 Evaluation of Mutual Information Estimators", NeurIPS 2023; the definitions follow the authors' package).
+``suite_task_ids("high-mi")``: the TRE protocol's correlated Gaussians at 10 to 80 nats and their non-Gaussian
+versions at the same MI (:mod:`.high_mi`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Callable, Union
 from .additive import AdditiveUniformTask
 from .base import Task
 from .gaussian import BivariateNormalTask, DenseGaussianTask, SparseGaussianTask
+from .high_mi import HIGH_MI_LEVELS, CorrelatedGaussianTask, CorrelatedStudentTTask
 from .student import StudentTTask
 from .transformed import TransformedTask
 from .transforms import (
@@ -123,6 +126,23 @@ def _bmi_v1() -> list[TaskFactory]:
     ]
 
 
+#: Degrees of freedom of the high-MI suite's Student-t tasks (finite variance, heavier tails than the Gaussian).
+HIGH_MI_STUDENT_DOF = 5.0
+
+
+def _high_mi() -> list[TaskFactory]:
+    """The high-MI suite: the TRE protocol's four Gaussian levels (Rhodes, Xu & Gutmann, NeurIPS 2020), then the same
+    levels through half-cube and asinh maps (same MI and PMI) and as Student-t tasks at matched MI."""
+    levels = HIGH_MI_LEVELS
+    gaussian = CorrelatedGaussianTask
+    return [
+        *[(lambda d=d, mi=mi: gaussian(d, mi)) for d, mi in levels],
+        *[(lambda d=d, mi=mi: half_cube(gaussian(d, mi))) for d, mi in levels],
+        *[(lambda d=d, mi=mi: asinh(gaussian(d, mi))) for d, mi in levels],
+        *[(lambda d=d, mi=mi: CorrelatedStudentTTask(d, mi, HIGH_MI_STUDENT_DOF)) for d, mi in levels],
+    ]
+
+
 _REGISTRY: dict[str, TaskFactory] = {}
 SUITES: dict[str, tuple[str, ...]] = {}
 
@@ -201,3 +221,4 @@ def _register_suite(suite: str, factories: list[TaskFactory]) -> None:
 
 
 _register_suite("bmi-v1", _bmi_v1())
+_register_suite("high-mi", _high_mi())

@@ -72,6 +72,7 @@ def test_retrieval_paired_features_config_on_user_files(tmp_path):
     assert metrics["test/retrieval_baseline_top1"] == 1.0  # y = x + noise: the least-squares map finds it
 
 
+@pytest.mark.slow
 def test_slb_mnist_config_reports_mi_and_accuracy(tmp_path):
     _, metrics = fit_and_test(["configs/slb/mnist.yaml"], tiny(tmp_path, 3) + ["--data.init_args.num_test=128"])
     assert 0.0 <= metrics["test/accuracy"] <= 1.0
@@ -157,6 +158,7 @@ def build(spec):
     return getattr(importlib.import_module(module), name)(**kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep", ["configs/consistency/sweep_mnist.yaml", "configs/consistency/sweep_mnist_cpu.yaml"])
 def test_consistency_sweep_configs(sweep, tmp_path):
     config = yaml.safe_load(open(sweep))

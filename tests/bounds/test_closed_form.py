@@ -15,10 +15,12 @@ import torch
 
 from pdlightning.bounds import (
     DV,
+    FDIME,
     JS,
     MINE,
     NWJ,
     SMILE,
+    TRE,
     TUBA,
     Bound,
     DensityMatchingI,
@@ -67,6 +69,12 @@ OPTIMAL: dict[str, tuple[Callable[[], Bound], Callable[[torch.Tensor], torch.Ten
     "DensityMatchingII(eta=4)": (lambda: DensityMatchingII(eta=4.0), lambda L: L + 0.125),
     "ReMINE": (lambda: Regularized(DV(), lam=1.0), lambda L: L),
     "ReNWJ": (lambda: Regularized(NWJ(), distance="log_euclidean", clip=10.0), lambda L: L + 1),
+    # f-DIME and TRE score log r itself (plug-in estimators); the upper bounds CLUB and L1Out have no critic that
+    # makes them exact: their closed forms are in tests/bounds/test_upper_bounds.py.
+    "FDIME(kl)": (lambda: FDIME("kl"), lambda L: L),
+    "FDIME(gan)": (lambda: FDIME("gan"), lambda L: L),
+    "FDIME(hd)": (lambda: FDIME("hd"), lambda L: L),
+    "TRE": (TRE, lambda L: L),
 }
 
 
@@ -116,6 +124,9 @@ def test_pmi_at_the_optimum_is_log_r(name, gaussian_batch):
         "VariationalPlugIn",
         "JS",
         "NWJ",
+        "FDIME(kl)",
+        "FDIME(gan)",
+        "FDIME(hd)",
     ],
 )
 def test_pd_objectives_are_maximised_by_the_optimal_critic(name, gaussian_batch):

@@ -72,6 +72,7 @@ def _train(parametrization: str, steps: int = 300, batch: int = 128) -> float:
         return bound(PairScores.from_pairs(critic.pointwise(held_out.x, held_out.y), torch.zeros(2000))).mi.item()
 
 
+@pytest.mark.slow
 def test_the_pooled_classifier_starting_at_independence_is_closer_after_a_short_budget():
     """Under "logit" the fresh critic says r_hat = k = 127 (4.8 nats) on every pair, and after 300 steps of
     removing that offset it still misreads (0.00 nats here); under "log_ratio" it starts at 0 and reads 0.29."""

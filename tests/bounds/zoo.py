@@ -8,11 +8,14 @@ from __future__ import annotations
 from typing import Callable
 
 from pdlightning.bounds import (
+    CLUB,
     DV,
+    FDIME,
     JS,
     MINE,
     NWJ,
     SMILE,
+    TRE,
     TUBA,
     Bound,
     DensityMatchingI,
@@ -20,6 +23,7 @@ from pdlightning.bounds import (
     DensityRatioFitting,
     EtaDV,
     InfoNCE,
+    L1Out,
     ProbabilisticClassifier,
     Regularized,
     VariationalPlugIn,
@@ -37,6 +41,7 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
     "smile_tau1": lambda: SMILE(tau=1.0),
     "smile_tauinf": lambda: SMILE(tau=None),
     "eta_dv": EtaDV,
+    "eta_mine_bcd": EtaDV,  # eta-DV under block-coordinate descent (a module setting of its fragment)
     "pd_variational": VariationalPlugIn,
     "pd_classifier": ProbabilisticClassifier,
     "pd_classifier_balanced": lambda: ProbabilisticClassifier(balanced=True),
@@ -53,6 +58,12 @@ BOUNDS: dict[str, Callable[[], Bound]] = {
     "retuba": lambda: Regularized(TUBA(), distance="log_euclidean"),
     "rejs": lambda: Regularized(JS(), distance="log_euclidean"),
     "re_eta_dv": lambda: Regularized(EtaDV(), distance="log_euclidean"),
+    "fdime_kl": lambda: FDIME("kl"),
+    "fdime_gan": lambda: FDIME("gan"),
+    "fdime_hd": lambda: FDIME("hd"),
+    "tre": TRE,
+    "club": CLUB,
+    "l1out": L1Out,
 }
 
 #: bounds whose every term is a log-domain quantity (logsumexp / softplus / plug-in log r): finite
@@ -73,4 +84,16 @@ LOG_DOMAIN = {
     "remine",
     "resmile",
     "reinfonce",
+    "fdime_gan",
+    "tre",
+    "club",
+    "l1out",
 }
+
+#: bounds whose training objective reads the joint scores only: the likelihood of the joint pairs (CLUB, L1Out fit
+#: q(y|x) by maximum likelihood) or nothing (TRE trains through its critic's bridge loss); the marginal scores get
+#: no gradient.
+JOINT_ONLY_OBJECTIVE = {"club", "l1out", "tre"}
+#: bounds that need the in-batch score matrix (L1Out normalises each y over the batch's other x): explicit marginal
+#: pairs are a ValueError unless they have the matrix's shape, k = n - 1 per row.
+MATRIX_ONLY = {"l1out"}

@@ -90,6 +90,7 @@ def test_the_old_drift_config_names_compose_the_same_run_with_a_warning(tmp_path
     assert capsys.readouterr().out == composed
 
 
+@pytest.mark.slow
 def test_drift_summary_tells_the_estimators_apart(tmp_path):
     spec = importlib.util.spec_from_file_location("drift_summary", os.path.join(REPO, "benchmarks", "drift_summary.py"))
     drift_summary = importlib.util.module_from_spec(spec)

@@ -223,8 +223,8 @@ def _killed_fit(
 
 #: (fault, the step of the newest complete checkpoint when it strikes). Checkpoint k is written after step k.
 MOMENTS = [
-    pytest.param("write:4:0", 3, id="write-opened-nothing-written"),
-    pytest.param("write:3:2000", 2, id="inside-write-2kB"),
+    pytest.param("write:4:0", 3, id="write-opened-nothing-written", marks=pytest.mark.slow),
+    pytest.param("write:3:2000", 2, id="inside-write-2kB", marks=pytest.mark.slow),
     pytest.param("write:6:60000", 5, id="inside-write-60kB", marks=pytest.mark.slow),
     pytest.param("close:5", 4, id="written-not-closed", marks=pytest.mark.slow),
     pytest.param("replace:7", 6, id="before-rename", marks=pytest.mark.slow),

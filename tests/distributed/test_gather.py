@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -85,6 +86,7 @@ def _check(rank: int, sizes: list[int]) -> None:
             torch.testing.assert_close(grad / WORLD, q.grad, msg=f"{name}: gradient of {pname}")
 
 
+@pytest.mark.slow
 def test_two_process_gather_gives_global_scores_loss_and_gradients() -> None:
     """Even (5 + 5) and uneven (6 + 3) per-process batches, four bounds (DV's partition is not a
     per-row mean: only the full global matrix gives the single-process loss)."""
@@ -130,6 +132,7 @@ _TRAINER_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_lightning_ddp_trainer_uses_global_negatives(tmp_path) -> None:
     """A real ``Trainer(strategy="ddp", devices=2, accelerator="cpu")``: 8 images per process, 16 per row
     of the score matrix; parameters (encoder and the separately optimised probe) stay in sync."""

@@ -320,6 +320,7 @@ def test_global_norm_clipping_is_refused():
         _fit(_ensemble(), _gaussian(), steps=1, gradient_clip_val=1.0)
 
 
+@pytest.mark.slow
 def test_cli_ensemble_members_equal_standalone_cli_runs(tmp_path):
     """`pdlightning fit -c gaussian.yaml -c ensemble/table2.yaml`: each member's logged estimates equal
     those of `pdlightning fit -c gaussian.yaml -c bounds/<estimator>.yaml` (same seed_everything, same
@@ -376,6 +377,7 @@ model:
 """
 
 
+@pytest.mark.slow
 def test_ensemble_fit_killed_mid_run_resumes_exactly(tmp_path):
     """As for the single module (tests/modules/test_resume.py): a CLI ensemble fit killed between two
     checkpoints and resumed with --ckpt_path last logs every member's scalars exactly as an
@@ -431,6 +433,7 @@ def test_ensemble_fit_killed_mid_run_resumes_exactly(tmp_path):
             assert math.isclose(resumed[tag][step], reference[tag][step], rel_tol=1e-5, abs_tol=1e-6), (tag, step)
 
 
+@pytest.mark.slow
 def test_callbacks_and_test_report_every_member(tmp_path, caplog):
     """BiasVarianceMSE, StaircaseFigure and DriftMonitor cover all members (one table / figure), and
     `test` prints one row per member and level."""

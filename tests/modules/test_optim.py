@@ -39,6 +39,14 @@ def _run(ours: torch.optim.Optimizer, stacked: torch.nn.Parameter, make_alone, s
         (MemberAdam, torch.optim.Adam, {"lr": 0.05}),
         (MemberAdam, torch.optim.Adam, {"lr": 0.05, "weight_decay": 0.1, "betas": (0.8, 0.99)}),
         (functools.partial(MemberAdam, decoupled=True), torch.optim.AdamW, {"lr": 0.05, "weight_decay": 0.1}),
+        # the masked passes a GPU runs (no host read of the mask), checked here on the CPU too
+        (functools.partial(MemberAdam, fused=False), torch.optim.Adam, {"lr": 0.05}),
+        (functools.partial(MemberAdam, fused=False), torch.optim.Adam, {"lr": 0.05, "weight_decay": 0.1}),
+        (
+            functools.partial(MemberAdam, decoupled=True, fused=False),
+            torch.optim.AdamW,
+            {"lr": 0.05, "weight_decay": 0.1},
+        ),
         (MemberSGD, torch.optim.SGD, {"lr": 0.05}),
         (MemberSGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
         (MemberSGD, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
@@ -55,11 +63,12 @@ def test_each_member_follows_torch_s_optimiser_alone_with_skipped_steps(ours, to
     assert torch.isfinite(stacked).all()
 
 
-def test_per_member_learning_rates_are_a_stacked_scale():
+@pytest.mark.parametrize("fused", [None, False])
+def test_per_member_learning_rates_are_a_stacked_scale(fused):
     torch.manual_seed(2)
     stacked = torch.nn.Parameter(torch.randn(3, 5, 4))
     scales = (1.0, 0.5, 2.0)
-    optimizer = MemberAdam([stacked], lr=0.02)
+    optimizer = MemberAdam([stacked], lr=0.02, fused=fused)
     optimizer.set_members({stacked: torch.arange(3)}, torch.tensor(scales))
     alone = _run(optimizer, stacked, lambda params, scale: torch.optim.Adam(params, lr=0.02 * scale), scales)
     for k in range(3):

@@ -96,6 +96,7 @@ class KillAtStep(Callback):
 """
 
 
+@pytest.mark.slow
 def test_cli_fit_killed_mid_run_resumes_exactly(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     (tmp_path / "killer.py").write_text(CRASH_MODULE)

@@ -35,6 +35,7 @@ def _rows(path) -> dict[tuple, dict]:
         return {(r["estimator"], float(r["true_mi"]), int(r["seed"])): r for r in csv.DictReader(f)}
 
 
+@pytest.mark.slow
 def test_one_seed_ensemble_gives_the_single_fit_numbers(tmp_path):
     """The same sweep as one ensemble fit and as one fit per estimator: every bias / variance / MSE of
     the table agrees to float32 rounding (the members are the single runs, see the module tests)."""
@@ -51,6 +52,7 @@ def test_one_seed_ensemble_gives_the_single_fit_numbers(tmp_path):
     assert "## Held-out estimates" in report and "(n = 8 batchs)" not in report and "(n = 8 batches)" in report
 
 
+@pytest.mark.slow
 def test_seeds_give_mean_and_standard_error_across_seeds_and_resume(tmp_path, capsys):
     assert main(["--out", str(tmp_path), *ARGS, "--seeds", "3"]) == 0
     run = tmp_path / "runs" / "gaussian-joint-nwj+smile_tauinf-3seeds"

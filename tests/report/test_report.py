@@ -16,6 +16,7 @@ from pdlightning.report.tables import comparison_markdown, table2_markdown
 TINY = Budget(steps_per_level=3, levels=(2.0, 4.0), batch_size=16, seed=0)
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_runs_and_redoes_a_half_finished_one(tmp_path):
     specs = plan(["infonce", "nwj"], ["gaussian"], ["joint"])
     lines: list[str] = []
@@ -130,6 +131,7 @@ def test_run_record_is_plain_json(tmp_path):
     assert "SeparableCritic" in config and "tau: .inf" in config and "cubic: true" in config
 
 
+@pytest.mark.slow
 def test_a_second_sweep_into_the_same_out_is_refused_while_the_first_runs(tmp_path):
     """Each run starts from an empty directory, so two sweeps over one --out would restart each other's
     runs: the second is refused (naming the first's pid) for as long as the first holds the out's lock,
@@ -283,6 +285,7 @@ def test_two_sweeps_sharing_out_end_with_a_report_of_every_finished_run(tmp_path
         assert {r["estimator"] for r in csv.DictReader(f)} == {"infonce", "nwj"}
 
 
+@pytest.mark.slow
 def test_runs_of_different_budgets_are_never_mixed_in_one_table(tmp_path, capsys):
     import shutil
 

@@ -30,6 +30,7 @@ def _table(markdown: str, title: str) -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_suite_report_end_to_end_and_resume(tmp_path, capsys):
     argv = [*TINY, "--tasks", *TASKS, "--estimators", *ESTIMATORS, "--out", str(tmp_path)]
     assert main(argv) == 0
