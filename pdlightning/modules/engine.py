@@ -454,6 +454,8 @@ class EstimationEngine(ConfiguredModule):
 
     # ---------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._restore is not None:  # a checkpoint written by a callback's on_train_batch_end comes before ours:
+            self._restore.after()  # put the left-out members back now (in place: the state dicts share storage)
         self.guard.sync()
         checkpoint["members"] = [m.id.as_json() for m in self.member_table]
         checkpoint["guard"] = self.guard.extra_state()
