@@ -20,7 +20,7 @@ from .results import ResultRow, RunResult, cell_rows
 from .sweep import Budget
 from .targets import TABLE2, TABLE2_LEVELS
 
-__all__ = ["table2_markdown", "comparison_markdown", "report_markdown", "SHORT"]
+__all__ = ["table2_markdown", "comparison_markdown", "verdict_markdown", "report_markdown", "SHORT"]
 
 _METRICS = (("bias", "Bias (abs)"), ("variance", "Var"), ("mse", "MSE"))
 #: the mark of a row whose levels were shorter than the estimator's documented budget.
@@ -116,6 +116,79 @@ def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], ta
     return "\n".join(lines)
 
 
+def _t_quantile(dof: int, confidence: float = 0.95) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + confidence / 2, dof))
+
+
+def _bias_range(level: float, low: float, high: float) -> tuple[float, float]:
+    """The absolute biases ``|v - level|`` of the estimates ``v`` in ``[low, high]``."""
+    far = max(abs(low - level), abs(high - level))
+    return (0.0 if low <= level <= high else min(abs(low - level), abs(high - level))), far
+
+
+def _verdict(published: float, low: float, high: float) -> str:
+    inside = low - 5e-3 <= published <= high + 5e-3  # the paper's cells carry two decimals
+    return f"{'yes' if inside else '**no**'}: {_cell(published)} {'in' if inside else 'not in'} [{low:.2f}, {high:.2f}]"
+
+
+def verdict_markdown(
+    rows: Sequence[ResultRow],
+    held_out: Optional[Mapping] = None,
+    estimators: Sequence[str] = (),
+    tasks: Sequence[str] = (),
+    critics: Sequence[str] = (),
+) -> str:
+    """Cell by cell: is the published absolute bias (SMILE Table 2, ReMINE λ=1) within our 95% interval of it?
+
+    With several seeds, the interval is ours across seeds: ``|mean bias| ± t_{S-1} se`` (Student t over the seeds'
+    per-level biases). With one seed, it is the held-out interval of that level's own critic (``results.json``'s
+    ``low``, ``high``), read as biases ``|v - level|``; a level without a held-out result has no verdict ("–")."""
+    lines = []
+    for critic in critics:
+        for task in tasks:
+            published = TABLE2.get(task, {})
+            names = [e for e in estimators if e in published]
+            cells_of = [r for r in rows if (r.task, r.critic) == (task, critic)]
+            if not names or not cells_of:
+                continue
+            levels = [level for level in _levels(cells_of) if level in TABLE2_LEVELS]
+            body, seeds = [], 1
+            for estimator in names:
+                row = []
+                for level in levels:
+                    paper = dict(zip(TABLE2_LEVELS, published[estimator]["bias"]))[level]
+                    cell = cell_rows(rows, task, critic, estimator, level)
+                    seeds = max(seeds, len(cell))
+                    if len(cell) > 1:
+                        mean, stderr = cell_value(cell, "bias")
+                        if mean is None or stderr is None:
+                            row.append("–")
+                            continue
+                        half = _t_quantile(len(cell) - 1) * stderr
+                        row.append(_verdict(paper, max(mean - half, 0.0), mean + half))
+                        continue
+                    result = (held_out or {}).get((task, critic, estimator, level))
+                    if not result or result.get("low") is None or not math.isfinite(float(result["low"])):
+                        row.append("–")
+                        continue
+                    row.append(_verdict(paper, *_bias_range(level, float(result["low"]), float(result["high"]))))
+                body.append([label_of(estimator)] + row)
+            how = (
+                f"our |bias| ± t·se across {seeds} seeds"
+                if seeds > 1
+                else "the held-out 95% interval of each level's critic, as |estimate - true MI|"
+            )
+            header = ["estimator"] + [f"{level:g}" for level in levels]
+            lines += [
+                f"#### {task.capitalize()}, {critic} critic: published bias within {how}?",
+                "",
+                markdown_table(header, body),
+            ]
+    return "\n".join(lines)
+
+
 def _ensemble_id(result: RunResult) -> str:
     spec = result.record.spec
     return (
@@ -205,6 +278,9 @@ def report_markdown(
     comparison = comparison_markdown(rows, estimators, tasks)
     if comparison:
         lines += ["## Against the published rows (SMILE Table 2; ReMINE λ=1)", "", comparison]
+    verdicts = verdict_markdown(rows, held_out, estimators, tasks, critics)
+    if verdicts:
+        lines += ["## Is the published bias within our interval? (cell by cell, 95%)", "", verdicts]
     if held_out:
         lines += [
             "## Held-out estimates (`pdlightning test`, each level by its own critic)",

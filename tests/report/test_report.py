@@ -309,3 +309,32 @@ def test_runs_of_different_budgets_are_never_mixed_in_one_table(tmp_path, capsys
     assert (first / "staircase_grid.png").exists() and (first / "staircase_grid_2.png").exists()
     with open(first / "results.csv") as f:
         assert {(r["estimator"], r["steps_per_level"]) for r in csv.DictReader(f)} == {("nwj", "3"), ("infonce", "4")}
+
+
+def test_the_verdict_says_cell_by_cell_whether_the_published_bias_is_within_our_interval():
+    """Seeds: |mean bias| ± t_{S-1} se across seeds; one seed: the level's held-out interval read as |v - level|."""
+    from scipy import stats
+
+    from pdlightning.report.results import ResultRow
+    from pdlightning.report.tables import verdict_markdown
+
+    def row(critic: str, level: float, bias: float, seed: int = 0) -> ResultRow:
+        return ResultRow("gaussian", critic, "smile_tau5", level, 10, level + bias, bias, 0.1, bias**2, "ok", seed=seed)
+
+    # the paper: SMILE tau=5, Gaussian, |bias| 0.13 at 2 nats and 0.11 at 4 nats
+    seeds = [row("separable", 2.0, b, s) for s, b in enumerate((-0.10, -0.14, -0.12))]
+    seeds += [row("separable", 4.0, b, s) for s, b in enumerate((-0.50, -0.52, -0.51))]
+    text = verdict_markdown(seeds, None, ["smile_tau5"], ["gaussian"], ["separable"])
+    half = stats.t.ppf(0.975, 2) * 0.02 / 3**0.5  # sd 0.02 over 3 seeds
+    assert f"yes: 0.13 in [{0.12 - half:.2f}, {0.12 + half:.2f}]" in text
+    half = stats.t.ppf(0.975, 2) * 0.01 / 3**0.5
+    assert f"**no**: 0.11 not in [{0.51 - half:.2f}, {0.51 + half:.2f}]" in text and "across 3 seeds" in text
+
+    one = [row("joint", 2.0, -0.3), row("joint", 4.0, -0.2)]
+    held_out = {
+        ("gaussian", "joint", "smile_tau5", 2.0): {"estimate": 1.8, "low": 1.75, "high": 1.95},  # |bias| 0.05-0.25
+        ("gaussian", "joint", "smile_tau5", 4.0): {"estimate": 4.1, "low": 3.95, "high": 4.25},  # contains the truth
+    }
+    text = verdict_markdown(one, held_out, ["smile_tau5"], ["gaussian"], ["joint"])
+    assert "yes: 0.13 in [0.05, 0.25]" in text and "yes: 0.11 in [0.00, 0.25]" in text and "held-out" in text
+    assert verdict_markdown(one, None, ["smile_tau5"], ["gaussian"], ["joint"]).count("| – |") == 1  # no held-out
