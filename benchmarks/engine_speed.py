@@ -68,7 +68,7 @@ def critic_rates(k: int, repeats: int) -> dict[str, float]:
     a, b = torch.randn(BATCH * BATCH, HIDDEN), torch.randn(HIDDEN, HIDDEN)
     mm = median_time(lambda: torch.mm(a, b), repeats)
     rates = {}
-    for name, chunk in (("explicit batched layer", None), ("loop over members", 1)):
+    for name, chunk in (("explicit batched layer", k), ("loop over members", 1)):
         stack = StackedCritic(critics, chunk_size=chunk)
 
         def step(stack: StackedCritic = stack) -> None:

@@ -52,6 +52,8 @@ COMBINATIONS = (
         ("suite/cpu.yaml",),
         ("suite/gpu.yaml",),
         ("suite/cpu.yaml", "mi/bounds/pd_classifier.yaml"),
+        ("mi/arrays.yaml",),
+        ("mi/arrays.yaml", "mi/ensemble/seeds.yaml"),
     ]
     + [("mi/gaussian.yaml", f"mi/bounds/{p.name}") for p in sorted((CONFIGS / "mi" / "bounds").glob("*.yaml"))]
     + [(f"ssl/{d}.yaml",) for d in SSL_DATASETS]

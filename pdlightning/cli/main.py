@@ -11,6 +11,8 @@ What it adds to Lightning's CLI, each for a way a run could otherwise lose or mi
   bound and estimator from the checkpoint, :mod:`pdlightning.cli.trained_model`), write into
   ``<run>/version_N/<subcommand>/`` and refuse to evaluate an untrained model;
 - ``--threads`` (torch intra-op threads) set before anything runs;
+- ``--test_after_fit true`` (e.g. in a config: ``configs/mi/arrays.yaml``): the fit ends with the module's own
+  ``test`` on the datamodule's test split, so it prints (and writes to ``results.json``) the held-out estimates;
 - errors about the user's input print one message, not a traceback (``PDLIGHTNING_DEBUG=1`` shows it).
 """
 
@@ -366,6 +368,13 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
             help="fit --ckpt_path: continue a run whose identity differs from this config's",
         )
         parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=False,
+            help="fit: at the end, evaluate the trained model on the datamodule's test split (the held-out table and "
+            "results.json of `test`, in the run's directory) without a separate `test`",
+        )
+        parser.add_argument(
             "--allow_untrained",
             type=bool,
             default=False,
@@ -690,7 +699,23 @@ class PDLightningCLI(PackagedConfigs, LightningCLI):
             check_state_matches(self.model.state_dict(), info.state_shapes, info.path, str(self.subcommand))
 
     def after_fit(self) -> None:
-        """A resumed fit that trained no step says why (the data ended, or the run was complete)."""
+        """A resumed fit that trained no step says why (the data ended, or the run was complete); with
+        ``--test_after_fit`` the trained model is then evaluated on the test split (:meth:`_test_after_fit`)."""
+        self._explain_resume()
+        self._test_after_fit()
+
+    def _test_after_fit(self) -> None:
+        """``--test_after_fit``: the module's ``test`` on the datamodule's test split with the weights just trained
+        (its table of held-out estimates, its ``results.json`` in the run directory); not after an interrupted fit."""
+        if not self._subconfig().get("test_after_fit") or self.trainer.interrupted:
+            return
+        if not callable(getattr(self.datamodule, "test_dataloader", None)):
+            raise ValueError(
+                f"test_after_fit: the datamodule {type(self.datamodule).__name__} has no test split to evaluate on"
+            )
+        self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+
+    def _explain_resume(self) -> None:
         trainer, resumed = self.trainer, self._resumed
         if resumed is None or trainer.interrupted or trainer.global_step != resumed.global_step:
             return

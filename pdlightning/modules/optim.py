@@ -241,18 +241,24 @@ class MemberSGD(_MemberOptimizer):
 
 
 def member_optimizer(factory: Any, params: Iterable[Any]) -> torch.optim.Optimizer:
-    """The optimiser ``factory`` (an optimiser class, or a ``functools.partial`` of one as the CLI gives it)
-    would build, as its member-aware version when there is one (``torch.optim.Adam``, ``AdamW``, ``SGD``
-    without options they lack), else as ``factory`` builds it."""
+    """The optimiser ``factory`` (an optimiser class, a ``functools.partial`` of one, or jsonargparse's wrapper of
+    one, which is what the CLI gives) would build, as its member-aware version when there is one
+    (``torch.optim.Adam``, ``AdamW``, ``SGD`` without options they lack), else as ``factory`` builds it."""
     target = getattr(factory, "func", factory)
     options = dict(getattr(factory, "keywords", None) or {})
+    wrapped = getattr(factory, "args", ())
+    if not isinstance(target, type) and wrapped and isinstance(wrapped[-1], type):
+        # the CLI's: jsonargparse's partial(call_without_instantiate_context, instantiator, <class>, **options)
+        target = wrapped[-1]
     for name in ("foreach", "fused", "capturable", "differentiable"):  # how torch runs it, not what it computes
         options.pop(name, None)
     if target in (torch.optim.Adam, torch.optim.AdamW) and not options.pop("amsgrad", False):
+        decoupled = target is torch.optim.AdamW or bool(options.pop("decoupled_weight_decay", False))
+        options.pop("decoupled_weight_decay", None)
         if not options.pop("maximize", False):
             decay_default = 0.01 if target is torch.optim.AdamW else 0.0
             options.setdefault("weight_decay", decay_default)
-            return MemberAdam(params, decoupled=target is torch.optim.AdamW, **options)
+            return MemberAdam(params, decoupled=decoupled, **options)
     if target is torch.optim.SGD and not options.pop("maximize", False):
         return MemberSGD(params, **options)
     return factory(params)

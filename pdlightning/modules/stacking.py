@@ -247,10 +247,10 @@ class StackedCritic(Stack):
 
     Args:
         critics: the members.
-        chunk_size: members per batched call. ``None`` (default): all of them in one call (one launch
+        chunk_size: members per batched call. ``None`` (default): all of them in one call on a GPU (one launch
             per layer for the whole stack: the GPU's best, and the same number of operations at any
-            ``K``); ``1``: a loop over members (measured faster on a CPU for the joint critic, whose
-            ``K``-fold ``[n^2, h]`` activations fall out of the cache; ``benchmarks/step_ops.py``).
+            ``K``); on a CPU the critic's :attr:`~pdlightning.critics.Critic.cpu_chunk_size` (the joint critic:
+            1, a loop over members, whose ``K``-fold ``[n^2, h]`` activations would fall out of the caches).
     """
 
     def __init__(self, critics: Sequence[nn.Module], chunk_size: Optional[int] = None) -> None:
@@ -277,14 +277,15 @@ class StackedCritic(Stack):
                 f"{tuple(x.shape)} and y {tuple(y.shape)}"
             )
         paired = method == "cross" or x.shape[int(members_dim)] == y.shape[int(members_dim)]
-        if self.num_members > 1 and paired and (self.chunk_size is None or self.chunk_size >= self.num_members):
+        chunk = self.chunk_size
+        if chunk is None and x.device.type == "cpu":
+            chunk = getattr(self.template, "cpu_chunk_size", None)
+        if self.num_members > 1 and paired and (chunk is None or chunk >= self.num_members):
             explicit = self.template.stacked(method, self.state(), x, y, members_dim)  # type: ignore[operator]
             if explicit is not None:  # the explicit batched layer: one batched GEMM per layer for every member
                 return explicit
         dims = (0, 0) if members_dim else (None, None)
-        return self.vmap(
-            lambda critic, a, b: getattr(critic, method)(a, b), x, y, in_dims=dims, chunk_size=self.chunk_size
-        )
+        return self.vmap(lambda critic, a, b: getattr(critic, method)(a, b), x, y, in_dims=dims, chunk_size=chunk)
 
     def forward(self, x: Tensor, y: Tensor, members_dim: bool = False) -> Tensor:
         """``[K, n, n]`` in-batch score matrices."""

@@ -51,7 +51,8 @@ def test_drift_config_fits_and_writes_the_figure(estimator, batch_size, tmp_path
     assert cli.trainer.global_step == steps
     assert isinstance(cli.datamodule, OneHotDataModule) and cli.datamodule.batch_size == batch_size
     optimizer = cli.trainer.optimizers[0]
-    assert type(optimizer).__name__ == "SGD" and optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    # the config's SGD, as its member-aware version (pdlightning.modules.optim.member_optimizer)
+    assert type(optimizer).__name__ == "MemberSGD" and optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
     drift = next(cb for cb in cli.trainer.callbacks if isinstance(cb, DriftMonitor))
     assert len(drift.steps) == steps
     bias = next(cb for cb in cli.trainer.callbacks if isinstance(cb, BiasVarianceMSE))

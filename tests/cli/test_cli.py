@@ -14,6 +14,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from pdlightning.cli.main import build_cli
+from pdlightning.modules.optim import MemberSGD
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GAUSSIAN = os.path.join(REPO, "configs", "mi", "gaussian.yaml")
@@ -189,7 +190,7 @@ def test_optimizer_and_scheduler_come_from_yaml(tmp_path):
         ]
     )
     optimizer = cli.trainer.optimizers[0]
-    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.5
+    assert isinstance(optimizer, MemberSGD) and optimizer.defaults["momentum"] == 0.5  # the config's SGD, member-aware
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**2)  # stepped every optimiser step
 
 

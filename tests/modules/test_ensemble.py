@@ -116,7 +116,9 @@ def _ensemble(data: str = "shared", **kwargs: Any) -> MIEstimationModule:
     )
 
 
-def test_critic_ensemble_matches_its_members_for_every_architecture():
+@pytest.mark.parametrize("chunk_size", [None, 3, 2, 1], ids=["cpu-default", "one-call", "chunks-of-2", "loop"])
+def test_critic_ensemble_matches_its_members_for_every_architecture(chunk_size):
+    """The explicit batched layer (one call for the 3 members), vmap in chunks, the loop, and the CPU default."""
     for make in (
         lambda: JointCritic(5, 4, [16, 8]),
         lambda: SeparableCritic(5, 4, [16], 8),
@@ -126,7 +128,7 @@ def test_critic_ensemble_matches_its_members_for_every_architecture():
         for seed in range(3):
             torch.manual_seed(seed)
             critics.append(make())
-        ensemble = StackedCritic(critics)
+        ensemble = StackedCritic(critics, chunk_size=chunk_size)
         x, y = torch.randn(6, 5), torch.randn(6, 4)
         torch.testing.assert_close(ensemble(x, y), torch.stack([c(x, y) for c in critics]), atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(

@@ -107,3 +107,33 @@ def test_bad_learning_rates_are_named():
         MemberAdam([torch.nn.Parameter(torch.zeros(1))], lr=-1.0)
     with pytest.raises(ValueError, match="nesterov"):
         MemberSGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, nesterov=True)
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")
+def test_the_cli_s_optimiser_becomes_its_member_aware_version_too(tmp_path):
+    """The CLI hands the module jsonargparse's wrapper of the configured class (partial(call_without_instantiate_context,
+    instantiator, torch.optim.Adam, lr=..., every other default)), not the class: it is still member-aware Adam."""
+    from pdlightning.cli.main import build_cli
+
+    cli = build_cli(
+        [
+            "-c",
+            "mi/gaussian.yaml",
+            "--model.init_args.optimizer.init_args.lr=0.02",
+            f"--trainer.default_root_dir={tmp_path}",
+        ],
+        run=False,
+    )
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    adam = member_optimizer(cli.model.optimizer_factory, params)
+    assert isinstance(adam, MemberAdam) and adam.defaults["lr"] == 0.02 and not adam.defaults["decoupled"]
+    sgd = build_cli(
+        [
+            "-c",
+            "mi/gaussian.yaml",
+            "--model.init_args.optimizer=torch.optim.SGD",
+            "--model.init_args.optimizer.init_args.lr=0.1",
+        ],
+        run=False,
+    )
+    assert isinstance(member_optimizer(sgd.model.optimizer_factory, params), MemberSGD)
