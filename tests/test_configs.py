@@ -239,8 +239,9 @@ def test_the_readme_and_docs_have_the_commands_of_every_tool():
     assert {tool for _, tool, _ in doc_commands()} == set(_TOOLS)
     readme = readme_commands()
     assert {tool for tool, _ in readme} >= {"pdlightning", "pdlightning-report"}
-    assert len(readme) >= 12
-    assert any(args[:3] == ["fit", "-c", "configs/mi/demo.yaml"] for tool, args in readme if tool == "pdlightning")
+    shown = [args[:3] for tool, args in readme if tool == "pdlightning"]
+    assert ["test", "-c", "configs/mi/demo.yaml"] in shown  # after `make demo`'s fit
+    assert ["fit", "-c", "mi/arrays.yaml"] in shown  # your own arrays
 
 
 @pytest.mark.parametrize("doc, tool, args", doc_commands(), ids=lambda v: v if isinstance(v, str) else " ".join(v)[:90])
