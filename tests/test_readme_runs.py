@@ -3,8 +3,9 @@
 ``tests/test_configs.py`` parses every documented command; here they run, in-process through the console scripts'
 own entry points, in a temporary working directory, so relative paths of one page (``--ckpt_path
 lightning_logs/.../last.ckpt`` of an earlier ``fit``) resolve as they would for a reader who runs the page top to
-bottom. A budget is appended to each command (``--trainer.max_steps=2`` for a fit; one run of 2 steps per level for a
-sweep), nothing else changes. The README's first five minutes (``make demo``'s fit, ``pdlightning test``, the arrays
+bottom; a page's Python blocks run first, in one namespace, with ``pdlightning.estimate_mi`` cut to 3 steps. A budget
+is appended to each command (``--trainer.max_steps=2`` for a fit; one run of 2 steps per level for a sweep), nothing
+else changes. The ``python benchmarks/...`` lines of the pages are measurements, not run here. The README's first five minutes (``make demo``'s fit, ``pdlightning test``, the arrays
 CLI and the Python block) run in the default selection; a whole page is marked slow. A command that needs what this
 machine may lack (several GPUs or machines, a Ray cluster, a data set that is not installed) is skipped, saying so.
 """
@@ -148,6 +149,20 @@ def run_page(commands: list[tuple[str, list[str]]], folder: Path) -> list[str]:
     return skipped
 
 
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def at_a_tiny_step_count(monkeypatch) -> None:
+    """``pdlightning.estimate_mi`` trains 3 steps, silently, whatever a code block asks for."""
+    estimate_mi = pdlightning.estimate_mi
+
+    def tiny(*args, **kwargs):
+        return estimate_mi(*args, **{**kwargs, "steps": 3, "progress": False})
+
+    monkeypatch.setattr(pdlightning, "estimate_mi", tiny)
+
+
 # ----------------------------------------------------------------------------------------- the first five minutes
 FIRST = ("The first five minutes", "Your own data")
 
@@ -179,15 +194,10 @@ def test_the_first_commands_run_and_write_their_outputs(tmp_path, monkeypatch):
 
 
 def test_the_python_block_runs(tmp_path, monkeypatch, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", section("The first five minutes"), flags=re.S)
+    blocks = python_blocks(section("The first five minutes"))
     assert len(blocks) == 1
     monkeypatch.chdir(tmp_path)
-    estimate_mi = pdlightning.estimate_mi
-
-    def tiny(*args, **kwargs):
-        return estimate_mi(*args, **{**kwargs, "steps": 3, "progress": False})
-
-    monkeypatch.setattr(pdlightning, "estimate_mi", tiny)
+    at_a_tiny_step_count(monkeypatch)
     exec(compile(blocks[0], "README.md python block", "exec"), {"__name__": "readme"})
     shown = capsys.readouterr().out
     assert "smile_tau5" in shown and "infonce" in shown and "95% interval" in shown
@@ -197,10 +207,17 @@ def test_the_python_block_runs(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("page", DOC_FILES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_command_of_the_page_runs_at_a_tiny_budget(page, tmp_path, monkeypatch):
-    commands = page_commands(page)
-    if not commands:
+    """The page's Python blocks (in order, one namespace), then its shell commands."""
+    commands, blocks = page_commands(page), python_blocks(page.read_text())
+    if not commands and not blocks:
         pytest.skip(f"{page.relative_to(REPO)} shows no command")
     monkeypatch.chdir(tmp_path)
+    at_a_tiny_step_count(monkeypatch)
+    namespace: dict = {"__name__": "docs"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"{page.name} python block {i + 1}", "exec"), namespace)
+    if not commands:
+        return
     skipped = run_page(commands, tmp_path)
     assert len(skipped) < len(commands), f"every command was skipped: {skipped}"
     for line in skipped:  # in pytest's warnings summary: what did not run here, and why
