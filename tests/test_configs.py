@@ -1,6 +1,6 @@
 """The shipped configs compose (a task base plus fragments stacked with ``-c``), every config and every
-README command parses (``--print_config``, or the runners' own parsers) from a directory outside the
-clone, and configs that moved still resolve, with a warning."""
+command of the README's and the docs/ pages' bash blocks parses (``--print_config``, or the runners' own parsers)
+from a directory outside the clone, and configs that moved still resolve, with a warning."""
 
 from __future__ import annotations
 
@@ -200,7 +200,11 @@ _TOOLS = ("pdlightning", "pdlightning-report", "pdlightning-mi-benchmark", "pdli
 def readme_commands(path: Path = REPO / "README.md") -> list[tuple[str, list[str]]]:
     """``(tool, arguments)`` of every command of the README's (or another markdown file's) bash blocks that runs
     one of our tools (shell variables of the loops replaced by one value each)."""
-    text = path.read_text()
+    return markdown_commands(path.read_text())
+
+
+def markdown_commands(text: str) -> list[tuple[str, list[str]]]:
+    """``(tool, arguments)`` of every command of the bash blocks of markdown ``text`` (see :func:`readme_commands`)."""
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -219,13 +223,29 @@ def readme_commands(path: Path = REPO / "README.md") -> list[tuple[str, list[str
     return commands
 
 
-def test_the_readme_has_the_commands_of_every_tool():
-    assert {tool for tool, _ in readme_commands()} == set(_TOOLS)
-    assert len(readme_commands()) >= 30
+#: the markdown files whose bash blocks must hold working commands: the README and the reference pages under docs/
+#: (docs/results/ quotes commands exactly as they were run, with the shell variables of those sessions).
+DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
-@pytest.mark.parametrize("tool, args", readme_commands(), ids=lambda v: v if isinstance(v, str) else " ".join(v)[:90])
-def test_every_readme_command_parses_from_outside_the_clone(tool, args, tmp_path, monkeypatch, capsys):
+def doc_commands() -> list[tuple[str, str, list[str]]]:
+    """``(file, tool, arguments)`` of every command of :data:`DOC_FILES`."""
+    return [(str(path.relative_to(REPO)), tool, args) for path in DOC_FILES for tool, args in readme_commands(path)]
+
+
+def test_the_readme_and_docs_have_the_commands_of_every_tool():
+    """Every console script is documented with at least one command, in the README or a docs page; the README
+    itself teaches the first commands of the MI tools."""
+    assert {tool for _, tool, _ in doc_commands()} == set(_TOOLS)
+    readme = readme_commands()
+    assert {tool for tool, _ in readme} >= {"pdlightning", "pdlightning-report"}
+    shown = [args[:3] for tool, args in readme if tool == "pdlightning"]
+    assert ["test", "-c", "configs/mi/demo.yaml"] in shown  # after `make demo`'s fit
+    assert ["fit", "-c", "mi/arrays.yaml"] in shown  # your own arrays
+
+
+@pytest.mark.parametrize("doc, tool, args", doc_commands(), ids=lambda v: v if isinstance(v, str) else " ".join(v)[:90])
+def test_every_documented_command_parses_from_outside_the_clone(doc, tool, args, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     if tool == "pdlightning":
         if args == ["--print-configs-dir"]:
@@ -244,3 +264,19 @@ def test_every_readme_command_parses_from_outside_the_clone(tool, args, tmp_path
     else:
         function = run_mi_benchmark if tool == "pdlightning-mi-benchmark" else run_self_consistency
         assert function_arguments(function, args)["base"]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").rglob("*.md"))],
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_every_relative_link_of_the_docs_resolves(doc):
+    missing = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        path = (doc.parent / target.split("#")[0]).resolve()
+        if not path.exists():
+            missing.append(target)
+    assert not missing, f"{doc.relative_to(REPO)} links to missing files: {missing}"
