@@ -25,6 +25,7 @@ import contextlib
 import functools
 import logging
 import math
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -233,6 +234,15 @@ class MIEstimate:
         return self._reference
 
 
+def _progress_lines(progress: bool) -> list[Any]:
+    """Where output is neither a terminal nor a notebook (a log file, a pipe), a plain line every 30 s instead of
+    redrawn bars (the CLI's :class:`~pdlightning.cli.progress.LineProgress`)."""
+    from .cli.progress import LineProgress
+
+    interactive = bool(getattr(sys.stdout, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+    return [] if not progress or interactive else [LineProgress()]
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """No Lightning banners (devices, tips, "max_steps reached") and none of its data-loading advice; the module's
@@ -428,6 +438,7 @@ def estimate_mi(
                 enable_checkpointing=False,
                 enable_model_summary=False,
                 enable_progress_bar=progress,
+                callbacks=_progress_lines(progress),
                 num_sanity_val_steps=0,
                 limit_val_batches=0,
                 log_every_n_steps=min(50, steps),

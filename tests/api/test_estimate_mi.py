@@ -300,3 +300,10 @@ def test_estimator_result_units_in_words():
     r = EstimatorResult("nwj", "NWJ", 1.0, 0.1, 0.8, 1.2, 1, "batch", "n = 1: no interval", {0: 1.0})
     assert r.units == "1 held-out batch"
     assert EstimatorResult("nwj", "NWJ", 1.0, 0.1, 0.8, 1.2, 5, "seed", "t", {}).units == "5 seeds"
+
+
+def test_progress_into_a_pipe_is_plain_lines_not_redrawn_bars(capsys):
+    x, y = gaussian(300, 2, 0.5)
+    pdlightning.estimate_mi(x, y, ("infonce",), steps=5, progress=True)  # pytest's captured stdout is no terminal
+    out = capsys.readouterr()
+    assert "\r" not in out.out + out.err and "it/s" not in out.out + out.err
