@@ -54,6 +54,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores ({platform.system()})"
 
 
+def revision() -> str:
+    """The checkout's commit (short hash), with ``+changes`` when tracked files differ from it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def arguments(estimator: str, seed: int, args: argparse.Namespace) -> list[str]:
     return [
         "-c",
@@ -185,6 +197,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, meta: dict[str,
         "fitted-on-features probe reaches its optimum at a fraction of the CPU time.)",
         f"- **Seeds** {', '.join(map(str, seeds))}: each its own DIM run per estimator (initialisation and batch "
         "order) and its own random encoder.",
+        f"- **Code**: revision `{args.revision or meta.get('revision') or revision()}` of this repository.",
         f"- **Machine**: {meta['machine']}, shared and loaded (load average {meta['load_min']:.1f} to "
         f"{meta['load_max']:.1f}; other experiments running); one thread, `nice -n 10`. Total wall time "
         f"{meta['wall_seconds'] / 60:.1f} min ({meta['cpu_seconds'] / 60:.1f} min of CPU).",
@@ -229,6 +242,7 @@ def main() -> None:
     parser.add_argument("--probe-train", type=int, default=10000)
     parser.add_argument("--work", type=Path, default=Path("/tmp/eta_mine_dim"))
     parser.add_argument("--out", type=Path, default=Path("docs/results/eta_mine_dim.md"))
+    parser.add_argument("--revision", default=None, help="the runs' code revision (default: recorded by the run)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -274,6 +288,7 @@ def main() -> None:
                     "runs": runs,
                     "meta": {
                         "machine": machine(),
+                        "revision": revision(),
                         "load_min": min(loads),
                         "load_max": max(loads),
                         "wall_seconds": start["wall"] + time.perf_counter() - wall,

@@ -44,6 +44,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores ({platform.system()})"
 
 
+def revision() -> str:
+    """The checkout's commit (short hash), with ``+changes`` when tracked files differ from it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def arguments(estimator: str, seed: int, args: argparse.Namespace) -> list[str]:
     """The ``pdlightning fit`` arguments of one run (what the page prints)."""
     return [
@@ -168,6 +180,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, meta: dict[str,
         f"{args.eval_every} steps on 2,500 fixed-seed samples; a run stops once {args.hold} consecutive evaluations "
         f"captured all 25 modes. Seeds {', '.join(map(str, seeds))} for each estimator (generator, discriminator, "
         "critic initialisation, noise and data stream).",
+        f"- **Code**: revision `{args.revision or meta.get('revision') or revision()}` of this repository.",
         f"- **Machine**: {meta['machine']}, shared and loaded (load average {meta['load_min']:.1f} to "
         f"{meta['load_max']:.1f}; other experiments running); one thread, `nice -n 10`. Total wall time "
         f"{meta['wall_seconds'] / 60:.1f} min ({meta['cpu_seconds'] / 60:.1f} min of CPU).",
@@ -250,6 +263,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/eta_mine_gan"))
     parser.add_argument("--out", type=Path, default=Path("docs/results/eta_mine_gan.md"))
     parser.add_argument("--png", type=Path, default=None, help="default: --out with .png")
+    parser.add_argument("--revision", default=None, help="the runs' code revision (default: recorded by the run)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     args.png = args.png or args.out.with_suffix(".png")
@@ -278,6 +292,7 @@ def main() -> None:
                     "runs": runs,
                     "meta": {
                         "machine": machine(),
+                        "revision": revision(),
                         "load_min": min(loads),
                         "load_max": max(loads),
                         "wall_seconds": sum(r["seconds"] for r in runs),

@@ -67,6 +67,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores ({platform.system()})"
 
 
+def revision() -> str:
+    """The checkout's commit (short hash), with ``+changes`` when tracked files differ from it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def quiet() -> None:
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
@@ -353,6 +365,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, meta: dict[s
         f"- **Held-out estimate**: the module's `test` on the {args.test:,} held-out pairs in batches of "
         f"{args.eval_batch_size} (every in-batch pair scored: {args.eval_batch_size}·{args.eval_batch_size - 1} marginal "
         "pairs per batch), the mean of the batches' values.",
+        f"- **Code**: revision `{args.revision or meta.get('revision') or revision()}` of this repository.",
         f"- **Machine**: {meta['machine']}, shared and loaded (load average {meta['load_min']:.1f} to "
         f"{meta['load_max']:.1f} during the fits; other experiments running); one thread, `nice -n 10`. Total wall "
         f"time {meta['wall_seconds'] / 60:.1f} min ({meta['cpu_seconds'] / 60:.1f} min of CPU).",
@@ -446,6 +459,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/eta_mine_gaussians"))
     parser.add_argument("--out", type=Path, default=Path("docs/results/eta_mine_gaussians.md"))
     parser.add_argument("--png", type=Path, default=None, help="default: --out with .png")
+    parser.add_argument("--revision", default=None, help="the runs' code revision (default: recorded by the run)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from --work/results.json")
     args = parser.parse_args()
     args.png = args.png or args.out.with_suffix(".png")
@@ -465,6 +479,7 @@ def main() -> None:
             loads += [f["load_after"] for f in results[-1]["fits"].values()]
             meta = {
                 "machine": machine(),
+                "revision": revision(),
                 "load_min": min(loads),
                 "load_max": max(loads),
                 "wall_seconds": time.perf_counter() - wall,
