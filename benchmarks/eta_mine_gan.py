@@ -262,7 +262,12 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, meta: dict[str,
         )
     lines += [
         "",
-        "(`·`: the run had stopped, all modes captured.) High-quality share (samples within 3 std of a mode) at each "
+        (
+            "(`·`: the run had stopped, all modes captured.) "
+            if any(r["steps_run"] < args.max_steps for r in runs)
+            else ""
+        )
+        + "High-quality share (samples within 3 std of a mode) at each "
         "run's last evaluation: "
         + ", ".join(
             f"{LABELS[r['estimator']].split(' (')[0]} s{r['seed']} {r['history'][-1]['high_quality_share']:.2f}"
