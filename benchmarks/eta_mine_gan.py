@@ -302,6 +302,7 @@ def main() -> None:
     parser.add_argument("--revision", default=None, help="the runs' code revision (default: recorded by the run)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    started_revision = revision()  # the code the runs use (HEAD may move while they run)
     args.png = args.png or args.out.with_suffix(".png")
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -328,7 +329,7 @@ def main() -> None:
                     "runs": runs,
                     "meta": {
                         "machine": machine(),
-                        "revision": revision(),
+                        "revision": started_revision,
                         "load_min": min(loads),
                         "load_max": max(loads),
                         "wall_seconds": sum(r["seconds"] for r in runs),
