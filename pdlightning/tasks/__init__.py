@@ -6,7 +6,14 @@ joint pair and the pre-images from which :meth:`Task.pmi_matrix` gives the PMI o
 
 from .additive import AdditiveUniformTask, additive_uniform_mi
 from .base import Task, TaskSample
-from .gaussian import BivariateNormalTask, DenseGaussianTask, GaussianTask, SparseGaussianTask, gaussian_mi
+from .gaussian import (
+    BivariateNormalTask,
+    DenseGaussianTask,
+    GaussianTask,
+    RandomGaussianTask,
+    SparseGaussianTask,
+    gaussian_mi,
+)
 from .high_mi import HIGH_MI_LEVELS, CorrelatedGaussianTask, CorrelatedStudentTTask, correlation_for_mi
 from .registry import (
     SUITES,
@@ -48,6 +55,7 @@ __all__ = [
     "BivariateNormalTask",
     "DenseGaussianTask",
     "SparseGaussianTask",
+    "RandomGaussianTask",
     "StudentTTask",
     "CorrelatedGaussianTask",
     "CorrelatedStudentTTask",

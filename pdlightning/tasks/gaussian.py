@@ -8,7 +8,8 @@ For ``(X, Y) ~ N(0, Σ)`` with blocks ``Σ_xx``, ``Σ_yy`` and ``z = (x, y)``:
 over the canonical correlations ``ρ_i``. The suite's parametrisations (Czyż et al., NeurIPS 2023):
 dense, all off-diagonal correlations equal; sparse, ``n_interacting`` pairs ``(X_i, Y_i)`` with correlation
 ``λ²/(1 + λ²)`` (a latent ``Z_i`` of weight λ shared by ``X_i`` and ``Y_i``, unit noise, the other
-coordinates' variance matched with weight λ) and no other correlation.
+coordinates' variance matched with weight λ) and no other correlation. :class:`RandomGaussianTask`: a random mean
+and a random SPD covariance drawn from a seed (Mroueh et al., AAAI 2021, Sec. 5).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "BivariateNormalTask",
     "DenseGaussianTask",
     "SparseGaussianTask",
+    "RandomGaussianTask",
     "gaussian_mi",
     "as_covariance",
 ]
@@ -220,3 +222,55 @@ class SparseGaussianTask(GaussianTask):
             x_dim,
             name=f"multinormal-sparse-{x_dim}-{y_dim}-{n_interacting}-{format_number(strength)}",
         )
+
+
+class RandomGaussianTask(GaussianTask):
+    """``random-normal-{x_dim}-{y_dim}-s{seed}``: ``N(μ, Σ)`` in ``dim`` dimensions with a random mean and a random
+    symmetric positive-definite covariance (the synthetic Gaussians of Mroueh et al., AAAI 2021, Sec. 5), ``X`` the
+    first ``x_dim`` coordinates (default ``dim // 2``), ``Y`` the rest.
+
+    Drawn from ``seed`` (float64, CPU): ``A`` with entries ``N(0, 1/dim)``, ``Σ = A Aᵀ + ridge · I`` (a Wishart matrix
+    of ``dim`` degrees of freedom over ``dim``, plus a ridge that bounds its smallest eigenvalue, hence the MI), then
+    ``μ ~ N(0, mean_scale² I)``. ``I(X; Y) = ½ log(det Σ_xx det Σ_yy / det Σ)``: the mean does not enter. The
+    latents are the centred pairs (their PMI is the observations'); the observations add ``μ``.
+
+    Args:
+        dim: the joint dimension ``x_dim + y_dim`` (at least 2).
+        seed: seed of ``Σ`` and ``μ`` (not of the samples, which the sampling generator draws).
+        x_dim: dimension of X (default ``dim // 2``), ``1 <= x_dim < dim``.
+        ridge: added to the diagonal of ``A Aᵀ`` (> 0).
+        mean_scale: standard deviation of the mean's entries (>= 0; 0 centres the task).
+    """
+
+    def __init__(
+        self, dim: int, seed: int = 0, x_dim: Optional[int] = None, ridge: float = 0.1, mean_scale: float = 1.0
+    ) -> None:
+        check_positive_int("dim", dim)
+        if dim < 2:
+            raise ValueError(f"dim must be at least 2 (X and Y need a coordinate each), got {dim}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        x_dim = dim // 2 if x_dim is None else x_dim
+        ridge, mean_scale = float(ridge), float(mean_scale)
+        if not (math.isfinite(ridge) and ridge > 0.0):
+            raise ValueError(f"ridge must be a positive finite number, got {ridge}")
+        if not (math.isfinite(mean_scale) and mean_scale >= 0.0):
+            raise ValueError(f"mean_scale must be a finite number >= 0, got {mean_scale}")
+        generator = torch.Generator().manual_seed(seed)
+        factor = torch.randn(dim, dim, generator=generator, dtype=torch.float64) / math.sqrt(dim)
+        covariance = factor @ factor.T + ridge * torch.eye(dim, dtype=torch.float64)
+        self._mean = mean_scale * torch.randn(dim, generator=generator, dtype=torch.float64)
+        self.seed, self.ridge, self.mean_scale = seed, ridge, mean_scale
+        name = f"random-normal-{x_dim}-{dim - x_dim}-s{seed}" if isinstance(x_dim, int) else None
+        super().__init__((0.5 * (covariance + covariance.T)).tolist(), x_dim, name=name)
+
+    @property
+    def mean(self) -> Tensor:
+        """The mean ``μ`` of ``(X, Y)`` (float64 copy)."""
+        return self._mean.clone()
+
+    def observe_x(self, latent_x: Tensor) -> Tensor:
+        return latent_x + self._mean[: self.x_dim].to(latent_x.device, latent_x.dtype)
+
+    def observe_y(self, latent_y: Tensor) -> Tensor:
+        return latent_y + self._mean[self.x_dim :].to(latent_y.device, latent_y.dtype)
