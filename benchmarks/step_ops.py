@@ -9,9 +9,9 @@ the step's ``on_train_batch_start`` and ``on_train_batch_end`` (forward, backwar
 record), nested calls included. Two steps are counted: one that logs (one host transfer, the scalars to the loggers)
 and one that does not (``log_every_n_steps``). The critic runs as one stacked call for all members (``chunk_size = K``:
 the GPU's setting; on a CPU the joint critic's default loops over members for cache reasons, which only changes the
-critic's count), and the optimiser makes the masked passes a GPU makes (on a CPU the member-aware Adam
-instead reads the update mask on the host and calls torch's fused kernel on the members' rows: K views and K host
-reads, no kernel launches, so not what this proxy is for). Targets: K = 128 at most 1.25 x K = 8, and K = 8 at most
+critic's count), the gradient check is the GPU's element-wise one, and the optimiser makes the masked passes a GPU
+makes (on a CPU the member-aware Adam instead reads the update mask on the host and calls torch's fused kernel on the
+members' rows: K views and K host reads, no kernel launches, so not what this proxy is for). Targets: K = 128 at most 1.25 x K = 8, and K = 8 at most
 1,500.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/step_ops.py [--out docs/results/step_ops.md]``
@@ -101,6 +101,7 @@ def count(kind: str, k: int, logging: bool) -> tuple[int, list[tuple[str, int]]]
     module = MIEstimationModule(
         critic=critic(kind), members=members(k), summary=False, level_snapshots=False, chunk_size=max(k, 1)
     )
+    module.elementwise_finiteness = True  # the GPU's gradient check (module docstring)
     data = CorrelatedGaussianDataModule(dim=DIM, mi_schedule=[2.0], steps_per_level=8, batch_size=BATCH, seed=0)
     probe = Profiled(module, step=5)  # after the first steps' one-time work (optimiser state, caches)
     trainer = L.Trainer(

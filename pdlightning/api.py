@@ -46,7 +46,8 @@ class EstimatorResult:
     """One estimator's held-out MI (nats) with its interval.
 
     With several seeds, ``estimate`` is the mean of the seeds' held-out estimates and ``low`` / ``high`` its 95%
-    interval over seeds (Student t below 10 seeds: the module's across-seed row); with one seed, the fit's own
+    interval for both the seeds' spread and the shared held-out sample's error
+    (:func:`~pdlightning.uncertainty.seeds_and_held_out_interval`); with one seed, the fit's own
     held-out interval over held-out pairs (plug-in estimators) or held-out batches (bounds with in-batch negatives).
     ``n`` and ``unit`` say which: ``"seed"``, ``"pair"`` or ``"batch"``.
 
@@ -323,11 +324,11 @@ def estimate_mi(
     out (never trained on); the other rows train one :class:`~pdlightning.modules.MIEstimationModule` whose members
     are every estimator times every seed; the module's ``test`` then reports each member's MI on the held-out pairs
     with its 95% interval (:mod:`pdlightning.uncertainty`). Per estimator the result is, with ``seeds > 1``, the mean
-    over its seeds with a Student-t interval over seeds (each seed draws its own critic and its own order of the
-    training batches: ``data="replicas"``), else the single fit's own held-out interval (over held-out pairs for
-    plug-in estimators, over held-out batches for bounds with in-batch negatives such as SMILE and InfoNCE). An
-    interval over seeds measures the spread of training, one over held-out units the spread of the held-out sample;
-    neither includes the other.
+    over its seeds (each seed draws its own critic and its own order of the training batches: ``data="replicas"``)
+    with an interval for both the seeds' spread and the error of the held-out sample they share
+    (:func:`~pdlightning.uncertainty.seeds_and_held_out_interval`), else the single fit's own held-out interval (over
+    held-out pairs for plug-in estimators, over held-out batches for bounds with in-batch negatives such as SMILE and
+    InfoNCE). Neither covers the estimator's bias (a bound below the truth stays below it with any number of seeds).
 
     Defaults for data of unknown scale (measured in the module docstring of :mod:`pdlightning.api`): both variables
     standardised with the training rows' mean and standard deviation; 20% held out; a joint critic of 16 and 8
@@ -480,6 +481,10 @@ def _pooled(key: str, rows: Sequence[Any], seeds: int) -> EstimatorResult:
     if seeds > 1 and source is not group:
         notes.append(f"one seed of {seeds} finished: its own held-out interval, not one over seeds")
     interval = source.interval
+    if source is group and len(finished) >= 2:  # the seeds' spread and the shared held-out sample's error, together
+        from .uncertainty import seeds_and_held_out_interval
+
+        interval = seeds_and_held_out_interval([r.interval.estimate for r in finished], [r.interval for r in finished])
     return EstimatorResult(
         key,
         label,

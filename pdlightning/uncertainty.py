@@ -116,3 +116,45 @@ def mean_interval(
         f"percentile bootstrap, {resamples} resamples",
         confidence,
     )
+
+
+def seeds_and_held_out_interval(
+    estimates: Sequence[float], held_out: Sequence[Interval], confidence: float = 0.95
+) -> Interval:
+    """The mean over ``S`` seeds of one estimator, each evaluated on the **same** held-out sample, with an interval
+    for both sources of error: training (the seeds' spread, reduced by averaging) and the held-out sample (each
+    seed's own ``stderr`` over held-out units, shared by the seeds, so *not* reduced by averaging them):
+
+        ``se² = s_seeds² / S + mean_k se_k²``,  interval ``mean ± t_ν se``,
+
+    with ``ν`` the Welch–Satterthwaite degrees of freedom of the two terms. An interval over the seeds alone would
+    leave out the held-out sample's error (it then covers the truth less often than it says when the held-out
+    sample is small); one over held-out units alone would leave out training's. A seed
+    evaluated on one held-out unit has no ``stderr``: that term is then 0, and ``method`` says so."""
+    from scipy import stats
+
+    values = np.asarray(estimates, dtype=np.float64)
+    seeds = int(values.size)
+    if seeds < 2 or len(held_out) != seeds:
+        raise ValueError("estimates: expected one estimate and one held-out interval per seed, at least 2 seeds")
+    units = min(iv.n for iv in held_out)
+    between = float(values.var(ddof=1)) / seeds
+    within = float(np.mean([iv.stderr**2 if iv.n > 1 and math.isfinite(iv.stderr) else 0.0 for iv in held_out]))
+    stderr = math.sqrt(between + within)
+    denominator = between**2 / (seeds - 1) + (within**2 / (units - 1) if units > 1 else 0.0)
+    dof = (between + within) ** 2 / denominator if denominator > 0 else float(seeds - 1)
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * stderr
+    estimate = float(values.mean())
+    unit = held_out[0].unit
+    unknown = "" if units > 1 else f"; the held-out error is unknown ({count_of(units, unit)}): seeds' spread only"
+    return Interval(
+        estimate,
+        stderr,
+        estimate - half,
+        estimate + half,
+        seeds,
+        "seed",
+        f"Student t over {seeds} seeds and {count_of(units, unit)} held out, {dof:.0f} dof (Welch-Satterthwaite)"
+        + unknown,
+        confidence,
+    )

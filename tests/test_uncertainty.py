@@ -82,3 +82,29 @@ def test_results_file_round_trips(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="not a pdlightning results file"):
         read_results(tmp_path / "bad.json")
+
+
+def test_the_seeds_and_held_out_interval_adds_the_shared_held_out_error_to_the_seeds_spread():
+    from pdlightning.uncertainty import Interval, seeds_and_held_out_interval
+
+    def held_out(estimate: float, stderr: float, n: int = 50) -> Interval:
+        return Interval(estimate, stderr, estimate - 2 * stderr, estimate + 2 * stderr, n, "pair", "t")
+
+    # seeds that agree exactly: the held-out error alone (not divided by the number of seeds), about t_49 * 0.1
+    same = seeds_and_held_out_interval([1.0, 1.0, 1.0], [held_out(1.0, 0.1)] * 3)
+    assert same.stderr == pytest.approx(0.1) and same.high - same.estimate == pytest.approx(2.01 * 0.1, rel=0.01)
+    # a held-out sample without error: the Student-t interval over the seeds
+    values = [0.8, 1.0, 1.3]
+    spread = seeds_and_held_out_interval(values, [held_out(v, 0.0) for v in values])
+    t_over_seeds = mean_interval(values, "seed")
+    assert spread.low == pytest.approx(t_over_seeds.low) and spread.high == pytest.approx(t_over_seeds.high)
+    # both: a larger standard error than either alone (the degrees of freedom grow too: Welch-Satterthwaite)
+    both = seeds_and_held_out_interval(values, [held_out(v, 0.1) for v in values])
+    assert both.stderr == pytest.approx(math.sqrt(np.var(values, ddof=1) / 3 + 0.01))
+    assert both.stderr > max(spread.stderr, same.stderr) and "4 dof" in both.method
+    assert both.high - both.low > same.high - same.low
+    # one held-out batch per seed: no held-out stderr; the interval is the seeds' and says the rest is unknown
+    single = seeds_and_held_out_interval(values, [held_out(v, float("nan"), n=1) for v in values])
+    assert single.stderr == pytest.approx(t_over_seeds.stderr) and "held-out error is unknown" in single.method
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seeds_and_held_out_interval([1.0], [held_out(1.0, 0.1)])

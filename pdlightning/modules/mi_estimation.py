@@ -464,7 +464,12 @@ class MIEstimationModule(EstimationEngine):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """The sum of the members' losses and the step's :class:`~pdlightning.records.StepRecord`."""
         joint, marginal = self.stacked_scores(batch, derangement=self.marginal_pairs == "derangement", training=True)
-        return self.finish_step(joint, marginal, batch, self._batch_level, critic_loss=self.critic_losses(batch))
+        outputs = self.finish_step(joint, marginal, batch, self._batch_level, critic_loss=self.critic_losses(batch))
+        # recorded here, not in on_train_batch_end: Lightning runs the callbacks' hook first, and a checkpoint
+        # written there must hold this step's row (a fit resumed from it would otherwise lack the row)
+        for record in step_records(outputs):
+            self.streams.record(self._logging_step(), record)
+        return outputs
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._batch_level = true_mi_of(batch)
@@ -476,11 +481,6 @@ class MIEstimationModule(EstimationEngine):
 
     on_test_batch_start = on_validation_batch_start
     on_predict_batch_start = on_validation_batch_start
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)
-        for record in step_records(outputs):
-            self.streams.record(self._logging_step(), record)
 
     def _logging_step(self) -> int:
         from ..step_logging import logging_step

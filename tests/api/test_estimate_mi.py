@@ -52,20 +52,24 @@ def test_recovers_the_closed_form_mi_of_a_gaussian_within_its_interval():
     print(f"estimate_mi, 5-d Gaussian, I = 1 nat, n = 2000: {result!r}\n({seconds:.1f} s)")
 
 
-def test_seed_replicates_pool_to_the_mean_over_seeds_with_a_student_t_interval():
-    x, y = gaussian(300, 2, 0.5)
+def test_seed_replicates_pool_to_the_mean_over_seeds_with_the_shared_held_out_error():
+    x, y = gaussian(1500, 2, 0.5)  # 300 held-out pairs: several batches, so each seed has a held-out stderr
     result = pdlightning.estimate_mi(x, y, ("infonce",), steps=30, seeds=3, seed=5, progress=False)
     r = result["infonce"]
-    assert (r.unit, r.n, r.units) == ("seed", 3, "3 seeds") and r.method == "Student t, 2 dof"
+    assert (r.unit, r.n, r.units) == ("seed", 3, "3 seeds") and "Welch-Satterthwaite" in r.method
     values = list(r.per_seed.values())
     assert sorted(r.per_seed) == [5, 6, 7] and len(set(values)) == 3  # each seed its own critic and batch order
     assert r.estimate == pytest.approx(np.mean(values), abs=1e-9)
-    half = 4.302652729911275 * np.std(values, ddof=1) / math.sqrt(3)  # t_{0.975, 2}
-    assert (r.low, r.high) == pytest.approx((r.estimate - half, r.estimate + half), abs=1e-9)
+    # se^2 = the seeds' spread / 3 + the mean of the seeds' held-out se^2 (shared held-out pairs: not divided by 3)
+    members = [row for row in result.rows if row.group is None]
+    within = np.mean([row.interval.stderr**2 for row in members])
+    assert all(row.interval.n >= 2 for row in members) and within > 0
+    assert r.stderr == pytest.approx(math.sqrt(np.var(values, ddof=1) / 3 + within), rel=1e-9)
+    assert r.low < r.estimate - 2 * r.stderr and r.high > r.estimate + 2 * r.stderr  # t with few dof: beyond 2 se
     assert result._module.data_mode == "replicas" and result._datamodule.replicas == 3
-    # the module's own rows: one per seed and the across-seed row the result is read from
+    # the module's own rows: one per seed and the across-seed row (its interval over the seeds alone)
     assert [row.member for row in result.rows] == ["infonce_s5", "infonce_s6", "infonce_s7", None]
-    assert result.rows[-1].group == "infonce" and result.rows[-1].interval.estimate == r.estimate
+    assert result.rows[-1].group == "infonce" and result.rows[-1].interval.estimate == pytest.approx(r.estimate)
 
 
 def test_one_seed_reports_the_fits_own_held_out_interval(small):

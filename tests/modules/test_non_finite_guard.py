@@ -165,8 +165,10 @@ def test_estimator_is_checked_too() -> None:
         fit(module)
 
 
-def test_non_finite_gradients_from_a_finite_loss() -> None:
+@pytest.mark.parametrize("elementwise", [False, True], ids=["per-parameter-sums", "elementwise-gpu-path"])
+def test_non_finite_gradients_from_a_finite_loss(elementwise: bool) -> None:
     module = MIEstimationModule(FaultyCritic({3: "nan_grad"}), DV())
+    module.elementwise_finiteness = elementwise
     with pytest.raises(NonFiniteBoundError, match=r"non-finite gradients at step 3 in critic\.first\.weight"):
         fit(module)
 

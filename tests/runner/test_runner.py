@@ -133,3 +133,48 @@ def test_one_csv_and_markdown_writer(tmp_path):
     write_csv([{"x": 1, "y": 2}], tmp_path / "d.csv", fields=["y"])
     assert (tmp_path / "d.csv").read_text().split() == ["y", "2"]
     assert markdown_table(["", "a"], [["**b**", 1]]) == "|  | a |\n|---|---|\n| **b** | 1 |\n"
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_streams_every_step_once(tmp_path, monkeypatch):
+    """A sweep killed mid-run loses at most ``CHECKPOINT_EVERY`` steps: started again, the run continues from its
+    ``last.ckpt`` (same resolved config only) and its per-step stream equals an uninterrupted run's."""
+    import lightning as L
+
+    from pdlightning.runner import execute
+
+    monkeypatch.setattr(execute, "CHECKPOINT_EVERY", 4)
+    longer = TINY + (
+        "--trainer.max_steps=12",
+        "--data.init_args.steps_per_level=6",
+        "--data.init_args.mi_schedule=[2.0, 4.0]",
+        "--model.init_args.stream_path={run_dir}/estimates.csv",
+    )
+    run = Run("r", (GAUSSIAN,), longer, budget={"steps": 12})
+    reference = in_process(run, tmp_path / "reference")
+    assert "resumed_from_step" not in reference.extra
+
+    class Killed(RuntimeError):
+        pass
+
+    class KillAt10(L.Callback):
+        def on_train_batch_end(self, trainer, *args) -> None:
+            if trainer.global_step == 10:
+                raise Killed("the machine went away")
+
+    def killed(run: Run, run_dir: Path) -> RunRecord:
+        return execute.execute_in_process(run, run_dir, [KillAt10()])
+
+    with pytest.raises(Killed):
+        in_process(run, tmp_path / "r", killed)
+    assert (tmp_path / "r" / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "r" / "run.json").exists()
+    resumed = in_process(run, tmp_path / "r")
+    assert resumed.status == "ok" and resumed.steps == 12 and resumed.extra["resumed_from_step"] == 8
+    stream = (tmp_path / "r" / "estimates.csv").read_text().splitlines()
+    assert stream == (tmp_path / "reference" / "estimates.csv").read_text().splitlines() and len(stream) == 13
+
+    # another config in the same directory starts afresh: a checkpoint is resumed only by the fit it belongs to
+    with pytest.raises(Killed):
+        in_process(run, tmp_path / "other", killed)
+    other = Run("r", (GAUSSIAN,), longer + ("--model.init_args.optimizer.init_args.lr=0.002",), budget={"steps": 12})
+    fresh = in_process(other, tmp_path / "other")
+    assert fresh.steps == 12 and "resumed_from_step" not in fresh.extra
