@@ -74,6 +74,7 @@ def run_task(task_id: str, args: argparse.Namespace) -> dict[str, Any]:
         optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
         on_member_divergence="retire",
         summary=False,
+        stream_path=str(Path(args.out) / task_id / "estimates.csv"),  # every member's training estimate per step
     )
     data = TaskDataModule(
         task_id,
@@ -174,6 +175,51 @@ def render(out: Path) -> str:
     return "\n".join(lines)
 
 
+#: Published estimates on the same four Gaussian levels, as issue 22 quotes them (a flow-matching estimator; a
+#: diffusion-bridge estimator at 80 nats only).
+PUBLISHED = {
+    "flow matching (published)": {10.0: 10.5, 20.0: 21.1, 40.0: 41.7, 80.0: 90.8},
+    "diffusion bridge (published)": {80.0: 81.2},
+}
+
+
+def plot(out: Path, path: Path) -> None:
+    """Estimate against the true MI on the Gaussian levels (``tre-normal-*``): each estimator's seed mean, the
+    published generative estimators, and the identity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(p.read_text()) for p in sorted(out.glob("tre-normal-*.json"))]
+    records.sort(key=lambda r: r["true_mi"])
+    fig, ax = plt.subplots(figsize=(5.2, 4.0), dpi=90)
+    truths = [r["true_mi"] for r in records]
+    ax.plot([0, 85], [0, 85], color="0.6", lw=1, ls="--", label="true MI")
+    for k in ESTIMATORS:
+        xs, ys = [], []
+        for r in records:
+            values = [
+                row["estimate"] for row in r["rows"] if row["key"] == k and row["group"] is None and "estimate" in row
+            ]
+            if values:
+                xs.append(r["true_mi"])
+                ys.append(sum(values) / len(values))
+        if xs:
+            ax.plot(xs, ys, marker="o", ms=4, lw=1.2, label=k)
+    for name, published in PUBLISHED.items():
+        xs = [t for t in published if t in truths or not truths]
+        ax.plot(
+            xs, [published[t] for t in xs], marker="x", ls=":", lw=1, color="k" if "flow" in name else "m", label=name
+        )
+    ax.set_xlabel("true MI (nats)")
+    ax.set_ylabel("held-out estimate (nats)")
+    ax.set_title("TRE protocol: correlated Gaussians, d = 2 x MI")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def get_task_order() -> list[str]:
     from pdlightning.tasks import suite_task_ids
 
@@ -195,9 +241,12 @@ def main() -> None:
     p.add_argument("--tre-hidden", type=int, default=128, help="width of the telescoping critic's body")
     p.add_argument("--n-test", type=int, default=2000, help="held-out pairs (batches of 500)")
     p.add_argument("--render", action="store_true", help="print the tables of the finished tasks and exit")
+    p.add_argument("--plot", type=Path, default=None, help="with --render: also draw the Gaussian levels to this PNG")
     args = p.parse_args()
     if args.render:
         print(render(args.out))
+        if args.plot is not None:
+            plot(args.out, args.plot)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
