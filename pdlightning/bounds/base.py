@@ -194,6 +194,10 @@ class Bound(nn.Module, metaclass=ABCMeta):
     #: value of the second term at the optimal critic: the ``C*`` Re-X pulls it towards by default
     #: (0 for the DV family, whose partition may settle anywhere; 1 for the NWJ family).
     optimal_second_term: ClassVar[Optional[float]] = None
+    #: the training objective reads the product-of-marginals scores (False: TRE, whose objective on the scores is
+    #: zero; it learns through its critic's own loss). A fit whose members' objectives and plug-in estimates read
+    #: only the joint scores does not score their critic on the in-batch matrix while training.
+    objective_reads_marginal: ClassVar[bool] = True
     #: short human name used in labels (default: the class name).
     short_name: ClassVar[Optional[str]] = None
     #: what :meth:`pointwise` takes from the batch besides each pair's own score: ``None`` (nothing:

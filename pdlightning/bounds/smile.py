@@ -21,7 +21,6 @@ class SMILE(Bound):
     the cost of bias. ``tau = None`` or ``inf`` gives DV on a JS-trained critic.
     """
 
-    is_lower_bound = True
     log_domain_second_term = True
     optimal_second_term = 0.0
     pmi_normalizer = "global"
@@ -36,6 +35,13 @@ class SMILE(Bound):
             raise ValueError(f"tau: expected a positive clip value (or None/inf for none), got {tau}")
         self.tau = None if tau is None or math.isinf(tau) else float(tau)
         self.register_buffer("clip_at", torch.tensor(math.inf if self.tau is None else self.tau), persistent=False)
+
+    @property
+    def is_lower_bound(self) -> bool:  # type: ignore[override]
+        """Only without a clip (DV on a JS-trained critic): a finite ``tau`` shrinks the partition term's large
+        scores, so the estimate can read above the MI (the paper puts "lower bound" in quotes; a bracket's lower
+        end must not be such an estimate)."""
+        return self.tau is None
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         return js_objective(pairs), {}

@@ -32,6 +32,7 @@ class TRE(PlugInBound):
 
     #: the critic method the engine adds to this member's loss: ``critic.bridge_loss(x, y, y_marginal)``.
     critic_loss: ClassVar[str] = "bridge_loss"
+    objective_reads_marginal = False
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         return pairs.joint.sum() * 0.0, {}

@@ -160,12 +160,34 @@ def _bound_or_key(value: Any, where: str) -> tuple[Optional[Bound], Optional[str
     raise ValueError(f"{where}: expected a fragment key or a Bound, got {type(value).__name__}")
 
 
+def _fragment_critic(spec: Any, dims: Optional[tuple[int, int]], where: str) -> Critic:
+    """A fragment's critic; ``x_dim`` / ``y_dim`` it leaves out (the packaged fragments do: the CLI fills the module
+    critic's from the data) are the module critic's ``dims``."""
+    if isinstance(spec, dict) and isinstance(spec.get("init_args") or {}, dict):
+        init_args = dict(spec.get("init_args") or {})
+        missing = [f"{side}_dim" for side in ("x", "y") if init_args.get(f"{side}_dim") is None]
+        if missing:
+            if dims is None:
+                raise ValueError(
+                    f"{where}: the fragment's {str(spec.get('class_path', 'critic')).rsplit('.', 1)[-1]} sets no "
+                    f"{' / '.join(missing)}, and there is no module critic to take them from; pass the module's "
+                    "`critic` (or the member's own critic)"
+                )
+            init_args.update({name: dims[0 if name == "x_dim" else 1] for name in missing})
+            spec = {**spec, "init_args": init_args}
+    return _build(spec, Critic)
+
+
 def resolve_members(
     members: Sequence[Union[str, Member, dict]],
     default_seed: Optional[int] = None,
     data: str = "shared",
+    critic_dims: Optional[tuple[int, int]] = None,
 ) -> list[ResolvedMember]:
-    """The members of ``members`` (keys, :class:`Member` s or their dicts), checked and named (module docstring)."""
+    """The members of ``members`` (keys, :class:`Member` s or their dicts), checked and named (module docstring).
+
+    ``critic_dims``: the module critic's ``(x_dim, y_dim)``, which a fragment's own critic takes where it leaves them
+    out."""
     if not isinstance(members, (list, tuple)) or not members:
         raise ValueError("members: expected at least one member (K = 0)")
     seed = torch.initial_seed() if default_seed is None else default_seed
@@ -193,7 +215,7 @@ def resolve_members(
             bound = _build(model["bound"], Bound)
             estimator = _build(model["estimator"], Bound) if "estimator" in model else None
             if critic is None and "critic" in model:
-                critic = _build(model["critic"], Critic)
+                critic = _fragment_critic(model["critic"], critic_dims, f"{where}.critic ({label})")
         if entry.estimator is not None:
             given, estimator_key = _bound_or_key(entry.estimator, f"{where}.estimator ({label})")
             estimator = given if estimator_key is None else _build(fragment_model(estimator_key)["bound"], Bound)

@@ -62,6 +62,16 @@ def matrix_to_pairs(scores: Tensor) -> tuple[Tensor, Tensor]:
     return scores.diagonal(dim1=1, dim2=2), off_diagonal
 
 
+def _reads_joint_only(member: ResolvedMember) -> bool:
+    """The member's training objective and its reported (plug-in) estimate read only the joint pairs' scores."""
+    reporting = member.estimator if member.estimator is not None else member.bound
+    return (
+        not member.bound.objective_reads_marginal
+        and not reporting.has_partition_term
+        and reporting.pmi_normalizer is None
+    )
+
+
 class MIEstimationModule(EstimationEngine):
     """Estimate MI / PD between ``batch['x']`` and ``batch['y']`` with one or many estimators.
 
@@ -200,7 +210,8 @@ class MIEstimationModule(EstimationEngine):
 
             key = fragment_key_of(bound, estimator)
             return [ResolvedMember(MemberId(key, torch.initial_seed()), bound, estimator, None, None, None, True)]
-        return resolve_members(members, data=data)
+        dims = (critic.x_dim, critic.y_dim) if isinstance(critic, Critic) else None
+        return resolve_members(members, data=data, critic_dims=dims)
 
     def _build_critics(
         self, members: list[ResolvedMember], critic: Optional[Critic], chunk_size: Optional[int]
@@ -244,6 +255,11 @@ class MIEstimationModule(EstimationEngine):
         )
         self._critic_members = list(groups.values())
         self._critic_losses = self._own_critic_losses(members, critics)
+        #: stacks none of whose members reads its product-of-marginals scores in training (TRE: a zero objective and a
+        #: plug-in estimate of the joint scores): a training step scores only their joint pairs.
+        self._joint_only_stacks = {
+            s for s, indices in enumerate(self._critic_members) if all(_reads_joint_only(members[k]) for k in indices)
+        }
         order = [k for indices in self._critic_members for k in indices]
         self._critic_natural = order == list(range(len(members)))
         position = {k: p for p, k in enumerate(order)}
@@ -382,10 +398,12 @@ class MIEstimationModule(EstimationEngine):
             return {k: batch[k] for k in keys}, True
         return {k: batch[k].index_select(0, index) for k in keys}, True
 
-    def stacked_scores(self, batch: Any, derangement: bool = False) -> tuple[Tensor, Tensor]:
+    def stacked_scores(self, batch: Any, derangement: bool = False, training: bool = False) -> tuple[Tensor, Tensor]:
         """Every member's scores: ``joint [K, n]`` and ``marginal [K, n, m]`` (explicit pairs, or the
         off-diagonal of each member's in-batch score matrix; with ``derangement``, one pair ``(x_i, y_σ(i))`` per
-        row for a batch that gives none)."""
+        row for a batch that gives none). ``training``: the stacks whose members read no marginal scores in training
+        (TRE) score only their joint pairs, and their ``marginal`` is the joint scores repeated (a placeholder of
+        the batch's shape, as :meth:`member_pmi`'s)."""
         if not isinstance(batch, dict) or "x" not in batch or "y" not in batch:
             raise ValueError("batch: expected a dict with keys 'x', 'y'")
         if self.data_mode == "replicas":
@@ -404,8 +422,13 @@ class MIEstimationModule(EstimationEngine):
         order = None
         if derangement and "x_marginal" not in batch:
             order = random_derangement(batch["y"].shape[-2 if self.data_mode == "replicas" else 0])
-        for stack, indices in zip(self.critic_stacks, self._critic_members):
+        for s, (stack, indices) in enumerate(zip(self.critic_stacks, self._critic_members)):
             inputs, per_member = self._member_inputs(batch, indices)
+            if training and s in self._joint_only_stacks:
+                joint = stack.pointwise(inputs["x"], inputs["y"], members_dim=per_member)
+                m = 1 if order is not None or "x_marginal" in inputs else joint.shape[1] - 1
+                parts.append((joint, joint.detach().unsqueeze(-1).expand(-1, -1, m)))
+                continue
             if order is not None:
                 order = order.to(inputs["y"].device)
                 inputs = {
@@ -440,7 +463,7 @@ class MIEstimationModule(EstimationEngine):
     # ---------------------------------------------------------------------------------- training
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Any]:
         """The sum of the members' losses and the step's :class:`~pdlightning.records.StepRecord`."""
-        joint, marginal = self.stacked_scores(batch, derangement=self.marginal_pairs == "derangement")
+        joint, marginal = self.stacked_scores(batch, derangement=self.marginal_pairs == "derangement", training=True)
         outputs = self.finish_step(joint, marginal, batch, self._batch_level, critic_loss=self.critic_losses(batch))
         # recorded here, not in on_train_batch_end: Lightning runs the callbacks' hook first, and a checkpoint
         # written there must hold this step's row (a fit resumed from it would otherwise lack the row)

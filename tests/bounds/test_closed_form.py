@@ -182,3 +182,14 @@ def test_dv_value_is_invariant_to_critic_shift_and_nwj_is_not(gaussian_batch):
     assert DV()(L + 5).mi.item() == pytest.approx(DV()(L).mi.item(), abs=1e-4)
     assert InfoNCE()(L + 5).mi.item() == pytest.approx(InfoNCE()(L).mi.item(), abs=1e-4)
     assert NWJ()(L + 5).mi.item() < NWJ()(L + 1).mi.item()
+
+
+def test_smile_with_a_finite_clip_is_not_a_lower_bound_and_says_so():
+    """Independent X, Y (MI = 0) and a constant critic c = 3: DV reads c - log e^c = 0, SMILE(tau = 1) reads
+    c - tau = 2 > MI, so only tau = inf (DV on a JS-trained critic) may be a bracket's lower end."""
+    from pdlightning.bounds import SMILE
+
+    joint, marginal = torch.full((8,), 3.0), torch.full((8, 7), 3.0)
+    assert SMILE(1.0)(joint=joint, marginal=marginal).mi.item() == pytest.approx(2.0)
+    assert SMILE(None)(joint=joint, marginal=marginal).mi.item() == pytest.approx(0.0, abs=1e-6)
+    assert not SMILE(1.0).is_lower_bound and not SMILE(5.0).is_lower_bound and SMILE(None).is_lower_bound

@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from pdlightning.bounds import CLUB, TRE, L1Out
+from pdlightning.bounds import CLUB, NWJ, TRE, L1Out
 from pdlightning.critics import ConditionalGaussianCritic, JointCritic, TelescopingCritic
 from pdlightning.data import CorrelatedGaussianDataModule, random_derangement
 from pdlightning.data.gaussian import sample_correlated_gaussian
@@ -77,7 +77,6 @@ def test_tre_members_of_two_seeds_are_each_their_own_fit():
 
 def test_a_bridge_loss_member_beside_a_bound_sharing_its_architecture_is_refused():
     critic = _tre_critic(2)
-    from pdlightning.bounds import NWJ
 
     with pytest.raises(ValueError, match="share a critic architecture but not how it learns"):
         MIEstimationModule(critic, members=[Member(bound=TRE()), Member(bound=NWJ())], summary=False)
@@ -134,3 +133,56 @@ def test_club_and_l1out_bracket_the_gaussian_mi_from_above():
     assert CLUB.is_upper_bound and L1Out.is_upper_bound
     club, l1out = (float(v) for v in values)
     assert club > 0.9 and 0.9 < l1out < 1.6, (club, l1out)
+
+
+def test_fragment_keys_with_their_own_critic_take_the_dims_of_the_module_critic():
+    """``members: [infonce, tre, club, l1out]``: the tre / club / l1out fragments set their critic without ``x_dim`` /
+    ``y_dim`` (the CLI fills the module critic's from the data); each member's critic takes the module critic's dims,
+    and stacks apart from the module's architecture."""
+    module = MIEstimationModule(JointCritic(3, 5, [8]), members=["infonce", "tre", "club", "l1out"], summary=False)
+    kinds = {name: type(module.member_critic(name)).__name__ for name in module.member_names}
+    assert kinds == {
+        "infonce": "JointCritic",
+        "tre": "TelescopingCritic",
+        "club": "ConditionalGaussianCritic",
+        "l1out": "ConditionalGaussianCritic",
+    }
+    assert all((module.member_critic(n).x_dim, module.member_critic(n).y_dim) == (3, 5) for n in module.member_names)
+    assert sorted(len(indices) for indices in module._critic_members) == [1, 1, 2]  # club and l1out stack together
+    batch = {"x": torch.randn(16, 3), "y": torch.randn(16, 5)}
+    joint, marginal = module.stacked_scores(batch)
+    assert joint.shape == (4, 16) and module.critic_losses(batch) is not None
+
+
+def test_a_fragment_critic_without_dims_and_no_module_critic_is_an_error_naming_the_member():
+    with pytest.raises(ValueError, match=r"members\[0\]\.critic \(tre\): .*x_dim"):
+        MIEstimationModule(None, members=["tre"], summary=False)
+
+
+def test_a_training_step_scores_a_tre_stack_on_its_joint_pairs_only(monkeypatch):
+    """TRE's objective is zero and its estimate the mean joint score: with in-batch negatives for the other members
+    (marginal_pairs: all), a training step does not score the telescoping critic on the n x n matrix (n^2 pairs
+    forward and backward, 40x a TRE step's own cost at n = 256), and every member's loss and estimate are as before."""
+    torch.manual_seed(0)
+    module = MIEstimationModule(
+        JointCritic(2, 2, [8]),
+        members=[Member(bound=NWJ(), name="nwj"), Member(bound=TRE(), name="tre", critic=_tre_critic(2))],
+        summary=False,
+    )
+    tre_stack = module.critic_stacks[module._critic_members.index([1])]
+    batch = {"x": torch.randn(16, 2), "y": torch.randn(16, 2)}
+    matrix_calls = []
+    original = tre_stack.forward
+    monkeypatch.setattr(tre_stack, "forward", lambda *a, **k: matrix_calls.append(1) or original(*a, **k))
+    _fit(module, 2, mi=1.0, batch=16)
+    assert matrix_calls == []
+    joint, marginal = module.stacked_scores(batch, training=True)
+    assert matrix_calls == []
+    full_joint, full_marginal = module.stacked_scores(batch)  # evaluation: every member on the whole matrix
+    assert matrix_calls == [1] and marginal.shape == full_marginal.shape
+    reference = module.bounds(full_joint, full_marginal)
+    torch.testing.assert_close(joint, full_joint)
+    torch.testing.assert_close(marginal[0], full_marginal[0])  # NWJ's in-batch negatives are unchanged
+    out = module.bounds(joint, marginal)
+    torch.testing.assert_close(out.loss, reference.loss)
+    torch.testing.assert_close(out.estimate, reference.estimate)
