@@ -20,42 +20,19 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from machine import machine, revision  # benchmarks/machine.py: the script's own folder is on the path
+
 ESTIMATORS = {"eta_dv": [], "dv": ["-c", "configs/mi/bounds/dv.yaml"]}
 LABELS = {"eta_dv": "η-MINE (`EtaDV`)", "dv": "DV-MINE (`DV`)"}
 MODES = 25
 PARTIAL = 20  # a partial-coverage milestone, for runs that do not reach all modes within the budget
 LAST = 4  # evaluations averaged at the end of a run
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores ({platform.system()})"
-
-
-def revision() -> str:
-    """The checkout's commit (short hash), with ``+changes`` when tracked files differ from it."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def arguments(estimator: str, seed: int, args: argparse.Namespace) -> list[str]:

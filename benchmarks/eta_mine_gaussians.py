@@ -34,12 +34,13 @@ import json
 import logging
 import math
 import os
-import platform
 import statistics
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
+
+from machine import machine, revision  # benchmarks/machine.py: the script's own folder is on the path
 
 MAIN = ("dv", "nwj", "eta_dv", "a_mine")
 LABELS = {
@@ -53,30 +54,6 @@ LABELS = {
 }
 ORDER = ("eta_dv", "eta_mine_bcd", "eta_convex", "dv", "nwj", "infonce", "a_mine")
 CURVE_STEPS = (100, 250, 500, 1000, 1500, 2000, 3000, 4000)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores ({platform.system()})"
-
-
-def revision() -> str:
-    """The checkout's commit (short hash), with ``+changes`` when tracked files differ from it."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def quiet() -> None:
