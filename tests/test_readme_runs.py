@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import subprocess
+import sys
 import warnings
 from importlib.util import find_spec
 from pathlib import Path
@@ -111,8 +113,23 @@ def at_a_tiny_budget(tool: str, args: list[str]) -> list[str]:
     return [*args, "--max_runs", "1", "--overrides", yaml.safe_dump(overrides, default_flow_style=True).strip()]
 
 
+def starts_ray(tool: str, args: list[str]) -> bool:
+    """A sweep with ``--workers`` > 1 starts a local Ray instance."""
+    return tool == "pdlightning-report" and int(option(args, "--workers") or 1) > 1
+
+
 def run(tool: str, args: list[str]) -> None:
-    """Run one console script in-process, as its entry point does; a non-zero exit fails."""
+    """Run one console script in-process, as its entry point does; a non-zero exit fails.
+
+    A command that starts Ray runs as its own process, as a reader's would: Ray caches the auth token it first loads
+    for the life of a process, so after the Ray tests of this session (their own token) an in-process ``ray.init``
+    offers a stale token to the new cluster, which refuses it."""
+    if starts_ray(tool, args):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+        script = Path(sys.executable).with_name(tool)
+        done = subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{tool} {shlex.join(args)} exited with {done.returncode}:\n{done.stderr[-3000:]}"
+        return
     if tool == "pdlightning":
         from pdlightning.cli.entry import main
     elif tool == "pdlightning-report":
