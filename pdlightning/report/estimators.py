@@ -62,6 +62,7 @@ DOCUMENTED: dict[str, Documented] = {
     "pd_matching_1": Documented("Density Matching I"),
     "pd_matching_2": Documented("Density Matching II"),
     "pd_ratio_fitting": Documented("Density-Ratio Fitting", 2000),
+    "eta_dv": Documented("η-DV"),
 }
 #: Report keys of the previous release -> the key (accepted with a FutureWarning until the next one).
 ALIASES: dict[str, str] = {

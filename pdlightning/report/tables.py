@@ -18,7 +18,7 @@ from .estimators import DOCUMENTED, label_of
 from .provenance import provenance_cells, provenance_notes, recorded_config
 from .results import ResultRow, RunResult, cell_rows
 from .sweep import Budget
-from .targets import TABLE2, TABLE2_LEVELS
+from .targets import PUBLISHED_CRITIC, TABLE2, TABLE2_LEVELS
 
 __all__ = ["table2_markdown", "comparison_markdown", "verdict_markdown", "report_markdown", "SHORT"]
 
@@ -94,7 +94,11 @@ def table2_markdown(
 
 
 def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], tasks: Sequence[str]) -> str:
-    """Joint-critic cells as ``ours / paper`` wherever the paper has the row (SMILE Table 2, ReMINE)."""
+    """Joint-critic cells as ``ours / paper`` wherever the paper has the row (SMILE Table 2, ReMINE); nothing when
+    no joint-critic cell was run (the published cells are joint-critic ones: a table of "– / paper" says nothing)."""
+    rows = [r for r in rows if r.critic == PUBLISHED_CRITIC]
+    if not rows:
+        return ""
     levels = _levels(rows)
     lines = []
     for task in tasks:
@@ -107,12 +111,12 @@ def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], ta
             for i, estimator in enumerate(names):
                 cells = []
                 for level in levels:
-                    ours = _formatted(cell_rows(rows, task, "joint", estimator, level), metric)
+                    ours = _formatted(cell_rows(rows, task, PUBLISHED_CRITIC, estimator, level), metric)
                     paper = dict(zip(TABLE2_LEVELS, published[estimator][metric])).get(level)
                     cells.append(f"{ours} / {_cell(paper)}")
                 body.append([f"**{name}**" if i == 0 else "", label_of(estimator)] + cells)
         header = ["", "estimator"] + [f"{level:g}" for level in levels]
-        lines += [f"#### {task.capitalize()}, joint critic: ours / paper", "", markdown_table(header, body)]
+        lines += [f"#### {task.capitalize()}, {PUBLISHED_CRITIC} critic: ours / paper", "", markdown_table(header, body)]
     return "\n".join(lines)
 
 
@@ -142,11 +146,15 @@ def verdict_markdown(
 ) -> str:
     """Cell by cell: is the published absolute bias (SMILE Table 2, ReMINE λ=1) within our 95% interval of it?
 
+    Only cells of the critic the paper used (:data:`~.targets.PUBLISHED_CRITIC`, joint) are judged: a separable
+    critic's bias differs from the joint one's by what the critic can represent, not by chance.
     With several seeds, the interval is ours across seeds: ``|mean bias| ± t_{S-1} se`` (Student t over the seeds'
     per-level biases). With one seed, it is the held-out interval of that level's own critic (``results.json``'s
-    ``low``, ``high``), read as biases ``|v - level|``; a level without a held-out result has no verdict ("–")."""
+    ``low``, ``high``), read as biases ``|v - level|``; a level without a held-out result has no verdict ("–").
+    A cell with a seed whose member diverged (retired, status ``failed``) has none either: its statistics hold the
+    run-up to the overflow, so any interval over them is meaningless ("diverged (k of S seeds)")."""
     lines = []
-    for critic in critics:
+    for critic in [c for c in critics if c == PUBLISHED_CRITIC]:
         for task in tasks:
             published = TABLE2.get(task, {})
             names = [e for e in estimators if e in published]
@@ -161,6 +169,10 @@ def verdict_markdown(
                     paper = dict(zip(TABLE2_LEVELS, published[estimator]["bias"]))[level]
                     cell = cell_rows(rows, task, critic, estimator, level)
                     seeds = max(seeds, len(cell))
+                    diverged = sum(r.status == "failed" for r in cell)
+                    if diverged:
+                        row.append(f"diverged ({diverged} of {len(cell)} seeds)" if len(cell) > 1 else "diverged")
+                        continue
                     if len(cell) > 1:
                         mean, stderr = cell_value(cell, "bias")
                         if mean is None or stderr is None:

@@ -318,13 +318,13 @@ def test_the_verdict_says_cell_by_cell_whether_the_published_bias_is_within_our_
     from pdlightning.report.results import ResultRow
     from pdlightning.report.tables import verdict_markdown
 
-    def row(critic: str, level: float, bias: float, seed: int = 0) -> ResultRow:
-        return ResultRow("gaussian", critic, "smile_tau5", level, 10, level + bias, bias, 0.1, bias**2, "ok", seed=seed)
+    def row(critic: str, level: float, bias: float, seed: int = 0, status: str = "ok") -> ResultRow:
+        return ResultRow("gaussian", critic, "smile_tau5", level, 10, level + bias, bias, 0.1, bias**2, status, seed=seed)
 
     # the paper: SMILE tau=5, Gaussian, |bias| 0.13 at 2 nats and 0.11 at 4 nats
-    seeds = [row("separable", 2.0, b, s) for s, b in enumerate((-0.10, -0.14, -0.12))]
-    seeds += [row("separable", 4.0, b, s) for s, b in enumerate((-0.50, -0.52, -0.51))]
-    text = verdict_markdown(seeds, None, ["smile_tau5"], ["gaussian"], ["separable"])
+    seeds = [row("joint", 2.0, b, s) for s, b in enumerate((-0.10, -0.14, -0.12))]
+    seeds += [row("joint", 4.0, b, s) for s, b in enumerate((-0.50, -0.52, -0.51))]
+    text = verdict_markdown(seeds, None, ["smile_tau5"], ["gaussian"], ["joint"])
     half = stats.t.ppf(0.975, 2) * 0.02 / 3**0.5  # sd 0.02 over 3 seeds
     assert f"yes: 0.13 in [{0.12 - half:.2f}, {0.12 + half:.2f}]" in text
     half = stats.t.ppf(0.975, 2) * 0.01 / 3**0.5
@@ -338,3 +338,20 @@ def test_the_verdict_says_cell_by_cell_whether_the_published_bias_is_within_our_
     text = verdict_markdown(one, held_out, ["smile_tau5"], ["gaussian"], ["joint"])
     assert "yes: 0.13 in [0.05, 0.25]" in text and "yes: 0.11 in [0.00, 0.25]" in text and "held-out" in text
     assert verdict_markdown(one, None, ["smile_tau5"], ["gaussian"], ["joint"]).count("| – |") == 1  # no held-out
+
+
+def test_the_verdict_judges_only_the_papers_critic_and_no_diverged_cell():
+    """The published cells are joint-critic ones; a seed whose member diverged makes its cell's interval meaningless
+    (a 1e30 bias gives an interval that contains every value: a "yes" that says nothing)."""
+    from pdlightning.report.tables import comparison_markdown, verdict_markdown
+
+    def row(critic: str, level: float, bias: float, seed: int, status: str = "ok") -> ResultRow:
+        return ResultRow("gaussian", critic, "nwj", level, 10, level + bias, bias, 0.1, bias**2, status, seed=seed)
+
+    separable = [row("separable", 2.0, b, s) for s, b in enumerate((-0.11, -0.13, -0.12))]
+    assert verdict_markdown(separable, None, ["nwj"], ["gaussian"], ["separable"]) == ""
+    assert comparison_markdown(separable, ["nwj"], ["gaussian"]) == ""
+    diverged = [row("joint", 2.0, -0.12, 0), row("joint", 2.0, 1e30, 1, "failed"), row("joint", 2.0, -0.1, 2)]
+    text = verdict_markdown(diverged, None, ["nwj"], ["gaussian"], ["joint", "separable"])
+    assert "| NWJ | diverged (1 of 3 seeds) |" in text and "yes" not in text and "separable" not in text
+    assert "| NWJ | diverged |" in verdict_markdown([row("joint", 2.0, 1e30, 0, "failed")], None, ["nwj"], ["gaussian"], ["joint"])
