@@ -22,8 +22,8 @@ __all__ = ["DensityRatioFitting"]
 class DensityRatioFitting(PlugInBound):
     """Maximise ``E_p[r_hat] - alpha/2 E_p[r_hat^2] - (1-alpha)/2 E_{p(x)p(y)}[r_hat^2]``.
 
-    ``r_hat = softplus(f)`` (default, non-negative and smooth), ``exp(f)``, or ``identity`` (the raw
-    score, as the PD paper's public SSL code uses). Its optimum is the relative ratio
+    ``r_hat = f`` (``identity``, the default: the raw score, as the PD paper's public MI and SSL code uses),
+    ``softplus(f)`` or ``exp(f)`` (non-negative). Its optimum is the relative ratio
     ``r_alpha = r / (alpha r + 1 - alpha)`` (``= r`` for ``alpha = 0``), bounded by ``1/alpha``;
     ``pmi`` inverts it: ``log r = log((1 - alpha) r_hat) - log(1 - alpha r_hat)``. The objective has
     no log or exp of the scores, the PD paper's argument for its stability.
@@ -32,10 +32,17 @@ class DensityRatioFitting(PlugInBound):
     joint pair whose ``r_hat`` underflows to 0 would send the plug-in ``E_p[log r_hat]`` towards
     ``-inf``. ``pmi`` therefore reads ``log max(r_hat, min_ratio)`` (default ``1e-6``, i.e. no PMI
     below -13.8 nats; ``min_ratio=0`` turns the floor off where the link allows it).
+
+    Why the identity link is the default: the fit's gradient that lifts a joint pair is ``dr_hat/df``, 1 for the
+    identity but ``sigmoid(f)`` for softplus and ``e^f`` for exp, which vanish once the marginal term has pushed
+    ``f`` far down; such pairs then stay at the floor and the plug-in collapses. On the MI staircase (d = 20, a
+    2 x 256 critic, 1,000 steps per level; ``benchmarks/density_ratio_links.py``) softplus and exp left 5-98% of the
+    joint pairs at the floor and read -1.4 to -13.7 nats at 2-10 nats of true MI, the identity link 0-1% and
+    1.4 / 3.4 / 5.0 / 6.3 / 7.3 nats (joint critic, Gaussian).
     """
 
     def __init__(
-        self, alpha: float = 0.0, link: Literal["softplus", "exp", "identity"] = "softplus", min_ratio: float = 1e-6
+        self, alpha: float = 0.0, link: Literal["identity", "softplus", "exp"] = "identity", min_ratio: float = 1e-6
     ) -> None:
         super().__init__()
         if not 0.0 <= alpha < 1.0:
@@ -50,7 +57,7 @@ class DensityRatioFitting(PlugInBound):
 
     def hyperparameters(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"α": self.alpha} if self.alpha else {}
-        if self.link != "softplus":
+        if self.link != "identity":
             settings["link"] = self.link
         return settings
 

@@ -57,9 +57,13 @@ OPTIMAL: dict[str, tuple[Callable[[], Bound], Callable[[torch.Tensor], torch.Ten
     "VariationalPlugIn": (VariationalPlugIn, lambda L: L),
     "ProbabilisticClassifier": (ProbabilisticClassifier, lambda L: L - math.log(L.shape[0] - 1)),
     "ProbabilisticClassifier(balanced)": (lambda: ProbabilisticClassifier(balanced=True), lambda L: L),
-    "DensityRatioFitting": (DensityRatioFitting, lambda L: softplus_inverse(L.double().exp()).float()),
+    "DensityRatioFitting": (DensityRatioFitting, lambda L: L.double().exp().float()),
+    "DensityRatioFitting(softplus)": (
+        lambda: DensityRatioFitting(link="softplus"),
+        lambda L: softplus_inverse(L.double().exp()).float(),
+    ),
     "DensityRatioFitting(alpha=0.3)": (
-        lambda: DensityRatioFitting(alpha=0.3),
+        lambda: DensityRatioFitting(alpha=0.3, link="softplus"),
         lambda L: softplus_inverse(relative_ratio(L, 0.3).double()).float(),
     ),
     "DensityRatioFitting(exp)": (lambda: DensityRatioFitting(link="exp"), lambda L: L),
