@@ -116,7 +116,11 @@ def comparison_markdown(rows: Sequence[ResultRow], estimators: Sequence[str], ta
                     cells.append(f"{ours} / {_cell(paper)}")
                 body.append([f"**{name}**" if i == 0 else "", label_of(estimator)] + cells)
         header = ["", "estimator"] + [f"{level:g}" for level in levels]
-        lines += [f"#### {task.capitalize()}, {PUBLISHED_CRITIC} critic: ours / paper", "", markdown_table(header, body)]
+        lines += [
+            f"#### {task.capitalize()}, {PUBLISHED_CRITIC} critic: ours / paper",
+            "",
+            markdown_table(header, body),
+        ]
     return "\n".join(lines)
 
 

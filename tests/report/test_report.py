@@ -318,8 +318,8 @@ def test_the_verdict_says_cell_by_cell_whether_the_published_bias_is_within_our_
     from pdlightning.report.results import ResultRow
     from pdlightning.report.tables import verdict_markdown
 
-    def row(critic: str, level: float, bias: float, seed: int = 0, status: str = "ok") -> ResultRow:
-        return ResultRow("gaussian", critic, "smile_tau5", level, 10, level + bias, bias, 0.1, bias**2, status, seed=seed)
+    def row(critic: str, level: float, bias: float, seed: int = 0) -> ResultRow:
+        return ResultRow("gaussian", critic, "smile_tau5", level, 10, level + bias, bias, 0.1, bias**2, "ok", seed=seed)
 
     # the paper: SMILE tau=5, Gaussian, |bias| 0.13 at 2 nats and 0.11 at 4 nats
     seeds = [row("joint", 2.0, b, s) for s, b in enumerate((-0.10, -0.14, -0.12))]
@@ -354,4 +354,6 @@ def test_the_verdict_judges_only_the_papers_critic_and_no_diverged_cell():
     diverged = [row("joint", 2.0, -0.12, 0), row("joint", 2.0, 1e30, 1, "failed"), row("joint", 2.0, -0.1, 2)]
     text = verdict_markdown(diverged, None, ["nwj"], ["gaussian"], ["joint", "separable"])
     assert "| NWJ | diverged (1 of 3 seeds) |" in text and "yes" not in text and "separable" not in text
-    assert "| NWJ | diverged |" in verdict_markdown([row("joint", 2.0, 1e30, 0, "failed")], None, ["nwj"], ["gaussian"], ["joint"])
+    assert "| NWJ | diverged |" in verdict_markdown(
+        [row("joint", 2.0, 1e30, 0, "failed")], None, ["nwj"], ["gaussian"], ["joint"]
+    )
