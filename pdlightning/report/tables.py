@@ -217,9 +217,13 @@ def _seeds_note(results: Sequence[RunResult], budget: Budget) -> str:
     seeds = sorted({r.seed for r in results})
     if len(seeds) <= 1:
         return f" Seed {seeds[0] if seeds else budget.seed} (one seed: n = 1, no standard errors)."
+    per_row: dict[tuple[str, str, str], set[int]] = {}
+    for r in results:
+        per_row.setdefault((r.spec.task, r.spec.critic, r.spec.estimator), set()).add(r.seed)
+    single = " Cells without ± are rows that ran with one seed." if any(len(s) == 1 for s in per_row.values()) else ""
     return (
         f" Seeds {', '.join(map(str, seeds))}: each cell is the mean over the {len(seeds)} seeds ± its standard "
-        "error across seeds."
+        f"error across seeds.{single}"
     )
 
 

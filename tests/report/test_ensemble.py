@@ -150,3 +150,20 @@ def test_report_ensembles_retire_a_diverged_member(tmp_path):
     model = run.settings["model"]["init_args"]  # handed to the CLI's parser as data, not as a YAML string
     assert model["on_member_divergence"] == "retire" and not any("--model=" in o for o in run.overrides)
     assert [m["key"] for m in model["members"]] == ["nwj", "smile_tau5"]
+
+
+def test_the_header_says_which_cells_ran_with_one_seed():
+    """A report that pools a 5-seed separable fit with a 1-seed joint one says that cells without ± are one seed."""
+    import numpy as np
+
+    from pdlightning.report.results import RunResult, RunSpec
+    from pdlightning.report.tables import _seeds_note
+    from pdlightning.runner import RunRecord
+
+    budget = {"steps_per_level": 3, "levels": [2.0], "batch_size": 64, "seed": 0}
+    record = RunRecord(spec={}, budget=budget, status="ok", seconds=1.0, steps=3, command="")
+    stream = (np.arange(3), np.full(3, 2.0), np.array([1.0, 1.5, 1.8]))
+    seeds = [RunResult(RunSpec("cubic", "separable", "nwj"), record, *stream, seed=s) for s in range(5)]
+    joint = RunResult(RunSpec("cubic", "joint", "nwj"), record, *stream, seed=0)
+    assert "one seed" not in _seeds_note(seeds, seeds[0].budget)
+    assert "Cells without ± are rows that ran with one seed." in _seeds_note([*seeds, joint], joint.budget)
