@@ -61,7 +61,7 @@ DOCUMENTED: dict[str, Documented] = {
     "pd_classifier_log_ratio": Documented("Probabilistic Classifier (log-ratio form)"),
     "pd_matching_1": Documented("Density Matching I"),
     "pd_matching_2": Documented("Density Matching II"),
-    "pd_ratio_fitting": Documented("Density-Ratio Fitting", 2000),
+    "pd_ratio_fitting": Documented("Density-Ratio Fitting", 1000),
     "eta_dv": Documented("η-DV"),
 }
 #: Report keys of the previous release -> the key (accepted with a FutureWarning until the next one).
