@@ -218,3 +218,15 @@ def test_density_ratio_fitting_floors_the_plug_in_log_ratio():
     )
     with pytest.raises(ValueError, match="min_ratio"):
         B.DensityRatioFitting(link="identity", min_ratio=0.0)
+
+
+def test_density_ratio_fitting_lifts_every_joint_pair_by_default():
+    """The default (identity) link gives a joint pair the same lifting gradient 1/n whatever its score; softplus gives
+    ``sigmoid(f)/n``, which vanishes for a pair pushed far down: such pairs stayed at the plug-in's floor and the
+    estimate collapsed (docs/results/density_ratio_links.md)."""
+    scores = torch.tensor([[-40.0, 0.5, 0.1], [0.2, 1.0, -0.3], [0.0, 0.4, 2.0]], requires_grad=True)
+    for link, lifted in (("identity", True), ("softplus", False)):
+        bound = B.DensityRatioFitting() if link == "identity" else B.DensityRatioFitting(link=link)
+        (gradient,) = torch.autograd.grad(bound(scores).loss, scores)
+        lift = -gradient[0, 0].item()  # the loss is minimised: a negative gradient raises the score
+        assert (lift == pytest.approx(1 / 3)) if lifted else (0 <= lift < 1e-15), (link, lift)
