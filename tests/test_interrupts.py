@@ -67,8 +67,16 @@ def interrupted_run(tmp_path: Path, plugin: bool) -> tuple[subprocess.CompletedP
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "test_suite.py"]
     if plugin:
         command[3:3] = ["-p", "tests.interrupts"]
+    # A pytest started in the background by a non-interactive shell (`cmd &`) inherits SIGINT as ignored, and so
+    # would the child; a reader's Ctrl-C reaches a pytest with the default disposition, which the child gets back.
     child = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300  # imports under load
     while not (tmp_path / "fitting").exists():
