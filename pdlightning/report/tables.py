@@ -157,51 +157,52 @@ def verdict_markdown(
     ``low``, ``high``), read as biases ``|v - level|``; a level without a held-out result has no verdict ("–").
     A cell with a seed whose member diverged (retired, status ``failed``) has none either: its statistics hold the
     run-up to the overflow, so any interval over them is meaningless ("diverged (k of S seeds)")."""
-    lines = []
-    for critic in [c for c in critics if c == PUBLISHED_CRITIC]:
-        for task in tasks:
-            published = TABLE2.get(task, {})
-            names = [e for e in estimators if e in published]
-            cells_of = [r for r in rows if (r.task, r.critic) == (task, critic)]
-            if not names or not cells_of:
-                continue
-            levels = [level for level in _levels(cells_of) if level in TABLE2_LEVELS]
-            body, seeds = [], 1
-            for estimator in names:
-                row = []
-                for level in levels:
-                    paper = dict(zip(TABLE2_LEVELS, published[estimator]["bias"]))[level]
-                    cell = cell_rows(rows, task, critic, estimator, level)
-                    seeds = max(seeds, len(cell))
-                    diverged = sum(r.status == "failed" for r in cell)
-                    if diverged:
-                        row.append(f"diverged ({diverged} of {len(cell)} seeds)" if len(cell) > 1 else "diverged")
-                        continue
-                    if len(cell) > 1:
-                        mean, stderr = cell_value(cell, "bias")
-                        if mean is None or stderr is None:
-                            row.append("–")
-                            continue
-                        half = _t_quantile(len(cell) - 1) * stderr
-                        row.append(_verdict(paper, max(mean - half, 0.0), mean + half))
-                        continue
-                    result = (held_out or {}).get((task, critic, estimator, level))
-                    if not result or result.get("low") is None or not math.isfinite(float(result["low"])):
+    if PUBLISHED_CRITIC not in critics:
+        return ""
+    critic, lines = PUBLISHED_CRITIC, []
+    for task in tasks:
+        published = TABLE2.get(task, {})
+        names = [e for e in estimators if e in published]
+        cells_of = [r for r in rows if (r.task, r.critic) == (task, critic)]
+        if not names or not cells_of:
+            continue
+        levels = [level for level in _levels(cells_of) if level in TABLE2_LEVELS]
+        body, seeds = [], 1
+        for estimator in names:
+            row = []
+            for level in levels:
+                paper = dict(zip(TABLE2_LEVELS, published[estimator]["bias"]))[level]
+                cell = cell_rows(rows, task, critic, estimator, level)
+                seeds = max(seeds, len(cell))
+                diverged = sum(r.status == "failed" for r in cell)
+                if diverged:
+                    row.append(f"diverged ({diverged} of {len(cell)} seeds)" if len(cell) > 1 else "diverged")
+                    continue
+                if len(cell) > 1:
+                    mean, stderr = cell_value(cell, "bias")
+                    if mean is None or stderr is None:
                         row.append("–")
                         continue
-                    row.append(_verdict(paper, *_bias_range(level, float(result["low"]), float(result["high"]))))
-                body.append([label_of(estimator)] + row)
-            how = (
-                f"our |bias| ± t·se across {seeds} seeds"
-                if seeds > 1
-                else "the held-out 95% interval of each level's critic, as |estimate - true MI|"
-            )
-            header = ["estimator"] + [f"{level:g}" for level in levels]
-            lines += [
-                f"#### {task.capitalize()}, {critic} critic: published bias within {how}?",
-                "",
-                markdown_table(header, body),
-            ]
+                    half = _t_quantile(len(cell) - 1) * stderr
+                    row.append(_verdict(paper, max(mean - half, 0.0), mean + half))
+                    continue
+                result = (held_out or {}).get((task, critic, estimator, level))
+                if not result or result.get("low") is None or not math.isfinite(float(result["low"])):
+                    row.append("–")
+                    continue
+                row.append(_verdict(paper, *_bias_range(level, float(result["low"]), float(result["high"]))))
+            body.append([label_of(estimator)] + row)
+        how = (
+            f"our |bias| ± t·se across {seeds} seeds"
+            if seeds > 1
+            else "the held-out 95% interval of each level's critic, as |estimate - true MI|"
+        )
+        header = ["estimator"] + [f"{level:g}" for level in levels]
+        lines += [
+            f"#### {task.capitalize()}, {critic} critic: published bias within {how}?",
+            "",
+            markdown_table(header, body),
+        ]
     return "\n".join(lines)
 
 
