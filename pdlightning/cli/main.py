@@ -50,6 +50,7 @@ import pdlightning.critics  # noqa: F401
 import pdlightning.data  # noqa: F401
 import pdlightning.encoders  # noqa: F401
 import pdlightning.modules  # noqa: F401
+from pdlightning.distributed import release_process_group
 from pdlightning.modules.finite import NonFiniteBoundError
 
 from .checkpoint_io import AtomicCheckpointIO, CheckpointError, CheckpointInfo, CheckpointWriteError, read_checkpoint
@@ -837,13 +838,16 @@ def main(args: ArgsType = None) -> None:
     """Console entry point ``pdlightning``: a failure that is not a bug (the input: config, data, checkpoint; a
     path that cannot be used; a full disk) prints one line naming it and exits with status 2 (1 when the machine
     failed); ``PDLIGHTNING_DEBUG=1`` shows the traceback instead (:mod:`pdlightning.cli.errors`)."""
-    run_console(
-        "pdlightning",
-        lambda: build_cli(args, default_threads=DEFAULT_THREADS),
-        _OWN_INPUT_ERRORS,
-        _INPUT_ERRORS,
-        setting_up=lambda: not _PHASE["running"],
-    )
+    try:
+        run_console(
+            "pdlightning",
+            lambda: build_cli(args, default_threads=DEFAULT_THREADS),
+            _OWN_INPUT_ERRORS,
+            _INPUT_ERRORS,
+            setting_up=lambda: not _PHASE["running"],
+        )
+    finally:
+        release_process_group()  # a DDP fit's group alive at exit can abort the process after its success
 
 
 if __name__ == "__main__":

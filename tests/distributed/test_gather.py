@@ -17,7 +17,7 @@ from torch import nn
 
 from pdlightning.bounds import DV, DensityRatioFitting, InfoNCE, ProbabilisticClassifier
 from pdlightning.critics import SeparableCritic
-from pdlightning.distributed import all_gather_with_grad, world_size
+from pdlightning.distributed import all_gather_with_grad, release_process_group, world_size
 from pdlightning.modules import ContrastiveSSLModule
 
 WORLD = 2
@@ -93,6 +93,14 @@ def test_two_process_gather_gives_global_scores_loss_and_gradients() -> None:
     mp.start_processes(_worker, args=(_free_port(), [[5, 5], [6, 3]]), nprocs=WORLD, join=True, start_method="spawn")
 
 
+def test_release_process_group_destroys_the_group_and_is_a_no_op_without_one(tmp_path) -> None:
+    release_process_group()  # nothing initialised: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    release_process_group()
+    assert not dist.is_initialized()
+
+
 def test_gather_is_identity_without_a_process_group() -> None:
     t = torch.randn(3, 2)
     assert all_gather_with_grad(t) is t and world_size() == 1
@@ -105,6 +113,7 @@ _TRAINER_SCRIPT = textwrap.dedent(
     from pdlightning.critics import SeparableCritic
     from pdlightning.data import DigitsDataModule
     from pdlightning.encoders import ResNetEncoder
+    from pdlightning.distributed import release_process_group
     from pdlightning.modules import ContrastiveSSLModule
 
     class Record(L.Callback):
@@ -128,6 +137,7 @@ _TRAINER_SCRIPT = textwrap.dedent(
            "val_probe_acc": float(trainer.callback_metrics["val/probe_acc"])}
     with open(sys.argv[1] + f"/rank{trainer.global_rank}.json", "w") as f:
         json.dump(out, f)
+    release_process_group()  # as the CLI does: a gloo group alive at exit can abort the process
     """
 )
 
