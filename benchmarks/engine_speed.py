@@ -1,13 +1,16 @@
 """Speed of the one estimation engine on a CPU; every ratio is measured side by side in one run.
 
 1. Joint critic (2 x 256, d = 20, batch 64), forward + backward for K members: the explicit batched layer (one
-   batched GEMM per layer), ``vmap`` over the members, and a loop over members, as a fraction of ``torch.mm``'s rate
+   batched GEMM per layer), ``vmap`` over the members, and a loop over members (on autograd's plain path, and with
+   the blocked grid of :mod:`pdlightning.critics.fused_joint`, the CPU default), as a fraction of ``torch.mm``'s rate
    at the dominant GEMM shape ``[n^2, 256] x [256, 256]`` (three such GEMMs per member: forward and two in backward).
 2. Training-step overhead: ``MIEstimationModule`` in ``Trainer.fit`` (the guard, the records, the member-aware Adam,
    TensorBoard logging every step as the protocol's config does, and every 50 steps) against a bare PyTorch loop
    with the same math (the same stacked critic and bounds, ``torch.optim.Adam`` on the same parameters, the same
    batches, nothing else), for the separable critic at K = 1 (SMILE tau=5) and K = 33 (the protocol's 11
    estimators x 3 seeds).
+3. Training step of the joint critic in ``Trainer.fit`` at K = 1 and K = 8, with the blocked grid (the CPU
+   default) and with autograd's plain path.
 
 Usage: ``OMP_NUM_THREADS=1 python benchmarks/engine_speed.py [--steps 60] [--repeats 7]``
 """
@@ -25,7 +28,7 @@ from typing import Any, Callable
 import lightning as L
 import torch
 
-from pdlightning.critics import JointCritic, SeparableCritic
+from pdlightning.critics import JointCritic, SeparableCritic, fused_joint
 from pdlightning.data import CorrelatedGaussianDataModule
 from pdlightning.modules import Member, MIEstimationModule
 from pdlightning.modules.bound_stack import BoundStack
@@ -68,14 +71,20 @@ def critic_rates(k: int, repeats: int) -> dict[str, float]:
     a, b = torch.randn(BATCH * BATCH, HIDDEN), torch.randn(HIDDEN, HIDDEN)
     mm = median_time(lambda: torch.mm(a, b), repeats)
     rates = {}
-    for name, chunk in (("explicit batched layer", k), ("loop over members", 1)):
+    for name, chunk, fused in (
+        ("explicit batched layer", k, False),
+        ("loop, plain autograd", 1, False),
+        ("loop, blocked grid (the CPU default)", 1, True),
+    ):
         stack = StackedCritic(critics, chunk_size=chunk)
 
         def step(stack: StackedCritic = stack) -> None:
             stack(x, y).sum().backward()
             stack.flat.grad = None
 
+        fused_joint.ENABLED = fused
         rates[name] = 3 * k * mm / median_time(step, repeats)
+        fused_joint.ENABLED = True
     if k > 1:
         stack = StackedCritic(critics)
         vmapped = lambda: stack.vmap(lambda c, p, q: c(p, q), x, y)  # noqa: E731
@@ -92,6 +101,8 @@ def critic_rates(k: int, repeats: int) -> dict[str, float]:
 def members_of(k: int) -> list[Any]:
     if k == 1:
         return ["smile_tau5"]
+    if k < len(PROTOCOL):
+        return list(PROTOCOL[:k])
     return [Member(key, seed=s) for s in range(k // len(PROTOCOL)) for key in PROTOCOL]
 
 
@@ -117,9 +128,13 @@ class StepTimer(L.Callback):
             self.times.append(time.perf_counter() - self._start)
 
 
-def lightning_step(k: int, steps: int, log_every: int) -> float:
+def joint() -> JointCritic:
+    return JointCritic(DIM, DIM, [HIDDEN, HIDDEN])
+
+
+def lightning_step(k: int, steps: int, log_every: int, critic: Callable[[], Any] = separable) -> float:
     torch.manual_seed(0)
-    module = MIEstimationModule(critic=separable(), members=members_of(k), summary=False, level_snapshots=False)
+    module = MIEstimationModule(critic=critic(), members=members_of(k), summary=False, level_snapshots=False)
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -188,6 +203,17 @@ def main() -> None:
             f"   K={k:2}: bare {bare * 1e3:6.2f} ms; fit, logging every step {every * 1e3:6.2f} ms "
             f"({every / bare:.2f}x); every 50 steps {sparse * 1e3:6.2f} ms ({sparse / bare:.2f}x)",
             flush=True,
+        )
+    print("\n3. Training step, joint critic, Lightning fit logging every step: the blocked grid against plain autograd")
+    for k in (1, 8):
+        times = {}
+        for name, fused in (("plain autograd", False), ("blocked grid", True)):
+            fused_joint.ENABLED = fused
+            times[name] = lightning_step(k, max(20, args.steps // 3), 1, critic=joint)
+        fused_joint.ENABLED = True
+        plain, blocked = times["plain autograd"], times["blocked grid"]
+        print(
+            f"   K={k:2}: plain {plain * 1e3:6.1f} ms, blocked {blocked * 1e3:6.1f} ms ({plain / blocked:.2f}x faster)"
         )
 
 

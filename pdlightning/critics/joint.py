@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..nn import activation_by_name, mlp, stacked_linear, stacked_mlp
 from .base import Critic
+from .fused_joint import JointReluGrid, fused_grid_applies, linear_parameters
 
 __all__ = ["JointCritic"]
 
@@ -28,7 +29,9 @@ class JointCritic(Critic):
     The first layer is linear, so ``W [x; y] + b = W_x x + (W_y y + b)``: each half is computed once
     per sample (``O(n d h)``) and broadcast to the ``n x n`` grid, instead of pushing ``n^2`` tiled
     copies of ``[x; y]`` through it (``O(n^2 d h)`` and ``n^2 (d_x + d_y)`` memory). The weights are
-    those of ``nn.Linear(x_dim + y_dim, hidden)``, so a checkpoint matches a plain concat MLP.
+    those of ``nn.Linear(x_dim + y_dim, hidden)``, so a checkpoint matches a plain concat MLP. When a ReLU critic's
+    grid is differentiated on a CPU, it is computed in cache-sized blocks of pairs
+    (:class:`~pdlightning.critics.fused_joint.JointReluGrid`), with the same scores and gradients.
 
     Args:
         x_dim, y_dim: input features per sample (inputs are flattened).
@@ -59,6 +62,8 @@ class JointCritic(Critic):
     def cross(self, x: Tensor, y: Tensor) -> Tensor:
         hx, hy = self._halves(x, y)
         n, m = hx.shape[0], hy.shape[0]
+        if fused_grid_applies(self.first_activation, self.rest, hx, hy):  # a CPU fit: blocks of pairs in cache
+            return JointReluGrid.apply(hx, hy, *linear_parameters(self.rest)).reshape(n, m)
         hidden = self.first_activation(hx.unsqueeze(1) + hy.unsqueeze(0))  # [n, m, h]
         # One [n m, h] GEMM per layer (also under vmap over ensemble members: one batched GEMM).
         return self.rest(hidden.reshape(n * m, -1)).reshape(n, m)
