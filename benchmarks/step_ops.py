@@ -9,7 +9,8 @@ the step's ``on_train_batch_start`` and ``on_train_batch_end`` (forward, backwar
 record), nested calls included. Two steps are counted: one that logs (one host transfer, the scalars to the loggers)
 and one that does not (``log_every_n_steps``). The critic runs as one stacked call for all members (``chunk_size = K``:
 the GPU's setting; on a CPU the joint critic's default loops over members for cache reasons, which only changes the
-critic's count), the gradient check is the GPU's element-wise one, and the optimiser makes the masked passes a GPU
+critic's count; the CPU's blocked joint grid of :mod:`pdlightning.critics.fused_joint` is switched off, since a GPU
+does not take it), the gradient check is the GPU's element-wise one, and the optimiser makes the masked passes a GPU
 makes (on a CPU the member-aware Adam instead reads the update mask on the host and calls torch's fused kernel on the
 members' rows: K views and K host reads, no kernel launches, so not what this proxy is for). Targets: K = 128 at most 1.25 x K = 8, and K = 8 at most
 1,500.
@@ -29,7 +30,7 @@ import lightning as L
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from pdlightning.critics import JointCritic, SeparableCritic
+from pdlightning.critics import JointCritic, SeparableCritic, fused_joint
 from pdlightning.data import CorrelatedGaussianDataModule
 from pdlightning.modules import Member, MIEstimationModule
 
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the table as markdown to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    fused_joint.ENABLED = False  # the GPU's path: the CPU's blocked joint grid (more, cheaper ops) is not the proxy
     cpu = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
         platform.processor(),
