@@ -203,9 +203,10 @@ class CrossModalRetrieval(Callback):
         return results
 
     def _write(self, trainer: L.Trainer, results: dict[str, Any], listing: str) -> None:
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank takes part, or rank 0 waits forever
         if not trainer.is_global_zero:
             return
-        directory = self.output_dir or os.path.join(trainer.log_dir or ".", "retrieval")
+        directory = self.output_dir or os.path.join(log_dir or ".", "retrieval")
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "retrieval.json"), "w") as f:
             json.dump(results, f, indent=2)

@@ -178,9 +178,10 @@ class RunIdentity(Callback):
         self.record = record
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and trainer.logger is not None and trainer.log_dir:
-            os.makedirs(trainer.log_dir, exist_ok=True)
-            with open(os.path.join(trainer.log_dir, RUN_FILE), "w", encoding="utf-8") as handle:
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank takes part, or rank 0 waits forever
+        if trainer.is_global_zero and trainer.logger is not None and log_dir:
+            os.makedirs(log_dir, exist_ok=True)
+            with open(os.path.join(log_dir, RUN_FILE), "w", encoding="utf-8") as handle:
                 yaml.safe_dump(self.record, handle, sort_keys=False)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
