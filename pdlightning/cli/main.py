@@ -97,6 +97,9 @@ QUIET_WARNINGS = (
     # (seed, t)); the evaluation sets are small tensors in memory.
     r"Your `IterableDataset` has `__len__` defined",
     r".*does not have many workers",
+    # under DDP, one per held-out metric: those values are computed from every process's units gathered on the
+    # host (pdlightning.modules.reporting.gather_intervals), so they are the same on every rank already
+    r"It is recommended to use `self\.log\('(test|val)/mi_",
 )
 for _pattern in QUIET_WARNINGS:
     warnings.filterwarnings("ignore", message=_pattern, category=Warning)

@@ -5,6 +5,7 @@ names resolve, and an ordinary fit warns about nothing."""
 from __future__ import annotations
 
 import io
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -147,3 +148,15 @@ def test_an_ordinary_fit_and_test_warn_about_nothing(tmp_path, monkeypatch):
         ckpt = tmp_path / "mi" / "version_0" / "checkpoints" / "last.ckpt"
         build_cli(["test", *small(tmp_path), f"--ckpt_path={ckpt}", "--trainer.enable_progress_bar=false"])
     assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def test_under_ddp_only_the_gathered_held_out_metrics_go_unwarned() -> None:
+    """The held-out metrics are computed from every process's units already; ``test/loss`` is one rank's mean,
+    and Lightning's advice to sync it stays."""
+
+    def quiet(name: str) -> bool:
+        message = f"It is recommended to use `self.log('{name}', ..., sync_dist=True)` when logging on epoch level"
+        return any(re.match(pattern, message) for pattern in QUIET_WARNINGS)
+
+    assert quiet("test/mi_estimate@2") and quiet("test/mi_ci_high/nwj@10") and quiet("val/mi_stderr@4")
+    assert not quiet("test/loss") and not quiet("train/loss")
