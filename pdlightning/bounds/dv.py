@@ -19,10 +19,14 @@ __all__ = ["DV", "MINE"]
 class DV(Bound):
     """``I_DV = E_p[f] - log E_{p(x)p(y)}[e^f]``; optimal critic ``f* = log r + c`` for any ``c``.
 
-    The minibatch ``log mean exp`` is biased low, so the batch value can exceed the population bound.
+    The population bound is a lower bound of the MI, but its batch estimate is not, even in expectation: the log
+    of a sample mean is biased low (Jensen), so the batch value reads above the population bound, and above the MI
+    at a good critic. Measured with the true log-ratio as critic (Gaussians, d = 20, batches of 64, 300 batches):
+    mean 5.11 ± 0.03 at MI = 5, 11.26 ± 0.09 at MI = 10 (NWJ on the same batches: 4.99 ± 0.05 and 9.33 ± 0.62).
+    So :attr:`is_lower_bound` is ``False``, and a bracket never takes its lower end from DV, MINE or SMILE.
     """
 
-    is_lower_bound = True
+    is_lower_bound = False
     log_domain_second_term = True
     #: the DV partition can settle anywhere; ReMINE pulls it to ``C* = 0``.
     optimal_second_term = 0.0

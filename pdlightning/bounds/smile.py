@@ -19,6 +19,10 @@ class SMILE(Bound):
 
     Clipping the partition's scores bounds its variance by ``(e^tau - e^-tau)^2 / 4n`` (Thm. 3) at
     the cost of bias. ``tau = None`` or ``inf`` gives DV on a JS-trained critic.
+
+    Not a lower bound (:attr:`is_lower_bound` is ``False``): a finite ``tau`` shrinks the partition term's large
+    scores, so the estimate can read above the MI (the paper puts "lower bound" in quotes), and without a clip it is
+    DV's batch estimate, which reads above the MI in expectation (:class:`~pdlightning.bounds.DV`).
     """
 
     log_domain_second_term = True
@@ -35,13 +39,6 @@ class SMILE(Bound):
             raise ValueError(f"tau: expected a positive clip value (or None/inf for none), got {tau}")
         self.tau = None if tau is None or math.isinf(tau) else float(tau)
         self.register_buffer("clip_at", torch.tensor(math.inf if self.tau is None else self.tau), persistent=False)
-
-    @property
-    def is_lower_bound(self) -> bool:  # type: ignore[override]
-        """Only without a clip (DV on a JS-trained critic): a finite ``tau`` shrinks the partition term's large
-        scores, so the estimate can read above the MI (the paper puts "lower bound" in quotes; a bracket's lower
-        end must not be such an estimate)."""
-        return self.tau is None
 
     def objective(self, pairs: PairScores) -> tuple[Tensor, dict[str, Tensor]]:
         return js_objective(pairs), {}

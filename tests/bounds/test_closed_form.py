@@ -190,10 +190,23 @@ def test_dv_value_is_invariant_to_critic_shift_and_nwj_is_not(gaussian_batch):
 
 def test_smile_with_a_finite_clip_is_not_a_lower_bound_and_says_so():
     """Independent X, Y (MI = 0) and a constant critic c = 3: DV reads c - log e^c = 0, SMILE(tau = 1) reads
-    c - tau = 2 > MI, so only tau = inf (DV on a JS-trained critic) may be a bracket's lower end."""
+    c - tau = 2 > MI."""
     from pdlightning.bounds import SMILE
 
     joint, marginal = torch.full((8,), 3.0), torch.full((8, 7), 3.0)
     assert SMILE(1.0)(joint=joint, marginal=marginal).mi.item() == pytest.approx(2.0)
     assert SMILE(None)(joint=joint, marginal=marginal).mi.item() == pytest.approx(0.0, abs=1e-6)
-    assert not SMILE(1.0).is_lower_bound and not SMILE(5.0).is_lower_bound and SMILE(None).is_lower_bound
+    assert not SMILE(1.0).is_lower_bound and not SMILE(5.0).is_lower_bound and not SMILE(None).is_lower_bound
+
+
+def test_the_dv_batch_estimate_reads_above_the_mi_in_expectation_so_it_is_no_lower_bound():
+    """The true log-ratio as critic at MI = 10 (d = 20, batches of 64): DV's batch value, the log of a sample mean
+    in its partition, averages well above the MI over 100 batches; NWJ on ``1 + log r`` (a plain mean) does not.
+    The bracket takes a lower end only from bounds whose batch value is a lower bound in expectation."""
+    from tests.conftest import make_gaussian_batch
+
+    batches = [make_gaussian_batch(64, 10.0, seed=s).log_ratio for s in range(100)]
+    dv = torch.tensor([DV()(b).mi.item() for b in batches])
+    assert dv.mean() - 3 * dv.std() / 10 > 10.0, f"DV's batch mean {dv.mean():.2f} is not above the MI"
+    assert not DV.is_lower_bound and not MINE.is_lower_bound and not Regularized(DV()).is_lower_bound
+    assert NWJ.is_lower_bound and InfoNCE.is_lower_bound and JS.is_lower_bound and EtaDV.is_lower_bound
