@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from callbacks import CrossModalRetrieval
+from pdlightning.callbacks import CrossModalRetrieval
 from pdlightning.cli.main import RunIdentity
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
