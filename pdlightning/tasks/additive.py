@@ -38,22 +38,7 @@ class AdditiveUniformTask(Task):
             raise ValueError(f"epsilon (the noise half-width) must be a positive finite number, got {epsilon}")
         self.epsilon = epsilon
         self._mi = additive_uniform_mi(epsilon)
-
-    @property
-    def name(self) -> str:
-        return f"1v1-additive-{format_number(self.epsilon)}"
-
-    @property
-    def x_dim(self) -> int:
-        return 1
-
-    @property
-    def y_dim(self) -> int:
-        return 1
-
-    @property
-    def mi(self) -> float:
-        return self._mi
+        self._name, self._x_dim, self._y_dim = f"1v1-additive-{format_number(epsilon)}", 1, 1
 
     def sample_latents(self, n: int, generator: Optional[torch.Generator]) -> tuple[Tensor, Tensor]:
         device = draw_device(generator)

@@ -85,33 +85,38 @@ class TaskSample:
 class Task(ABC):
     """A distribution of ``(X, Y)`` with exact ``mi`` and exact PMI for every pair of pre-images.
 
-    Subclasses define the base distribution (:meth:`sample_latents`, :meth:`pmi_of_latents`, :attr:`mi`)
-    and, optionally, the observation maps (:meth:`observe_x`, :meth:`observe_y`; identity by default).
-    Their ``__init__`` takes typed plain arguments only, so any task can be built by ``class_path``.
+    Subclasses define the base distribution (:meth:`sample_latents`, :meth:`pmi_of_latents`) and, optionally,
+    the observation maps (:meth:`observe_x`, :meth:`observe_y`; identity by default). Their ``__init__`` sets
+    ``_name``, ``_x_dim``, ``_y_dim`` and ``_mi`` (what :attr:`name`, :attr:`x_dim`, :attr:`y_dim` and
+    :attr:`mi` return) and takes typed plain arguments only, so any task can be built by ``class_path``.
     """
 
     #: Absolute error bound of :attr:`mi` in nats (0 for closed forms, up to float64 rounding).
     mi_error: float = 0.0
+    _name: str
+    _x_dim: int
+    _y_dim: int
+    _mi: float
 
     @property
-    @abstractmethod
     def name(self) -> str:
         """The task id (the published id for the suite's tasks, e.g. ``1v1-normal-0.75``)."""
+        return self._name
 
     @property
-    @abstractmethod
     def x_dim(self) -> int:
         """Dimension of an observation of X."""
+        return self._x_dim
 
     @property
-    @abstractmethod
     def y_dim(self) -> int:
         """Dimension of an observation of Y."""
+        return self._y_dim
 
     @property
-    @abstractmethod
     def mi(self) -> float:
         """The exact mutual information ``I(X; Y)`` in nats."""
+        return self._mi
 
     @abstractmethod
     def sample_latents(self, n: int, generator: Optional[torch.Generator]) -> tuple[Tensor, Tensor]:

@@ -120,22 +120,6 @@ class GaussianTask(Task):
         self._mi = gaussian_mi(self._covariance, x_dim)
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def x_dim(self) -> int:
-        return self._x_dim
-
-    @property
-    def y_dim(self) -> int:
-        return self._y_dim
-
-    @property
-    def mi(self) -> float:
-        return self._mi
-
-    @property
     def covariance(self) -> Tensor:
         """The joint covariance ``Σ`` (float64 copy)."""
         return self._covariance.clone()

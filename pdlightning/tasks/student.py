@@ -101,22 +101,6 @@ class StudentTTask(Task):
         )
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def x_dim(self) -> int:
-        return self._x_dim
-
-    @property
-    def y_dim(self) -> int:
-        return self._y_dim
-
-    @property
-    def mi(self) -> float:
-        return self._mi
-
-    @property
     def dispersion(self) -> Tensor:
         """The dispersion ``Σ`` (float64 copy)."""
         return self._dispersion.clone()

@@ -42,6 +42,7 @@ class TransformedTask(Task):
         self._x_dim = base.x_dim if transform_x is None else transform_x.output_dim(base.x_dim, "x_dim")
         self._y_dim = base.y_dim if transform_y is None else transform_y.output_dim(base.y_dim, "y_dim")
         self._name = name or self._default_name()
+        self._mi = base.mi
         self.mi_error = base.mi_error
 
     def _default_name(self) -> str:
@@ -55,22 +56,6 @@ class TransformedTask(Task):
         else:  # the constructor requires a map
             raise ValueError("transform_x and transform_y are both None: give at least one map")
         return f"{prefix}-{self.base.name}"
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def x_dim(self) -> int:
-        return self._x_dim
-
-    @property
-    def y_dim(self) -> int:
-        return self._y_dim
-
-    @property
-    def mi(self) -> float:
-        return self.base.mi
 
     def sample_latents(self, n: int, generator: Optional[torch.Generator]) -> tuple[Tensor, Tensor]:
         return self.base.sample_latents(n, generator)
