@@ -95,18 +95,23 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 _ABSENT = object()
 
 
-def differences(found: Mapping[str, Any], wanted: Mapping[str, Any], limit: int = 8) -> list[str]:
-    """``"key: found -> wanted"`` for every dotted key whose value differs (at most ``limit`` lines)."""
+def differences(
+    found: Mapping[str, Any], wanted: Mapping[str, Any], limit: int = 8, width: Optional[int] = None
+) -> list[str]:
+    """``"key: found -> wanted"`` for every dotted key whose value differs (at most ``limit`` lines; each value
+    cut to ``width`` characters when given)."""
+
+    def show(value: Any) -> str:
+        text = "(absent)" if value is _ABSENT else json.dumps(value, sort_keys=True)
+        return text if width is None or len(text) <= width else text[: width - 3] + "..."
+
     a, b = _flatten(_plain(found)), _flatten(_plain(wanted))
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key, _ABSENT), b.get(key, _ABSENT)
-        if x != y:
-            show = lambda v: "(absent)" if v is _ABSENT else json.dumps(v)  # noqa: E731
-            lines.append(f"{key}: {show(x)} -> {show(y)}")
-    if len(lines) > limit:
-        lines = lines[:limit] + [f"... and {len(lines) - limit} more"]
-    return lines
+    lines = [
+        f"{key}: {show(a.get(key, _ABSENT))} -> {show(b.get(key, _ABSENT))}"
+        for key in sorted(set(a) | set(b))
+        if a.get(key, _ABSENT) != b.get(key, _ABSENT)
+    ]
+    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
 def run_record(defining: Mapping[str, Any], segments: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:

@@ -210,32 +210,12 @@ def planned_provenance(run: Run, run_dir: Path) -> dict[str, Any]:
     return provenance_of(cli.config, run, Path(run_dir))
 
 
-def _show(value: Any, width: int = 60) -> str:
-    text = json.dumps(value, sort_keys=True) if value is not _ABSENT else "(absent)"
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-_ABSENT = object()
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def config_differences(found: Mapping[str, Any], wanted: Mapping[str, Any], limit: int = 6) -> list[str]:
-    """``"key: found -> wanted"`` of every dotted key whose value differs (values shortened; at most ``limit``)."""
-    a, b = _flatten(_plain(found)), _flatten(_plain(wanted))
-    lines = [
-        f"{key}: {_show(a.get(key, _ABSENT))} -> {_show(b.get(key, _ABSENT))}"
-        for key in sorted(set(a) | set(b))
-        if a.get(key, _ABSENT) != b.get(key, _ABSENT)
-    ]
-    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+    """``"key: found -> wanted"`` of every dotted key whose value differs (values cut to 60 characters; at most
+    ``limit``)."""
+    from pdlightning.cli.identity import differences
+
+    return differences(found, wanted, limit=limit, width=60)
 
 
 def check_same_protocol(recorded: Mapping[str, Any], planned: Mapping[str, Any], run_dir: Path) -> None:
