@@ -6,6 +6,7 @@ broadcast while the other ranks go on (a two-process CLI fit hung that way in ``
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -67,6 +68,19 @@ def test_a_two_process_ddp_fit_through_the_cli_finishes_and_keeps_its_checkpoint
     console = result.stdout + result.stderr
     assert "| 2 | 4 |" in console, "the fit's summary table (true MI 2, 4 steps)"
     assert console.count("| true MI |") == 1, "printed once, by rank 0"
+
+    # test: every process's held-out units gathered once; the same numbers as one process
+    for devices in ("1", "2"):
+        test = [*command[:3], "test", *command[4:8], "--ckpt_path", "last", "--trainer.devices", devices]
+        test += ["--trainer.strategy", "ddp", "--trainer.default_root_dir", str(tmp_path)]
+        result = subprocess.run(test, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    single, ddp = (
+        json.loads((run / "test" / name).read_text())["results"] for name in ("results.json", "results_2.json")
+    )
+    assert [(r["true_mi"], r["n"]) for r in ddp] == [(r["true_mi"], r["n"]) for r in single]
+    for a, b in zip(single, ddp):
+        assert b["estimate"] == pytest.approx(a["estimate"], abs=1e-6) and b["stderr"] == pytest.approx(a["stderr"])
 
 
 def _free_port() -> int:
