@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -181,6 +182,14 @@ class SyntheticDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Resume where the restored trainer stands: batch t is a function of (seed, t) only.
         self.train_stream.start_step = self.trainer.global_step if self.trainer is not None else 0
+        if self.trainer is not None and self.trainer.world_size > 1:
+            rank_zero_warn(
+                f"data: every process draws the same training batches of {type(self).__name__} (batch t is a "
+                f"function of the seed and t), so this {self.trainer.world_size}-process fit computes the "
+                "one-process fit on every process; run it on one device, or use the devices for more members "
+                "(model.init_args.members) in one fit",
+                category=UserWarning,
+            )
         return StreamLoader(self.train_stream, position=self._position)
 
     def _position(self) -> int:

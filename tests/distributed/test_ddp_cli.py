@@ -68,6 +68,7 @@ def test_a_two_process_ddp_fit_through_the_cli_finishes_and_keeps_its_checkpoint
     console = result.stdout + result.stderr
     assert "| 2 | 4 |" in console, "the fit's summary table (true MI 2, 4 steps)"
     assert console.count("| true MI |") == 1, "printed once, by rank 0"
+    assert console.count("every process draws the same training batches") == 1, "said once that DDP adds no data"
 
     # test: every process's held-out units gathered once; the same numbers as one process
     for devices in ("1", "2"):
