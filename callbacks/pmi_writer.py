@@ -66,15 +66,15 @@ class PMIWriter(BasePredictionWriter):
             raise ValueError("PMIWriter: predict_step must return dicts with 'pmi' (MIEstimationModule's does)")
         members = predictions[0].get("members")
         columns = {key: torch.cat([p[key].cpu() for p in predictions]) for key in predictions[0] if key != "members"}
-        log_dir = trainer.log_dir  # a broadcast under DDP: every rank takes part
-        if trainer.world_size > 1 and torch.distributed.is_initialized():
+        # every rank computes the target: trainer.log_dir is a broadcast under DDP
+        target = self.output_path or os.path.join(trainer.log_dir or ".", "pmi.csv")
+        if trainer is not None and trainer.world_size > 1 and torch.distributed.is_initialized():
             columns = _gather_on_rank_zero(columns)
             if not trainer.is_global_zero:
                 return  # one writer: rank 0 writes every rank's pairs
         if members is not None:  # [n, K]: one column per member
             stacked = columns.pop("pmi")
             columns.update({f"pmi_{name}": stacked[:, k] for k, name in enumerate(members)})
-        target = self.output_path or os.path.join(log_dir or ".", "pmi.csv")
         if os.path.isdir(target):
             raise IsADirectoryError(errno.EISDIR, "PMIWriter output_path: a directory, expected a CSV file", target)
         estimates = ["pmi"] if members is None else [f"pmi_{name}" for name in members]
