@@ -182,7 +182,7 @@ class SyntheticDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Resume where the restored trainer stands: batch t is a function of (seed, t) only.
         self.train_stream.start_step = self.trainer.global_step if self.trainer is not None else 0
-        if self.trainer is not None and self.trainer.world_size > 1:
+        if self.trainer is not None and getattr(self.trainer, "world_size", 1) > 1:
             rank_zero_warn(
                 f"data: every process draws the same training batches of {type(self).__name__} (batch t is a "
                 f"function of the seed and t), so this {self.trainer.world_size}-process fit computes the "
