@@ -842,16 +842,16 @@ def main(args: ArgsType = None) -> None:
     """Console entry point ``pdlightning``: a failure that is not a bug (the input: config, data, checkpoint; a
     path that cannot be used; a full disk) prints one line naming it and exits with status 2 (1 when the machine
     failed); ``PDLIGHTNING_DEBUG=1`` shows the traceback instead (:mod:`pdlightning.cli.errors`)."""
-    try:
-        run_console(
-            "pdlightning",
-            lambda: build_cli(args, default_threads=DEFAULT_THREADS),
-            _OWN_INPUT_ERRORS,
-            _INPUT_ERRORS,
-            setting_up=lambda: not _PHASE["running"],
-        )
-    finally:
-        release_process_group()  # a DDP fit's group alive at exit can abort the process after its success
+    run_console(
+        "pdlightning",
+        lambda: build_cli(args, default_threads=DEFAULT_THREADS),
+        _OWN_INPUT_ERRORS,
+        _INPUT_ERRORS,
+        setting_up=lambda: not _PHASE["running"],
+    )
+    # A DDP run's group still alive at exit can abort the process after its success. Only after a success: after a
+    # failure the other ranks may still be inside a collective, and the process exits non-zero anyway.
+    release_process_group()
 
 
 if __name__ == "__main__":
