@@ -141,6 +141,23 @@ def _verdict(published: float, low: float, high: float) -> str:
     return f"{'yes' if inside else '**no**'}: {_cell(published)} {'in' if inside else 'not in'} [{low:.2f}, {high:.2f}]"
 
 
+def _cell_verdict(cell: Sequence[ResultRow], held_out: Optional[Mapping], paper: float, level: float) -> str:
+    """One cell of :func:`verdict_markdown`: ``cell`` holds the seeds' rows, ``held_out`` the one seed's
+    ``results.json`` entry, ``paper`` the published bias."""
+    diverged = sum(r.status == "failed" for r in cell)
+    if diverged:
+        return f"diverged ({diverged} of {len(cell)} seeds)" if len(cell) > 1 else "diverged"
+    if len(cell) > 1:
+        mean, stderr = cell_value(cell, "bias")
+        if mean is None or stderr is None:
+            return "–"
+        half = _t_quantile(len(cell) - 1) * stderr
+        return _verdict(paper, max(mean - half, 0.0), mean + half)
+    if not held_out or held_out.get("low") is None or not math.isfinite(float(held_out["low"])):
+        return "–"
+    return _verdict(paper, *_bias_range(level, float(held_out["low"]), float(held_out["high"])))
+
+
 def verdict_markdown(
     rows: Sequence[ResultRow],
     held_out: Optional[Mapping] = None,
@@ -167,31 +184,21 @@ def verdict_markdown(
         if not names or not cells_of:
             continue
         levels = [level for level in _levels(cells_of) if level in TABLE2_LEVELS]
-        body, seeds = [], 1
-        for estimator in names:
-            row = []
-            for level in levels:
-                paper = dict(zip(TABLE2_LEVELS, published[estimator]["bias"]))[level]
-                cell = cell_rows(rows, task, critic, estimator, level)
-                seeds = max(seeds, len(cell))
-                diverged = sum(r.status == "failed" for r in cell)
-                if diverged:
-                    row.append(f"diverged ({diverged} of {len(cell)} seeds)" if len(cell) > 1 else "diverged")
-                    continue
-                if len(cell) > 1:
-                    mean, stderr = cell_value(cell, "bias")
-                    if mean is None or stderr is None:
-                        row.append("–")
-                        continue
-                    half = _t_quantile(len(cell) - 1) * stderr
-                    row.append(_verdict(paper, max(mean - half, 0.0), mean + half))
-                    continue
-                result = (held_out or {}).get((task, critic, estimator, level))
-                if not result or result.get("low") is None or not math.isfinite(float(result["low"])):
-                    row.append("–")
-                    continue
-                row.append(_verdict(paper, *_bias_range(level, float(result["low"]), float(result["high"]))))
-            body.append([label_of(estimator)] + row)
+        cells = {(e, level): cell_rows(rows, task, critic, e, level) for e in names for level in levels}
+        body = [
+            [label_of(estimator)]
+            + [
+                _cell_verdict(
+                    cells[estimator, level],
+                    (held_out or {}).get((task, critic, estimator, level)),
+                    dict(zip(TABLE2_LEVELS, published[estimator]["bias"]))[level],
+                    level,
+                )
+                for level in levels
+            ]
+            for estimator in names
+        ]
+        seeds = max([1, *(len(cell) for cell in cells.values())])
         how = (
             f"our |bias| ± t·se across {seeds} seeds"
             if seeds > 1
