@@ -4,6 +4,7 @@ run even inside a Lightning fit (:mod:`tests.interrupts`)."""
 from __future__ import annotations
 
 import math
+import socket
 import time
 from dataclasses import dataclass
 
@@ -32,6 +33,13 @@ class GaussianBatch:
         degenerate, so ``n`` effective samples is conservative)."""
         joint_std = self.log_ratio.diagonal().std().item()
         return z * (joint_std + math.sqrt(math.expm1(2 * self.mi))) / math.sqrt(self.n)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (for a process group's or a Ray node's address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_gaussian_batch(n: int, mi: float, dim: int = 20, seed: int = 0, cubic: bool = False) -> GaussianBatch:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -23,6 +22,7 @@ import torch.multiprocessing as mp
 from pdlightning.callbacks import CrossModalRetrieval
 from pdlightning.callbacks.pmi_writer import _gather_on_rank_zero
 from pdlightning.cli.main import RunIdentity
+from tests.conftest import free_port
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -84,12 +84,6 @@ def test_a_two_process_ddp_fit_through_the_cli_finishes_and_keeps_its_checkpoint
         assert b["estimate"] == pytest.approx(a["estimate"], abs=1e-6) and b["stderr"] == pytest.approx(a["stderr"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _gather_worker(rank: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -108,7 +102,7 @@ def _gather_worker(rank: int, port: int) -> None:
 
 
 def test_the_pmi_writer_gathers_every_ranks_pairs_in_data_set_order() -> None:
-    mp.start_processes(_gather_worker, args=(_free_port(),), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_gather_worker, args=(free_port(),), nprocs=2, join=True, start_method="spawn")
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ and gradients."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,14 +18,9 @@ from pdlightning.bounds import DV, DensityRatioFitting, InfoNCE, ProbabilisticCl
 from pdlightning.critics import SeparableCritic
 from pdlightning.distributed import all_gather_with_grad, release_process_group, world_size
 from pdlightning.modules import ContrastiveSSLModule
+from tests.conftest import free_port
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _module(bound: nn.Module) -> ContrastiveSSLModule:
@@ -90,7 +84,7 @@ def _check(rank: int, sizes: list[int]) -> None:
 def test_two_process_gather_gives_global_scores_loss_and_gradients() -> None:
     """Even (5 + 5) and uneven (6 + 3) per-process batches, four bounds (DV's partition is not a
     per-row mean: only the full global matrix gives the single-process loss)."""
-    mp.start_processes(_worker, args=(_free_port(), [[5, 5], [6, 3]]), nprocs=WORLD, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(free_port(), [[5, 5], [6, 3]]), nprocs=WORLD, join=True, start_method="spawn")
 
 
 def test_release_process_group_destroys_the_group_and_is_a_no_op_without_one(tmp_path) -> None:
@@ -150,7 +144,7 @@ def test_lightning_ddp_trainer_uses_global_negatives(tmp_path) -> None:
 
     script = tmp_path / "ddp_fit.py"
     script.write_text(_TRAINER_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(_free_port()), "PL_DISABLE_FORK": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(free_port()), "PL_DISABLE_FORK": "1"}
     result = subprocess.run(
         [sys.executable, str(script), str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
     )

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pdlightning.report.main import main, parser, render
 from pdlightning.report.sweep import RunSpec, default_configs_dir, run_one, to_run
 from pdlightning.runner import RaySettings, RunRecord, read_record, read_records, run_all
 from pdlightning.runner.ray_executor import parallel_from_args
+from tests.conftest import free_port
 
 TOKEN = uuid.uuid4().hex  # one per test session: Ray caches the token it first loads
 SMALL = Budget(steps_per_level=50, levels=(2.0, 4.0), batch_size=64, seed=0)
@@ -304,12 +304,6 @@ def test_a_run_whose_worker_is_killed_is_retried_and_nothing_else_is_redone(tmp_
     assert [line for line in lines if ": running ..." in line] == [f"[2/2] {victim}: running ..."]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ray_start(args: list[str], log: Path) -> subprocess.Popen:
     """``ray start --block``: stopping it (SIGTERM) stops the node's processes."""
     with open(log, "w") as f:
@@ -334,7 +328,7 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float =
 
 @pytest.mark.slow
 def test_a_sweep_submitted_to_a_two_node_cluster_runs_on_both_nodes(tmp_path, ray_processes):
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     nodes: list[subprocess.Popen] = []
     try:
